@@ -1,0 +1,14 @@
+//! Generates the prost/tonic code for `dataplane/v1/data_plane.proto` with a vendored
+//! `protoc`, so a fresh machine needs nothing but cargo.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // prost-build reads PROTOC from the environment; build scripts are single-threaded.
+    std::env::set_var("PROTOC", protoc);
+    println!("cargo:rerun-if-changed=dataplane/v1/data_plane.proto");
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_protos(&["dataplane/v1/data_plane.proto"], &["."])?;
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! SLIM wire format and the wire primitives every part of slim-conformance shares.
+//!
+//! - [`pb`]: the generated protobuf and gRPC types of `dataplane.proto.v1`, wire-compatible with
+//!   the real SLIM implementation (agntcy/slim).
+//! - [`names`]: hierarchical names, their XXH64 hashed form and their text form.
+//! - [`link`]: link negotiation key agreement (X25519 + HKDF-SHA256).
+//! - [`mac`]: the per-link header MAC (HMAC-SHA256 over a canonical header preimage).
+//! - [`validate`]: structural validation with a typed error per defect.
+//!
+//! Only *primitives* live here. Behaviour (routing, sessions) lives in the reference crate, and the
+//! conformance runner never asks it what is correct: its expectations come from `spec/` and
+//! `vectors/`.
+
+pub mod link;
+pub mod mac;
+pub mod names;
+pub mod validate;
+
+/// Generated types for package `dataplane.proto.v1` (see `proto/dataplane/v1/data_plane.proto`).
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("dataplane.proto.v1");
+}
+
+/// The SLIM protocol version this crate speaks, sent in link negotiation (`slim_version`).
+///
+/// The real node only checks that the peer's version parses as semver (SLIM-LINK-004); we announce
+/// the release line of `data_plane.proto` we are compatible with.
+pub const SLIM_VERSION: &str = "3.4.6";
+
+/// Default TTL for messages a client originates (SLIM-ROUTE-010): 8 hops, as the real SDK.
+pub const DEFAULT_TTL: u32 = 8;
+
+/// Largest encoded `Message` a node accepts (SLIM-TRANS-003): tonic's default, 4 MiB.
+pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// Default TCP port of a SLIM node (SLIM-TRANS-001).
+pub const DEFAULT_PORT: u16 = 46357;
+
+/// Fanout value that asks for anycast delivery (SLIM-ROUTE-005); every other value is broadcast.
+pub const ANYCAST_FANOUT: u32 = 1;
+
+/// Fanout the real SDK uses for group traffic (broadcast).
+pub const BROADCAST_FANOUT: u32 = 256;
