@@ -1,0 +1,104 @@
+//! `slim-relay`: the reference SLIM relay.
+//!
+//! With no arguments it listens on 127.0.0.1:46357 (h2c gRPC), requires the header MAC, and runs
+//! until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use slim_reference::config::FileConfig;
+use tracing_subscriber::EnvFilter;
+
+/// Reference SLIM relay: routes SLIM messages between links (h2c gRPC, DataPlaneService.OpenChannel).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on [default: 127.0.0.1:46357, or `listen` in --config]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+
+    /// YAML configuration file (keys: listen, node_id, require_header_mac, negotiation_timeout_ms,
+    /// queue_capacity, max_subscriptions_per_connection)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Require the per-link header MAC on every routed message [default: true]
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    require_header_mac: Option<bool>,
+
+    /// node_id announced in link negotiation replies [default: slim-relay]
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("SLIM_RELAY_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let mut file = match &args.config {
+        Some(path) => match FileConfig::load(path) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                eprintln!("slim-relay: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => FileConfig::default(),
+    };
+    if args.listen.is_some() {
+        file.listen = args.listen;
+    }
+    if args.require_header_mac.is_some() {
+        file.require_header_mac = args.require_header_mac;
+    }
+    if args.node_id.is_some() {
+        file.node_id = args.node_id;
+    }
+    let config = file.into_server_config();
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("slim-relay: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(slim_reference::server::run(config, shutdown_signal())) {
+        Ok(()) => {
+            tracing::info!("slim-relay stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("slim-relay: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}

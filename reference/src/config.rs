@@ -1,0 +1,191 @@
+//! The relay's configuration file (`relay.yaml`) and defaults.
+//!
+//! Every key is optional; an unknown key is an error that names it, so a typo never silently
+//! falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::relay::RelayConfig;
+
+/// Default listen address: loopback on SLIM's port (SLIM-TRANS-001).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:46357";
+
+/// The contents of `relay.yaml`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to listen on (h2c gRPC).
+    pub listen: Option<SocketAddr>,
+    /// `node_id` announced in negotiation replies.
+    pub node_id: Option<String>,
+    /// Require the per-link header MAC (default true).
+    pub require_header_mac: Option<bool>,
+    /// Milliseconds a new stream may stay silent before it is closed (default 5000).
+    pub negotiation_timeout_ms: Option<u64>,
+    /// Messages queued per connection before further messages to it are dropped (default 1024).
+    pub queue_capacity: Option<usize>,
+    /// Subscription records one connection may hold (default 100000).
+    pub max_subscriptions_per_connection: Option<usize>,
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or has an unknown key or a wrong type.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// serde_yaml's explanation (it names the offending key and its position).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("config file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+impl FileConfig {
+    /// Reads and checks a YAML configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Parses YAML text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        // An empty file is a valid, empty configuration.
+        let cfg: FileConfig = if text.trim().is_empty() {
+            FileConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+                path: path.to_string(),
+                message: e.to_string(),
+            })?
+        };
+        let invalid = |message: &str| ConfigError::Invalid {
+            path: path.to_string(),
+            message: message.to_string(),
+        };
+        if cfg.queue_capacity == Some(0) {
+            return Err(invalid("queue_capacity must be at least 1"));
+        }
+        if cfg.max_subscriptions_per_connection == Some(0) {
+            return Err(invalid("max_subscriptions_per_connection must be at least 1"));
+        }
+        if cfg.negotiation_timeout_ms == Some(0) {
+            return Err(invalid("negotiation_timeout_ms must be at least 1"));
+        }
+        Ok(cfg)
+    }
+}
+
+/// Everything the server needs, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Messages queued per connection (SLIM-ROUTE-012).
+    pub queue_capacity: usize,
+    /// The relay core's configuration.
+    pub relay: RelayConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        FileConfig::default().into_server_config()
+    }
+}
+
+impl FileConfig {
+    /// Applies defaults to every absent key.
+    pub fn into_server_config(self) -> ServerConfig {
+        let defaults = RelayConfig::default();
+        ServerConfig {
+            listen: self.listen.unwrap_or_else(|| {
+                DEFAULT_LISTEN
+                    .parse()
+                    .unwrap_or_else(|_| unreachable!("constant address"))
+            }),
+            queue_capacity: self.queue_capacity.unwrap_or(1024),
+            relay: RelayConfig {
+                require_header_mac: self
+                    .require_header_mac
+                    .unwrap_or(defaults.require_header_mac),
+                node_id: self.node_id.unwrap_or(defaults.node_id),
+                negotiation_timeout: self
+                    .negotiation_timeout_ms
+                    .map_or(defaults.negotiation_timeout, Duration::from_millis),
+                max_subscriptions_per_connection: self
+                    .max_subscriptions_per_connection
+                    .unwrap_or(defaults.max_subscriptions_per_connection),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = FileConfig::parse("listen: 127.0.0.1:1\nrequire_mac: false\n", "relay.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("relay.yaml"), "{err}");
+        assert!(err.contains("unknown field `require_mac`"), "{err}");
+        assert!(err.contains("require_header_mac"), "lists valid keys: {err}");
+    }
+
+    #[test]
+    fn values_are_applied() {
+        let cfg = FileConfig::parse(
+            "listen: 127.0.0.1:9\nrequire_header_mac: false\nnode_id: n1\nnegotiation_timeout_ms: 250\nqueue_capacity: 8\n",
+            "r.yaml",
+        )
+        .expect("valid")
+        .into_server_config();
+        assert_eq!(cfg.listen.port(), 9);
+        assert!(!cfg.relay.require_header_mac);
+        assert_eq!(cfg.relay.node_id, "n1");
+        assert_eq!(cfg.relay.negotiation_timeout, Duration::from_millis(250));
+        assert_eq!(cfg.queue_capacity, 8);
+    }
+
+    #[test]
+    fn defaults_match_the_real_node() {
+        let cfg = FileConfig::parse("", "r.yaml").expect("empty is valid").into_server_config();
+        assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
+        assert!(cfg.relay.require_header_mac);
+        assert_eq!(cfg.relay.negotiation_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let err = FileConfig::parse("queue_capacity: 0", "r.yaml").unwrap_err().to_string();
+        assert!(err.contains("queue_capacity must be at least 1"), "{err}");
+        let err = FileConfig::parse("listen: nowhere", "r.yaml").unwrap_err().to_string();
+        assert!(err.contains("listen"), "{err}");
+    }
+}

@@ -1,0 +1,11 @@
+//! slim-reference: a small, readable SLIM node that real SLIM apps run through.
+//!
+//! - [`relay`]: the sans-IO relay core (link negotiation, header MAC, subscriptions, routing).
+//! - [`server`]: the thin tokio/tonic shell that serves `DataPlaneService.OpenChannel`.
+//! - [`config`]: `relay.yaml` and its validation.
+//!
+//! Requirement ids (`SLIM-ROUTE-005`, …) in doc comments refer to `spec/SPEC.md`.
+
+pub mod config;
+pub mod relay;
+pub mod server;

@@ -1,0 +1,156 @@
+//! What the relay does with Subscribe, Unsubscribe and Publish once they passed validation, the
+//! MAC check and the TTL step (SLIM-SUB-*, SLIM-ROUTE-*).
+
+use slim_proto::names::encoded_id;
+use slim_proto::pb::{self, message::MessageType};
+use tracing::{debug, warn};
+
+use super::link::LinkState;
+use super::subscriptions::Prefix;
+use super::{ack, ConnId, Output, Relay};
+
+/// The routing key of a name: its prefix and id (absent id = wildcard).
+fn key(name: Option<&pb::Name>) -> Option<(Prefix, u128)> {
+    let enc = name?.name.as_ref()?;
+    Some((
+        [enc.component_0, enc.component_1, enc.component_2],
+        encoded_id(enc),
+    ))
+}
+
+impl Relay {
+    /// Checks `recv_from`/`forward_to` on a Subscribe/Unsubscribe. A client may only manage its
+    /// own link's subscriptions (SLIM-SUB-010), and this relay forwards no subscriptions
+    /// (SLIM-SUB-011).
+    fn subscription_target(&self, conn: ConnId, header: &pb::SlimHeader) -> Result<(), String> {
+        if let Some(n) = header.recv_from {
+            if !self.links.contains_key(&n) {
+                return Err(format!("connection not found: {n}"));
+            }
+            if n != conn {
+                return Err(format!(
+                    "recv_from {n} is another client's connection; a client may only subscribe on its own link"
+                ));
+            }
+        }
+        if header.forward_to.is_some() {
+            return Err(
+                "forward_to on a subscription is not supported: slim-relay has no peer links to propagate it to"
+                    .to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_subscribe(&mut self, conn: ConnId, sub: pb::Subscribe, out: &mut Vec<Output>) {
+        let Some(header) = sub.header.as_ref() else {
+            return;
+        };
+        let id = sub.subscription_id;
+        let result = self.subscription_target(conn, header).and_then(|()| {
+            let (prefix, name_id) =
+                key(header.destination.as_ref()).ok_or("destination has no encoded name")?;
+            let limit = self.config.max_subscriptions_per_connection;
+            self.table
+                .subscribe(conn, id, prefix, name_id, limit)
+                .map_err(|e| e.to_string())
+        });
+        match &result {
+            Ok(()) => {
+                self.stats.subscribes += 1;
+                debug!(conn, subscription_id = id, "subscribed");
+            }
+            Err(e) => warn!(conn, subscription_id = id, error = %e, "subscribe refused"),
+        }
+        // SLIM-SUB-001/002: ack iff the id is non-zero.
+        if id != 0 {
+            out.push(ack(conn, id, result));
+        }
+    }
+
+    pub(super) fn on_unsubscribe(
+        &mut self,
+        conn: ConnId,
+        unsub: pb::Unsubscribe,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(header) = unsub.header.as_ref() else {
+            return;
+        };
+        let id = unsub.subscription_id;
+        let result = self.subscription_target(conn, header).and_then(|()| {
+            let (prefix, name_id) =
+                key(header.destination.as_ref()).ok_or("destination has no encoded name")?;
+            self.table
+                .unsubscribe(conn, id, prefix, name_id)
+                .map_err(|e| e.to_string())
+        });
+        match &result {
+            Ok(()) => {
+                self.stats.unsubscribes += 1;
+                debug!(conn, subscription_id = id, "unsubscribed");
+            }
+            Err(e) => debug!(conn, subscription_id = id, error = %e, "unsubscribe refused"),
+        }
+        if id != 0 {
+            out.push(ack(conn, id, result));
+        }
+    }
+
+    /// Routes a Publish: to `forward_to` if set (SLIM-ROUTE-008), else by the table: anycast for
+    /// fanout 1 (SLIM-ROUTE-005), broadcast otherwise (SLIM-ROUTE-006), never back to the sender
+    /// (SLIM-ROUTE-007).
+    pub(super) fn on_publish(&mut self, conn: ConnId, msg: pb::Message, out: &mut Vec<Output>) {
+        self.stats.publishes_received += 1;
+        let Some(MessageType::Publish(publish)) = &msg.message_type else {
+            return;
+        };
+        let Some(header) = publish.header.as_ref() else {
+            return;
+        };
+        let targets: Vec<ConnId> = if let Some(n) = header.forward_to {
+            if matches!(self.links.get(&n), Some(LinkState::Established(_))) {
+                vec![n]
+            } else {
+                debug!(conn, forward_to = n, "publish to an unknown connection dropped");
+                Vec::new()
+            }
+        } else {
+            match key(header.destination.as_ref()) {
+                None => Vec::new(),
+                Some((prefix, id)) if header.fanout == slim_proto::ANYCAST_FANOUT => {
+                    self.table.pick_one(&prefix, id, conn).into_iter().collect()
+                }
+                Some((prefix, id)) => self.table.all(&prefix, id, conn),
+            }
+        };
+        if targets.is_empty() {
+            self.stats.dropped_no_route += 1;
+            debug!(conn, "publish matched no subscriber");
+            return;
+        }
+        for target in targets {
+            if let Some(message) = self.egress(target, &msg) {
+                self.stats.publishes_delivered += 1;
+                out.push(Output::Send {
+                    conn: target,
+                    message,
+                });
+            }
+        }
+    }
+
+    /// The copy of `msg` that leaves on `target`: link-local fields cleared and the header signed
+    /// with the target link's key (SLIM-MAC-003, SLIM-ROUTE-009).
+    fn egress(&self, target: ConnId, msg: &pb::Message) -> Option<pb::Message> {
+        let Some(LinkState::Established(link)) = self.links.get(&target) else {
+            return None;
+        };
+        let mut copy = msg.clone();
+        let header = slim_proto::validate::header_mut(&mut copy)?;
+        header.recv_from = None;
+        header.forward_to = None;
+        link.sign(header);
+        Some(copy)
+    }
+}

@@ -1,0 +1,349 @@
+//! The relay core: a sans-IO SLIM node.
+//!
+//! [`Relay`] is a plain state machine. The shell ([`crate::server`]) feeds it what happens on the
+//! network (a stream opened, a message decoded, a stream ended) and the current time; it returns
+//! [`Output`]s (send this message on that link, close that link with this status) and tells when it
+//! next wants to be woken ([`Relay::poll_timeout`]). It owns no sockets, clocks, tasks or locks,
+//! so every behaviour is testable deterministically, message by message.
+//!
+//! The pieces, one per protocol concept:
+//! - [`link`]: link negotiation as the responder, the per-link MAC state.
+//! - [`subscriptions`]: the subscription table and its matching rules.
+//! - [`forward`]: what happens to a Publish (TTL, forward_to, anycast/broadcast, re-signing).
+//!
+//! A message on an established link goes: validate → header MAC → TTL → dispatch by kind.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use slim_proto::pb::{self, message::MessageType};
+use slim_proto::validate::{self, Kind};
+use tracing::{debug, info, warn};
+
+pub mod forward;
+pub mod link;
+pub mod subscriptions;
+
+use link::LinkState;
+use subscriptions::SubscriptionTable;
+
+/// A connection's index. Indices are never reused, so a stale `forward_to` can never reach a
+/// newer connection (SLIM-ROUTE-011).
+pub type ConnId = u64;
+
+/// What the relay is configured to do.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Require the per-link header MAC (SLIM-MAC-001). Default true, as the real node.
+    pub require_header_mac: bool,
+    /// Sent as `node_id` in negotiation replies.
+    pub node_id: String,
+    /// How long a new stream may stay silent before it is closed (SLIM-LINK-006).
+    pub negotiation_timeout: Duration,
+    /// Most subscription records one connection may hold (SLIM-SUB-009).
+    pub max_subscriptions_per_connection: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            require_header_mac: true,
+            node_id: "slim-relay".to_string(),
+            negotiation_timeout: Duration::from_secs(5),
+            max_subscriptions_per_connection: 100_000,
+        }
+    }
+}
+
+/// A gRPC status class for closing a link; the shell maps it to a `tonic::Code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCode {
+    /// The peer sent something the protocol forbids (bad negotiation, undecodable frame).
+    InvalidArgument,
+    /// The peer did not negotiate in time.
+    DeadlineExceeded,
+    /// The peer exceeded a limit (message size).
+    ResourceExhausted,
+    /// The peer asked for something this relay does not implement (PEER links, PQ hybrid).
+    Unimplemented,
+    /// The relay is shutting down.
+    Unavailable,
+}
+
+/// Why a link is being closed: a status class and a message that says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseReason {
+    /// Status class.
+    pub code: CloseCode,
+    /// Human-readable explanation, sent as the gRPC status message.
+    pub message: String,
+}
+
+/// What the shell must do after feeding the relay.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Queue `message` on connection `conn`.
+    Send {
+        /// Destination connection.
+        conn: ConnId,
+        /// The message, already signed for that link.
+        message: pb::Message,
+    },
+    /// End connection `conn` with a gRPC status. The relay has already forgotten it.
+    Close {
+        /// Connection to close.
+        conn: ConnId,
+        /// Status to end its stream with.
+        reason: CloseReason,
+    },
+}
+
+/// Counters for operators and tests (what was routed, what was dropped and why).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Links that completed negotiation.
+    pub links_established: u64,
+    /// Publishes received on established links.
+    pub publishes_received: u64,
+    /// Copies of publishes sent to subscribers.
+    pub publishes_delivered: u64,
+    /// Subscribes installed.
+    pub subscribes: u64,
+    /// Unsubscribes applied.
+    pub unsubscribes: u64,
+    /// Messages dropped because they were structurally invalid.
+    pub dropped_invalid: u64,
+    /// Messages dropped because their header MAC was missing or wrong.
+    pub dropped_bad_mac: u64,
+    /// Messages dropped because their TTL ran out.
+    pub dropped_ttl: u64,
+    /// Publishes that matched no subscriber.
+    pub dropped_no_route: u64,
+}
+
+/// The relay state machine.
+pub struct Relay {
+    config: RelayConfig,
+    rng: ChaCha20Rng,
+    next_conn: ConnId,
+    links: BTreeMap<ConnId, LinkState>,
+    table: SubscriptionTable,
+    stats: Stats,
+}
+
+impl Relay {
+    /// A relay whose link keys come from a generator seeded with `seed` (the shell passes OS
+    /// randomness; tests pass a constant).
+    pub fn new(config: RelayConfig, seed: [u8; 32]) -> Self {
+        Self {
+            config,
+            rng: ChaCha20Rng::from_seed(seed),
+            next_conn: 0,
+            links: BTreeMap::new(),
+            table: SubscriptionTable::default(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Number of open connections (pending or established).
+    pub fn connections(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Number of subscription records held by `conn`.
+    pub fn subscription_count(&self, conn: ConnId) -> usize {
+        self.table.count(conn)
+    }
+
+    /// A new stream was accepted: it must negotiate before `now + negotiation_timeout`.
+    pub fn open(&mut self, now: Instant) -> ConnId {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        self.links.insert(
+            conn,
+            LinkState::Pending {
+                deadline: now + self.config.negotiation_timeout,
+            },
+        );
+        conn
+    }
+
+    /// The stream of `conn` ended (closed by the peer, reset, or failed to decode): forget the
+    /// connection and every subscription it held (SLIM-SUB-008).
+    pub fn close(&mut self, conn: ConnId) {
+        if self.links.remove(&conn).is_some() {
+            let n = self.table.remove_connection(conn);
+            debug!(conn, subscriptions = n, "connection state removed");
+        }
+    }
+
+    /// Ends `conn` with `reason`: forgets it and tells the shell to close its stream.
+    fn close_with(&mut self, conn: ConnId, code: CloseCode, message: String, out: &mut Vec<Output>) {
+        info!(conn, ?code, %message, "closing link");
+        self.close(conn);
+        out.push(Output::Close {
+            conn,
+            reason: CloseReason { code, message },
+        });
+    }
+
+    /// The earliest time the relay wants [`Relay::handle_timeout`] to be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.links
+            .values()
+            .filter_map(|l| match l {
+                LinkState::Pending { deadline } => Some(*deadline),
+                LinkState::Established(_) => None,
+            })
+            .min()
+    }
+
+    /// Closes every stream that did not negotiate before its deadline (SLIM-LINK-006).
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let expired: Vec<ConnId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| matches!(l, LinkState::Pending { deadline } if *deadline <= now))
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in expired {
+            let secs = self.config.negotiation_timeout.as_secs_f64();
+            self.close_with(
+                conn,
+                CloseCode::DeadlineExceeded,
+                format!("no link negotiation received within {secs} s; send a LinkNegotiationPayload as the first message"),
+                out,
+            );
+        }
+    }
+
+    /// Closes every connection because the relay is stopping.
+    pub fn shutdown(&mut self, out: &mut Vec<Output>) {
+        let conns: Vec<ConnId> = self.links.keys().copied().collect();
+        for conn in conns {
+            self.close_with(
+                conn,
+                CloseCode::Unavailable,
+                "relay is shutting down".to_string(),
+                out,
+            );
+        }
+    }
+
+    /// Feeds one decoded message received on `conn`.
+    pub fn handle(&mut self, conn: ConnId, msg: pb::Message, now: Instant, out: &mut Vec<Output>) {
+        let _ = now; // Deadlines are checked in handle_timeout; kept for API symmetry.
+        match self.links.get(&conn) {
+            None => debug!(conn, "message for an unknown connection ignored"),
+            Some(LinkState::Pending { .. }) => self.negotiate(conn, &msg, out),
+            Some(LinkState::Established(_)) => self.on_message(conn, msg, out),
+        }
+    }
+
+    /// A message on an established link.
+    fn on_message(&mut self, conn: ConnId, mut msg: pb::Message, out: &mut Vec<Output>) {
+        let kind = match validate::validate(&msg) {
+            Ok(kind) => kind,
+            Err(err) => {
+                self.stats.dropped_invalid += 1;
+                warn!(conn, %err, "invalid message dropped");
+                // A subscriber that asked for an ack learns why (SLIM-VAL-003).
+                self.nack_if_requested(conn, &msg, &err.to_string(), out);
+                return;
+            }
+        };
+        match kind {
+            // A second negotiation on a live link is ignored (SLIM-LINK-009).
+            Kind::Link => {
+                debug!(conn, "link message on an established link ignored");
+                return;
+            }
+            // This relay never waits for acks (it forwards no subscriptions).
+            Kind::SubscriptionAck => {
+                debug!(conn, "unsolicited subscription ack ignored");
+                return;
+            }
+            Kind::Subscribe | Kind::Unsubscribe | Kind::Publish => {}
+        }
+        if let Err(err) = self.check_mac(conn, &msg) {
+            self.stats.dropped_bad_mac += 1;
+            warn!(conn, %err, "message with bad header MAC dropped");
+            self.nack_if_requested(conn, &msg, &format!("header MAC rejected: {err}"), out);
+            return;
+        }
+        let Some(header) = validate::header_mut(&mut msg) else {
+            return; // validate() guarantees a header for these kinds
+        };
+        // SLIM-ROUTE-009: record the ingress link; SLIM-ROUTE-010: one hop less, drop at zero.
+        header.incoming_conn = Some(conn);
+        header.ttl = header.ttl.saturating_sub(1);
+        if header.ttl == 0 {
+            self.stats.dropped_ttl += 1;
+            debug!(conn, kind = ?kind, "ttl expired, message dropped");
+            return;
+        }
+        match msg.message_type {
+            Some(MessageType::Subscribe(s)) => self.on_subscribe(conn, s, out),
+            Some(MessageType::Unsubscribe(u)) => self.on_unsubscribe(conn, u, out),
+            Some(MessageType::Publish(_)) => self.on_publish(conn, msg, out),
+            _ => {}
+        }
+    }
+
+    /// Checks the header MAC of a Subscribe/Unsubscribe/Publish (SLIM-MAC-004, SLIM-MAC-005).
+    fn check_mac(&self, conn: ConnId, msg: &pb::Message) -> Result<(), link::MacCheckError> {
+        let Some(LinkState::Established(link)) = self.links.get(&conn) else {
+            return Ok(());
+        };
+        let Some(header) = validate::header(msg) else {
+            return Ok(());
+        };
+        link.check(header, self.config.require_header_mac)
+    }
+
+    /// Sends a failed SubscriptionAck when `msg` is a Subscribe/Unsubscribe that asked for one.
+    fn nack_if_requested(&self, conn: ConnId, msg: &pb::Message, error: &str, out: &mut Vec<Output>) {
+        let id = match &msg.message_type {
+            Some(MessageType::Subscribe(s)) => s.subscription_id,
+            Some(MessageType::Unsubscribe(u)) => u.subscription_id,
+            _ => 0,
+        };
+        if id != 0 {
+            out.push(ack(conn, id, Err(error.to_string())));
+        }
+    }
+}
+
+/// A SubscriptionAck for `conn` (SLIM-SUB-001): never routed, no header, no MAC.
+pub(crate) fn ack(conn: ConnId, subscription_id: u64, result: Result<(), String>) -> Output {
+    let (success, error) = match result {
+        Ok(()) => (true, String::new()),
+        Err(e) => (false, e),
+    };
+    Output::Send {
+        conn,
+        message: pb::Message {
+            message_type: Some(MessageType::SubscriptionAck(pb::SubscriptionAck {
+                subscription_id,
+                success,
+                error,
+            })),
+            metadata: Default::default(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

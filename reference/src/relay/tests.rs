@@ -1,0 +1,438 @@
+//! Deterministic tests of the relay core: no sockets, no clock, a fixed seed.
+
+use std::time::{Duration, Instant};
+
+use slim_proto::link::{self, LinkKeyPair};
+use slim_proto::mac::LinkMac;
+use slim_proto::names::{SlimName, NULL_ID};
+use slim_proto::pb::{self, message::MessageType};
+
+use super::*;
+
+/// A client on one link of the relay, built only from slim-proto primitives.
+struct Client {
+    conn: ConnId,
+    mac: Option<LinkMac>,
+}
+
+struct Net {
+    relay: Relay,
+    now: Instant,
+}
+
+fn msg(t: MessageType) -> pb::Message {
+    pb::Message {
+        message_type: Some(t),
+        metadata: Default::default(),
+    }
+}
+
+fn request(link_id: &str, public: Vec<u8>) -> pb::Message {
+    link::negotiation_message(pb::LinkNegotiationPayload {
+        link_id: link_id.into(),
+        slim_version: "3.3.8".into(),
+        is_reply: false,
+        link_ecdh_public_key: public,
+        connection_type: pb::LinkConnectionType::Edge as i32,
+        node_id: "test".into(),
+        ..Default::default()
+    })
+}
+
+fn header(src: &SlimName, dst: &SlimName, fanout: u32) -> pb::SlimHeader {
+    pb::SlimHeader {
+        source: Some(src.to_proto()),
+        destination: Some(dst.to_proto()),
+        fanout,
+        ttl: 8,
+        ..Default::default()
+    }
+}
+
+fn name(s: &str) -> SlimName {
+    s.parse().expect("test name")
+}
+
+impl Net {
+    fn new(strict: bool) -> Self {
+        let config = RelayConfig {
+            require_header_mac: strict,
+            ..RelayConfig::default()
+        };
+        Self {
+            relay: Relay::new(config, [7; 32]),
+            now: Instant::now(),
+        }
+    }
+
+    fn feed(&mut self, conn: ConnId, m: pb::Message) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.relay.handle(conn, m, self.now, &mut out);
+        out
+    }
+
+    /// Opens a link and negotiates it; returns the client.
+    fn connect(&mut self, seed: u8) -> Client {
+        let conn = self.relay.open(self.now);
+        let pair = LinkKeyPair::from_secret_bytes([seed; 32]);
+        let link_id = format!("link-{seed}");
+        let out = self.feed(conn, request(&link_id, pair.public_bytes().to_vec()));
+        let [Output::Send { conn: c, message }] = out.as_slice() else {
+            panic!("expected exactly one reply, got {out:?}");
+        };
+        assert_eq!(*c, conn);
+        let reply = link::negotiation_payload(message).expect("a negotiation reply");
+        link::check_reply(reply, &link_id, true).expect("valid reply");
+        assert_eq!(reply.node_id, "slim-relay");
+        assert_eq!(reply.connection_type, pb::LinkConnectionType::Edge as i32);
+        let mac = pair
+            .derive_link_mac(&reply.link_ecdh_public_key, &link_id)
+            .expect("derive");
+        Client {
+            conn,
+            mac: Some(mac),
+        }
+    }
+
+    fn signed(&self, c: &Client, mut m: pb::Message) -> pb::Message {
+        if let (Some(mac), Some(h)) = (&c.mac, slim_proto::validate::header_mut(&mut m)) {
+            mac.sign(h);
+        }
+        m
+    }
+
+    fn subscribe(&mut self, c: &Client, n: &SlimName, id: u64) -> Vec<Output> {
+        let m = self.signed(
+            c,
+            msg(MessageType::Subscribe(pb::Subscribe {
+                header: Some(header(n, n, 1)),
+                subscription_id: id,
+            })),
+        );
+        self.feed(c.conn, m)
+    }
+
+    fn unsubscribe(&mut self, c: &Client, n: &SlimName, id: u64) -> Vec<Output> {
+        let m = self.signed(
+            c,
+            msg(MessageType::Unsubscribe(pb::Unsubscribe {
+                header: Some(header(n, n, 1)),
+                subscription_id: id,
+            })),
+        );
+        self.feed(c.conn, m)
+    }
+
+    fn publish_with(&mut self, c: &Client, h: pb::SlimHeader) -> Vec<Output> {
+        let m = self.signed(c, publish(h));
+        self.feed(c.conn, m)
+    }
+
+    fn publish(&mut self, c: &Client, dst: &SlimName, fanout: u32) -> Vec<Output> {
+        self.publish_with(c, header(&name("o/n/sender"), dst, fanout))
+    }
+}
+
+fn publish(h: pb::SlimHeader) -> pb::Message {
+    msg(MessageType::Publish(pb::Publish {
+        header: Some(h),
+        session: Some(pb::SessionHeader::default()),
+        msg: Some(pb::Content {
+            content_type: Some(pb::content::ContentType::AppPayload(
+                pb::ApplicationPayload {
+                    payload_type: "msg".into(),
+                    blob: b"hello".to_vec(),
+                },
+            )),
+        }),
+    }))
+}
+
+fn acked(out: &[Output], id: u64) -> Result<(), String> {
+    match out {
+        [Output::Send {
+            message:
+                pb::Message {
+                    message_type: Some(MessageType::SubscriptionAck(a)),
+                    ..
+                },
+            ..
+        }] if a.subscription_id == id => {
+            if a.success {
+                Ok(())
+            } else {
+                Err(a.error.clone())
+            }
+        }
+        other => panic!("expected one ack for {id}, got {other:?}"),
+    }
+}
+
+fn receivers(out: &[Output]) -> Vec<ConnId> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send { conn, message } if matches!(message.message_type, Some(MessageType::Publish(_))) => {
+                Some(*conn)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn negotiation_reply_and_bad_first_messages() {
+    let mut net = Net::new(true);
+    let _ = net.connect(1);
+    let bad: Vec<(pb::Message, &str)> = vec![
+        (pb::Message::default(), "no message_type"),
+        (publish(pb::SlimHeader::default()), "got publish"),
+        (msg(MessageType::Link(pb::Link { link_type: None })), "no link_negotiation payload"),
+        (request("", vec![1; 32]), "empty link_id"),
+        (request("l", vec![1; 31]), "31 bytes"),
+        (request("l", vec![]), "0 bytes"),
+    ];
+    for (m, why) in bad {
+        let conn = net.relay.open(net.now);
+        let out = net.feed(conn, m);
+        match out.as_slice() {
+            [Output::Close { conn: c, reason }] => {
+                assert_eq!(*c, conn);
+                assert_eq!(reason.code, CloseCode::InvalidArgument);
+                assert!(reason.message.contains(why), "{why}: {}", reason.message);
+            }
+            other => panic!("{why}: expected a close, got {other:?}"),
+        }
+    }
+    let mut reply = request("l", vec![1; 32]);
+    if let Some(MessageType::Link(pb::Link {
+        link_type: Some(pb::link::LinkType::LinkNegotiation(p)),
+    })) = &mut reply.message_type
+    {
+        p.slim_version = "not-semver".into();
+    }
+    let conn = net.relay.open(net.now);
+    assert!(matches!(net.feed(conn, reply).as_slice(), [Output::Close { .. }]));
+    assert_eq!(net.relay.connections(), 1, "only the good link remains");
+}
+
+#[test]
+fn silent_streams_time_out() {
+    let mut net = Net::new(true);
+    let conn = net.relay.open(net.now);
+    let deadline = net.relay.poll_timeout().expect("a pending deadline");
+    assert_eq!(deadline, net.now + Duration::from_secs(5));
+    let mut out = Vec::new();
+    net.relay.handle_timeout(deadline - Duration::from_millis(1), &mut out);
+    assert!(out.is_empty());
+    net.relay.handle_timeout(deadline, &mut out);
+    assert!(matches!(out.as_slice(), [Output::Close { conn: c, reason }] if *c == conn && reason.code == CloseCode::DeadlineExceeded));
+    assert_eq!(net.relay.poll_timeout(), None);
+}
+
+#[test]
+fn non_strict_relay_accepts_keyless_links() {
+    let mut net = Net::new(false);
+    let conn = net.relay.open(net.now);
+    let out = net.feed(conn, request("l", vec![]));
+    let [Output::Send { message, .. }] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    let reply = link::negotiation_payload(message).expect("reply");
+    assert!(reply.link_ecdh_public_key.is_empty());
+    let a = Client { conn, mac: None };
+    let b = net.connect(2);
+    let n = name("o/n/a/1");
+    acked(&net.subscribe(&a, &n, 1), 1).expect("unsigned subscribe accepted");
+    let out = net.publish(&b, &n, 1);
+    let [Output::Send { message, .. }] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    let h = slim_proto::validate::header(message).expect("header");
+    assert_eq!(h.header_mac, None, "no key, no MAC");
+}
+
+#[test]
+fn header_mac_is_required_and_checked() {
+    let mut net = Net::new(true);
+    let a = net.connect(1);
+    let b = net.connect(2);
+    let n = name("o/n/a/1");
+    let unsigned = Client {
+        conn: a.conn,
+        mac: None,
+    };
+    assert_eq!(
+        acked(&net.subscribe(&unsigned, &n, 5), 5),
+        Err("header MAC rejected: header_mac is missing".into())
+    );
+    acked(&net.subscribe(&a, &n, 6), 6).expect("signed subscribe accepted");
+
+    // Delivered copies are signed with the receiver's link key, TTL decremented.
+    let out = net.publish(&b, &n, 1);
+    let [Output::Send { conn, message }] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(*conn, a.conn);
+    let h = slim_proto::validate::header(message).expect("header");
+    a.mac.as_ref().expect("key").verify(h).expect("signed for A");
+    assert_eq!(h.ttl, 7);
+    assert_eq!(h.incoming_conn, Some(b.conn));
+
+    // A covered field changed after signing: dropped. An uncovered one: delivered.
+    let mut m = net.signed(&b, publish(header(&name("o/n/s"), &n, 1)));
+    slim_proto::validate::header_mut(&mut m).expect("h").identity = "forged".into();
+    assert!(net.feed(b.conn, m).is_empty());
+    let mut m = net.signed(&b, publish(header(&name("o/n/s"), &n, 1)));
+    slim_proto::validate::header_mut(&mut m).expect("h").version = "9.9.9".into();
+    assert_eq!(receivers(&net.feed(b.conn, m)), vec![a.conn]);
+    assert_eq!(net.relay.stats().dropped_bad_mac, 2);
+}
+
+#[test]
+fn routing_exact_wildcard_anycast_broadcast() {
+    let mut net = Net::new(true);
+    let s1 = net.connect(1);
+    let s2 = net.connect(2);
+    let p = net.connect(3);
+    acked(&net.subscribe(&s1, &name("o/n/s/1"), 1), 1).expect("ack");
+    acked(&net.subscribe(&s2, &name("o/n/s/2"), 1), 1).expect("ack");
+
+    assert_eq!(receivers(&net.publish(&p, &name("o/n/s/1"), 1)), vec![s1.conn]);
+    assert_eq!(receivers(&net.publish(&p, &name("o/n/s/1"), 256)), vec![s1.conn]);
+    assert!(receivers(&net.publish(&p, &name("o/n/s/3"), 1)).is_empty());
+    // Wildcard anycast alternates, broadcast reaches both.
+    let wild = SlimName::new("o", "n", "s");
+    assert_eq!(wild.id(), NULL_ID);
+    let picks: Vec<ConnId> = (0..4)
+        .flat_map(|_| receivers(&net.publish(&p, &wild, 1)))
+        .collect();
+    assert_eq!(picks, vec![s1.conn, s2.conn, s1.conn, s2.conn]);
+    for fanout in [0, 2, 256] {
+        let mut got = receivers(&net.publish(&p, &wild, fanout));
+        got.sort_unstable();
+        assert_eq!(got, vec![s1.conn, s2.conn], "fanout {fanout}");
+    }
+    // The sender never gets its own publish.
+    assert!(receivers(&net.publish(&s1, &name("o/n/s/1"), 256)).is_empty());
+    assert_eq!(receivers(&net.publish(&s1, &wild, 256)), vec![s2.conn]);
+}
+
+#[test]
+fn ttl_is_decremented_and_enforced() {
+    let mut net = Net::new(true);
+    let s = net.connect(1);
+    let p = net.connect(2);
+    let n = name("o/n/s/1");
+    for ttl in [0, 1] {
+        let mut h = header(&n, &n, 1);
+        h.ttl = ttl;
+        let m = net.signed(
+            &s,
+            msg(MessageType::Subscribe(pb::Subscribe {
+                header: Some(h),
+                subscription_id: 9,
+            })),
+        );
+        assert!(net.feed(s.conn, m).is_empty(), "ttl {ttl}: no ack, no route");
+    }
+    acked(&net.subscribe(&s, &n, 1), 1).expect("ack");
+    for (ttl, delivered) in [(0, false), (1, false), (2, true)] {
+        let mut h = header(&name("o/n/p"), &n, 1);
+        h.ttl = ttl;
+        assert_eq!(!receivers(&net.publish_with(&p, h)).is_empty(), delivered, "ttl {ttl}");
+    }
+}
+
+#[test]
+fn forward_to_and_connection_cleanup() {
+    let mut net = Net::new(true);
+    let a = net.connect(1);
+    let b = net.connect(2);
+    let mut h = header(&name("o/n/a"), &name("o/n/nobody"), 1);
+    h.forward_to = Some(b.conn);
+    let out = net.publish_with(&a, h);
+    let [Output::Send { conn, message }] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(*conn, b.conn);
+    let h = slim_proto::validate::header(message).expect("h");
+    assert_eq!((h.forward_to, h.recv_from), (None, None), "link-local fields cleared");
+
+    let n = name("o/n/b/1");
+    acked(&net.subscribe(&b, &n, 1), 1).expect("ack");
+    acked(&net.subscribe(&b, &SlimName::new("o", "n", "other"), 2), 2).expect("ack");
+    assert_eq!(net.relay.subscription_count(b.conn), 2);
+    net.relay.close(b.conn);
+    assert_eq!(net.relay.subscription_count(b.conn), 0);
+    assert!(receivers(&net.publish(&a, &n, 1)).is_empty());
+    // A forward_to naming the closed connection goes nowhere.
+    let mut h = header(&name("o/n/a"), &n, 1);
+    h.forward_to = Some(b.conn);
+    assert!(net.publish_with(&a, h).is_empty());
+}
+
+#[test]
+fn bad_input_on_an_established_link() {
+    let mut net = Net::new(true);
+    let a = net.connect(1);
+    let b = net.connect(2);
+    let n = name("o/n/a/1");
+    // Empty message: dropped, link kept.
+    assert!(net.feed(a.conn, pb::Message::default()).is_empty());
+    // Subscribe without string name: refused with a reason.
+    let mut h = header(&n, &n, 1);
+    h.destination.as_mut().expect("dst").str_name = None;
+    let m = net.signed(
+        &a,
+        msg(MessageType::Subscribe(pb::Subscribe {
+            header: Some(h),
+            subscription_id: 3,
+        })),
+    );
+    let err = acked(&net.feed(a.conn, m), 3).unwrap_err();
+    assert!(err.contains("no str_name"), "{err}");
+    // recv_from naming another client's link, or an unknown one.
+    for (target, want) in [(b.conn, "another client's connection"), (99, "connection not found: 99")] {
+        let mut h = header(&n, &n, 1);
+        h.recv_from = Some(target);
+        let m = net.signed(
+            &a,
+            msg(MessageType::Subscribe(pb::Subscribe {
+                header: Some(h),
+                subscription_id: 4,
+            })),
+        );
+        let err = acked(&net.feed(a.conn, m), 4).unwrap_err();
+        assert!(err.contains(want), "{err}");
+    }
+    // Publish without session header: dropped.
+    let mut m = net.signed(&b, publish(header(&name("o/n/b"), &n, 1)));
+    if let Some(MessageType::Publish(p)) = &mut m.message_type {
+        p.session = None;
+    }
+    assert!(net.feed(b.conn, m).is_empty());
+    // The link still works.
+    acked(&net.subscribe(&a, &n, 5), 5).expect("ack");
+    assert_eq!(receivers(&net.publish(&b, &n, 1)), vec![a.conn]);
+    assert_eq!(net.relay.stats().dropped_invalid, 3);
+}
+
+#[test]
+fn unsubscribe_acks() {
+    let mut net = Net::new(true);
+    let a = net.connect(1);
+    let b = net.connect(2);
+    let n = name("o/n/a/1");
+    assert_eq!(acked(&net.unsubscribe(&a, &n, 1), 1), Err("subscription not found".into()));
+    acked(&net.subscribe(&a, &n, 1), 1).expect("ack");
+    assert_eq!(
+        acked(&net.unsubscribe(&b, &n, 1), 1),
+        Err("subscription id not found: 1".into()),
+        "another link cannot cancel it"
+    );
+    acked(&net.unsubscribe(&a, &n, 1), 1).expect("ack");
+    assert!(receivers(&net.publish(&b, &n, 1)).is_empty());
+    // Subscription id 0: route installed, no ack.
+    assert!(net.subscribe(&a, &n, 0).is_empty());
+    assert_eq!(receivers(&net.publish(&b, &n, 1)), vec![a.conn]);
+}

@@ -1,0 +1,404 @@
+//! The tokio/tonic shell around the relay core.
+//!
+//! It only moves bytes and time: each `OpenChannel` stream gets a connection index from the core,
+//! a task that decodes inbound messages and feeds them to the core, and a bounded outbound queue
+//! that the core's [`Output`]s are pushed into. One timer task calls the core's
+//! `handle_timeout` when `poll_timeout` says so.
+//!
+//! Backpressure (SLIM-ROUTE-012): each connection's outbound queue holds `queue_capacity`
+//! messages. When a receiver's queue is full, the message is dropped **for that receiver only**
+//! (counted in [`ShellStats::dropped_queue_full`] and logged), so a slow consumer can neither grow
+//! the relay's memory nor stall the publisher or other subscribers. Reliable SLIM sessions
+//! recover such losses end to end by retransmission.
+//!
+//! Transport errors (SLIM-TRANS-003, SLIM-VAL-006): a frame larger than 4 MiB ends that stream
+//! with `RESOURCE_EXHAUSTED`, undecodable bytes with `INVALID_ARGUMENT`; in both cases the
+//! connection's subscriptions are removed and other connections are unaffected.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rand_core::{OsRng, RngCore};
+use slim_proto::pb;
+use slim_proto::pb::data_plane_service_server::{DataPlaneService, DataPlaneServiceServer};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Code, Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use crate::config::ServerConfig;
+use crate::relay::{CloseCode, CloseReason, ConnId, Output, Relay, Stats};
+
+/// Counters kept by the shell (what the core cannot see).
+#[derive(Debug, Default)]
+pub struct ShellStats {
+    /// Messages dropped because the receiver's queue was full.
+    pub dropped_queue_full: AtomicU64,
+}
+
+/// The shell's handle on one connection.
+struct LinkHandle {
+    tx: mpsc::Sender<Result<pb::Message, Status>>,
+    close: Option<oneshot::Sender<Status>>,
+}
+
+struct State {
+    relay: Relay,
+    links: HashMap<ConnId, LinkHandle>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    timer: Notify,
+    queue_capacity: usize,
+    shell_stats: ShellStats,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a relay bug; keep serving the other links.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    /// Carries out the core's outputs. Never blocks: sends are `try_send`.
+    fn dispatch(&mut self, outputs: Vec<Output>, shell_stats: &ShellStats) {
+        for output in outputs {
+            match output {
+                Output::Send { conn, message } => {
+                    let Some(link) = self.links.get(&conn) else {
+                        continue;
+                    };
+                    match link.tx.try_send(Ok(message)) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            let n = shell_stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+                            if n.is_power_of_two() || n == 0 {
+                                warn!(conn, dropped_total = n + 1, "receiver queue full, message dropped for this receiver (slow consumer)");
+                            }
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    }
+                }
+                Output::Close { conn, reason } => {
+                    if let Some(close) = self.links.get_mut(&conn).and_then(|l| l.close.take()) {
+                        let _ = close.send(status(&reason));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn status(reason: &CloseReason) -> Status {
+    let code = match reason.code {
+        CloseCode::InvalidArgument => Code::InvalidArgument,
+        CloseCode::DeadlineExceeded => Code::DeadlineExceeded,
+        CloseCode::ResourceExhausted => Code::ResourceExhausted,
+        CloseCode::Unimplemented => Code::Unimplemented,
+        CloseCode::Unavailable => Code::Unavailable,
+    };
+    Status::new(code, reason.message.clone())
+}
+
+/// Maps a stream read error to the status we end the stream with, or `None` when the peer went
+/// away (reset, broken connection) and there is nobody to tell.
+fn read_error_status(err: &Status) -> Option<Status> {
+    let msg = err.message();
+    if msg.contains("message length too large") || err.code() == Code::OutOfRange {
+        Some(Status::resource_exhausted(format!(
+            "message exceeds the {} byte limit ({msg}); split large payloads",
+            slim_proto::MAX_MESSAGE_SIZE
+        )))
+    } else if msg.contains("decode") || err.code() == Code::Internal {
+        Some(Status::invalid_argument(format!(
+            "could not decode a dataplane.proto.v1.Message: {msg}"
+        )))
+    } else {
+        None
+    }
+}
+
+/// The gRPC service: one `OpenChannel` stream per link.
+#[derive(Clone)]
+pub struct RelayService {
+    shared: Arc<Shared>,
+}
+
+type OutStream = ReceiverStream<Result<pb::Message, Status>>;
+
+#[tonic::async_trait]
+impl DataPlaneService for RelayService {
+    type OpenChannelStream = OutStream;
+
+    async fn open_channel(
+        &self,
+        request: Request<Streaming<pb::Message>>,
+    ) -> Result<Response<Self::OpenChannelStream>, Status> {
+        let peer = request.remote_addr();
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(self.shared.queue_capacity);
+        let (close_tx, close_rx) = oneshot::channel();
+        let conn = {
+            let mut state = self.shared.lock();
+            let conn = state.relay.open(Instant::now());
+            state.links.insert(
+                conn,
+                LinkHandle {
+                    tx: tx.clone(),
+                    close: Some(close_tx),
+                },
+            );
+            conn
+        };
+        self.shared.timer.notify_one();
+        info!(conn, ?peer, "connection opened");
+        tokio::spawn(connection_task(
+            self.shared.clone(),
+            conn,
+            inbound,
+            tx,
+            close_rx,
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Reads one stream until it ends or the core closes it.
+async fn connection_task(
+    shared: Arc<Shared>,
+    conn: ConnId,
+    mut inbound: Streaming<pb::Message>,
+    tx: mpsc::Sender<Result<pb::Message, Status>>,
+    mut close_rx: oneshot::Receiver<Status>,
+) {
+    let why: String = loop {
+        tokio::select! {
+            biased;
+            closed = &mut close_rx => {
+                let Ok(status) = closed else { break "closed".into() };
+                let why = format!("{:?}: {}", status.code(), status.message());
+                send_final(&tx, status).await;
+                break why;
+            }
+            item = inbound.message() => match item {
+                Ok(Some(msg)) => {
+                    let mut out = Vec::new();
+                    let mut state = shared.lock();
+                    state.relay.handle(conn, msg, Instant::now(), &mut out);
+                    state.dispatch(out, &shared.shell_stats);
+                }
+                Ok(None) => break "peer closed the stream".into(),
+                Err(err) => {
+                    let why = format!("read error: {err}");
+                    if let Some(status) = read_error_status(&err) {
+                        send_final(&tx, status).await;
+                    }
+                    break why;
+                }
+            }
+        }
+    };
+    let mut state = shared.lock();
+    state.relay.close(conn);
+    state.links.remove(&conn);
+    drop(state);
+    info!(conn, reason = %why, "connection closed");
+}
+
+/// Ends a stream with `status`, waiting a bounded time for queue space.
+async fn send_final(tx: &mpsc::Sender<Result<pb::Message, Status>>, status: Status) {
+    if tokio::time::timeout(Duration::from_secs(1), tx.send(Err(status)))
+        .await
+        .is_err()
+    {
+        debug!("could not deliver the closing status: receiver queue stayed full");
+    }
+}
+
+/// Wakes the core when a negotiation deadline passes.
+async fn timer_task(shared: Arc<Shared>) {
+    loop {
+        let next = shared.lock().relay.poll_timeout();
+        match next {
+            Some(deadline) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline.into()) => {
+                        let mut out = Vec::new();
+                        let mut state = shared.lock();
+                        state.relay.handle_timeout(Instant::now(), &mut out);
+                        state.dispatch(out, &shared.shell_stats);
+                    }
+                    _ = shared.timer.notified() => {}
+                }
+            }
+            None => shared.timer.notified().await,
+        }
+    }
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source} (is another SLIM node already using the port? pick another with --listen)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A running relay: its address, its counters, and a way to stop it.
+pub struct RelayHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), ServeError>>>,
+}
+
+impl RelayHandle {
+    /// The address the relay listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr`, as clients take it.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The core's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().relay.stats().clone()
+    }
+
+    /// Messages dropped because a receiver's queue was full.
+    pub fn dropped_queue_full(&self) -> u64 {
+        self.shared.shell_stats.dropped_queue_full.load(Ordering::Relaxed)
+    }
+
+    /// Number of open connections.
+    pub fn connections(&self) -> usize {
+        self.shared.lock().relay.connections()
+    }
+
+    /// Stops the relay: closes every link with `UNAVAILABLE`, then waits for the server.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        // Dropping the handle (for instance when a test fails) stops the server too.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Binds `config.listen` and serves in the background until the handle is shut down or dropped.
+pub async fn spawn(config: ServerConfig) -> Result<RelayHandle, ServeError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let shared = new_shared(&config);
+    let task = tokio::spawn(serve(listener, shared.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    Ok(RelayHandle {
+        addr,
+        shared,
+        stop: Some(stop_tx),
+        task: Some(task),
+    })
+}
+
+/// Binds `config.listen` and serves until `shutdown` resolves.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    info!(%addr, require_header_mac = config.relay.require_header_mac, node_id = %config.relay.node_id, "slim-relay listening");
+    serve(listener, new_shared(&config), shutdown).await
+}
+
+fn new_shared(config: &ServerConfig) -> Arc<Shared> {
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    Arc::new(Shared {
+        state: Mutex::new(State {
+            relay: Relay::new(config.relay.clone(), seed),
+            links: HashMap::new(),
+        }),
+        timer: Notify::new(),
+        queue_capacity: config.queue_capacity,
+        shell_stats: ShellStats::default(),
+    })
+}
+
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let timer = tokio::spawn(timer_task(shared.clone()));
+    let service = DataPlaneServiceServer::new(RelayService {
+        shared: shared.clone(),
+    })
+    .max_decoding_message_size(slim_proto::MAX_MESSAGE_SIZE);
+    let closing = shared.clone();
+    let stop: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+        shutdown.await;
+        info!("shutting down: closing every link");
+        let mut out = Vec::new();
+        let mut state = closing.lock();
+        state.relay.shutdown(&mut out);
+        state.dispatch(out, &closing.shell_stats);
+    });
+    let server = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop);
+    let result = server.await;
+    timer.abort();
+    result.map_err(ServeError::from)
+}
