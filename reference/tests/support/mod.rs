@@ -1,0 +1,220 @@
+//! A raw SLIM link client for the relay's integration tests, built only from slim-proto
+//! primitives (negotiation, header MAC) and a byte-level gRPC codec so tests can also send
+//! frames that are not valid protobuf.
+
+#![allow(dead_code, missing_docs)]
+
+use std::time::Duration;
+
+use bytes::BufMut;
+use prost::Message as _;
+use slim_proto::link::{self, LinkKeyPair};
+use slim_proto::mac::LinkMac;
+use slim_proto::names::SlimName;
+use slim_proto::pb::{self, message::MessageType};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::{Status, Streaming};
+
+/// Sends raw bytes as gRPC messages, decodes responses as `pb::Message`.
+#[derive(Default)]
+pub struct RawCodec;
+
+pub struct RawEncoder;
+pub struct MessageDecoder;
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for MessageDecoder {
+    type Item = pb::Message;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<pb::Message>, Status> {
+        pb::Message::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = pb::Message;
+    type Encoder = RawEncoder;
+    type Decoder = MessageDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> MessageDecoder {
+        MessageDecoder
+    }
+}
+
+/// One `OpenChannel` stream.
+pub struct RawLink {
+    tx: mpsc::Sender<Vec<u8>>,
+    rx: Streaming<pb::Message>,
+    pub mac: Option<LinkMac>,
+}
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+impl RawLink {
+    /// Opens a stream without negotiating.
+    pub async fn open(url: &str) -> RawLink {
+        let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to relay");
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.expect("ready");
+        let (tx, rx) = mpsc::channel(16);
+        let path = http::uri::PathAndQuery::from_static(
+            "/dataplane.proto.v1.DataPlaneService/OpenChannel",
+        );
+        let response = grpc
+            .streaming(
+                tonic::Request::new(ReceiverStream::new(rx)),
+                path,
+                RawCodec,
+            )
+            .await
+            .expect("OpenChannel");
+        RawLink {
+            tx,
+            rx: response.into_inner(),
+            mac: None,
+        }
+    }
+
+    /// Opens a stream and negotiates a MAC key.
+    pub async fn connect(url: &str) -> RawLink {
+        let mut link = Self::open(url).await;
+        let pair = LinkKeyPair::from_secret_bytes(rand_bytes());
+        let link_id = uuid::Uuid::new_v4().to_string();
+        link.send_raw(
+            link::negotiation_message(pb::LinkNegotiationPayload {
+                link_id: link_id.clone(),
+                slim_version: "3.3.8".into(),
+                link_ecdh_public_key: pair.public_bytes().to_vec(),
+                connection_type: pb::LinkConnectionType::Edge as i32,
+                ..Default::default()
+            })
+            .encode_to_vec(),
+        )
+        .await;
+        let reply = link.recv().await.expect("negotiation reply");
+        let p = link::negotiation_payload(&reply).expect("a negotiation reply");
+        link::check_reply(p, &link_id, true).expect("valid reply");
+        link.mac = Some(
+            pair.derive_link_mac(&p.link_ecdh_public_key, &link_id)
+                .expect("derive"),
+        );
+        link
+    }
+
+    pub async fn send_raw(&self, bytes: Vec<u8>) {
+        self.tx.send(bytes).await.expect("request stream open");
+    }
+
+    /// Signs (if negotiated) and sends.
+    pub async fn send(&self, mut msg: pb::Message) {
+        if let (Some(mac), Some(h)) = (&self.mac, slim_proto::validate::header_mut(&mut msg)) {
+            mac.sign(h);
+        }
+        self.send_raw(msg.encode_to_vec()).await;
+    }
+
+    /// Next message, `Err` on a status, panics if nothing comes within [`WAIT`].
+    pub async fn recv(&mut self) -> Result<pb::Message, Status> {
+        match tokio::time::timeout(WAIT, self.rx.message()).await {
+            Err(_) => panic!("nothing received within {WAIT:?}"),
+            Ok(Ok(Some(m))) => Ok(m),
+            Ok(Ok(None)) => Err(Status::ok("stream ended")),
+            Ok(Err(s)) => Err(s),
+        }
+    }
+
+    /// Next message if one arrives within `d`.
+    pub async fn try_recv(&mut self, d: Duration) -> Option<Result<pb::Message, Status>> {
+        match tokio::time::timeout(d, self.rx.message()).await {
+            Err(_) => None,
+            Ok(Ok(Some(m))) => Some(Ok(m)),
+            Ok(Ok(None)) => Some(Err(Status::ok("stream ended"))),
+            Ok(Err(s)) => Some(Err(s)),
+        }
+    }
+
+    /// Subscribes `name` with ack id `id` and waits for the ack.
+    pub async fn subscribe(&mut self, name: &SlimName, id: u64) -> pb::SubscriptionAck {
+        self.send(subscribe(name, id)).await;
+        match self.recv().await.expect("ack").message_type {
+            Some(MessageType::SubscriptionAck(a)) => a,
+            other => panic!("expected an ack, got {other:?}"),
+        }
+    }
+}
+
+fn rand_bytes() -> [u8; 32] {
+    let a = uuid::Uuid::new_v4().as_u128().to_le_bytes();
+    let b = uuid::Uuid::new_v4().as_u128().to_le_bytes();
+    let mut out = [0u8; 32];
+    out[..16].copy_from_slice(&a);
+    out[16..].copy_from_slice(&b);
+    out
+}
+
+pub fn header(src: &SlimName, dst: &SlimName, fanout: u32) -> pb::SlimHeader {
+    pb::SlimHeader {
+        source: Some(src.to_proto()),
+        destination: Some(dst.to_proto()),
+        fanout,
+        ttl: slim_proto::DEFAULT_TTL,
+        ..Default::default()
+    }
+}
+
+pub fn subscribe(name: &SlimName, id: u64) -> pb::Message {
+    pb::Message {
+        message_type: Some(MessageType::Subscribe(pb::Subscribe {
+            header: Some(header(name, name, 1)),
+            subscription_id: id,
+        })),
+        metadata: Default::default(),
+    }
+}
+
+pub fn publish(src: &SlimName, dst: &SlimName, fanout: u32, blob: Vec<u8>) -> pb::Message {
+    pb::Message {
+        message_type: Some(MessageType::Publish(pb::Publish {
+            header: Some(header(src, dst, fanout)),
+            session: Some(pb::SessionHeader::default()),
+            msg: Some(pb::Content {
+                content_type: Some(pb::content::ContentType::AppPayload(
+                    pb::ApplicationPayload {
+                        payload_type: "msg".into(),
+                        blob,
+                    },
+                )),
+            }),
+        })),
+        metadata: Default::default(),
+    }
+}
+
+pub fn blob_of(msg: &pb::Message) -> Option<&[u8]> {
+    match &msg.message_type {
+        Some(MessageType::Publish(p)) => match p.msg.as_ref()?.content_type.as_ref()? {
+            pb::content::ContentType::AppPayload(a) => Some(&a.blob),
+            _ => None,
+        },
+        _ => None,
+    }
+}
