@@ -45,7 +45,7 @@ pub enum ValidationError {
     /// A Publish without a session header (SLIM-VAL-004).
     #[error("publish has no session header")]
     MissingSessionHeader,
-    /// A `Link` with no `link_type` (SLIM-VAL-005).
+    /// A `Link` with no `link_type` (SLIM-LINK-001).
     #[error("link message has no link_type")]
     MissingLinkType,
 }

@@ -105,7 +105,7 @@ impl FileConfig {
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Messages queued per connection (SLIM-ROUTE-012).
+    /// Messages queued per connection (SLIM-TRANS-006).
     pub queue_capacity: usize,
     /// The relay core's configuration.
     pub relay: RelayConfig,

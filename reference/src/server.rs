@@ -5,13 +5,13 @@
 //! that the core's [`Output`]s are pushed into. One timer task calls the core's
 //! `handle_timeout` when `poll_timeout` says so.
 //!
-//! Backpressure (SLIM-ROUTE-012): each connection's outbound queue holds `queue_capacity`
+//! Backpressure (SLIM-TRANS-006): each connection's outbound queue holds `queue_capacity`
 //! messages. When a receiver's queue is full, the message is dropped **for that receiver only**
 //! (counted in [`ShellStats::dropped_queue_full`] and logged), so a slow consumer can neither grow
 //! the relay's memory nor stall the publisher or other subscribers. Reliable SLIM sessions
 //! recover such losses end to end by retransmission.
 //!
-//! Transport errors (SLIM-TRANS-003, SLIM-VAL-006): a frame larger than 4 MiB ends that stream
+//! Transport errors (SLIM-TRANS-003..005, SLIM-VAL-005): a frame larger than 4 MiB ends that stream
 //! with `RESOURCE_EXHAUSTED`, undecodable bytes with `INVALID_ARGUMENT`; in both cases the
 //! connection's subscriptions are removed and other connections are unaffected.
 

@@ -1,0 +1,144 @@
+//! `spec/requirements.yaml` and `spec/SPEC.md` state the same requirements, and every requirement
+//! id cited in the code exists in the catalogue.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Catalogue {
+    schema: u32,
+    requirements: Vec<Requirement>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Requirement {
+    id: String,
+    level: String,
+    section: String,
+    title: String,
+    text: String,
+    source: String,
+    reason: Option<String>,
+    real_node: Option<String>,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn catalogue() -> Catalogue {
+    let text = std::fs::read_to_string(root().join("spec/requirements.yaml")).expect("catalogue");
+    serde_yaml::from_str(&text).expect("requirements.yaml parses")
+}
+
+/// Every `SLIM-AREA-NNN` token in a text.
+fn cited_ids(text: &str) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = text[i..].find("SLIM-") {
+        let start = i + pos;
+        let mut j = start + 5;
+        while j < bytes.len() && bytes[j].is_ascii_uppercase() {
+            j += 1;
+        }
+        let area_end = j;
+        if area_end > start + 5 && j < bytes.len() && bytes[j] == b'-' {
+            let digits = &text[j + 1..(j + 4).min(text.len())];
+            if digits.len() == 3 && digits.bytes().all(|b| b.is_ascii_digit()) {
+                ids.insert(text[start..j + 4].to_string());
+            }
+        }
+        i = start + 5;
+    }
+    ids
+}
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("rs" | "proto" | "py" | "md")
+        ) {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn catalogue_is_well_formed() {
+    let cat = catalogue();
+    assert_eq!(cat.schema, 1);
+    let mut seen = BTreeSet::new();
+    for r in &cat.requirements {
+        assert!(seen.insert(r.id.clone()), "duplicate id {}", r.id);
+        assert_eq!(cited_ids(&r.id).len(), 1, "malformed id {}", r.id);
+        assert!(
+            ["MUST", "SHOULD", "MAY"].contains(&r.level.as_str()),
+            "{}: level {}",
+            r.id,
+            r.level
+        );
+        assert!(
+            ["real", "draft", "decision"].contains(&r.source.as_str()),
+            "{}: source {}",
+            r.id,
+            r.source
+        );
+        if r.source == "decision" {
+            assert!(r.reason.is_some(), "{}: a decision needs a reason", r.id);
+        }
+        assert!(r.real_node.as_deref().is_none_or(|s| !s.is_empty()));
+        assert!(!r.title.is_empty() && !r.text.is_empty() && !r.section.is_empty());
+    }
+    assert!(cat.requirements.len() >= 50, "catalogue shrank unexpectedly");
+}
+
+#[test]
+fn spec_md_states_every_requirement_verbatim() {
+    let cat = catalogue();
+    let spec = std::fs::read_to_string(root().join("spec/SPEC.md")).expect("SPEC.md");
+    for r in &cat.requirements {
+        let line = format!("**{}** ({}): {}", r.id, r.level, r.text);
+        assert!(spec.contains(&line), "SPEC.md lacks, verbatim:\n{line}");
+    }
+    let listed: BTreeSet<String> = spec
+        .lines()
+        .filter(|l| l.starts_with("- **SLIM-"))
+        .flat_map(cited_ids)
+        .collect();
+    let known: BTreeSet<String> = cat.requirements.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(listed, known, "SPEC.md and requirements.yaml list different ids");
+}
+
+#[test]
+fn every_cited_id_exists() {
+    let known: BTreeSet<String> = catalogue().requirements.into_iter().map(|r| r.id).collect();
+    let mut files = Vec::new();
+    for dir in ["proto", "reference/src", "reference/tests", "spec"] {
+        files_under(&root().join(dir), &mut files);
+    }
+    let mut unknown = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        for id in cited_ids(&text) {
+            if !known.contains(&id) {
+                unknown.push(format!("{}: {id}", f.display()));
+            }
+        }
+    }
+    assert!(unknown.is_empty(), "ids cited but not in the catalogue:\n{}", unknown.join("\n"));
+}
