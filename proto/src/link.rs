@@ -242,13 +242,19 @@ mod tests {
         assert_eq!(check_request(&request(), true), Ok(()));
         let mut r = request();
         r.is_reply = true;
-        assert_eq!(check_request(&r, true), Err(LinkError::WrongDirection { got: true }));
+        assert_eq!(
+            check_request(&r, true),
+            Err(LinkError::WrongDirection { got: true })
+        );
         let mut r = request();
         r.link_id.clear();
         assert_eq!(check_request(&r, true), Err(LinkError::EmptyLinkId));
         let mut r = request();
         r.slim_version = "not-semver".into();
-        assert!(matches!(check_request(&r, true), Err(LinkError::BadVersion(_))));
+        assert!(matches!(
+            check_request(&r, true),
+            Err(LinkError::BadVersion(_))
+        ));
         for len in [0, 31, 33] {
             let mut r = request();
             r.link_ecdh_public_key = vec![1; len];
@@ -256,7 +262,11 @@ mod tests {
         }
         let mut r = request();
         r.link_ecdh_public_key.clear();
-        assert_eq!(check_request(&r, false), Ok(()), "non-strict accepts no key");
+        assert_eq!(
+            check_request(&r, false),
+            Ok(()),
+            "non-strict accepts no key"
+        );
     }
 
     #[test]

@@ -176,7 +176,11 @@ mod tests {
 
     fn header() -> pb::SlimHeader {
         pb::SlimHeader {
-            source: Some(SlimName::new("org", "default", "alice").with_id(7).to_proto()),
+            source: Some(
+                SlimName::new("org", "default", "alice")
+                    .with_id(7)
+                    .to_proto(),
+            ),
             destination: Some(SlimName::new("org", "default", "app").to_proto()),
             identity: "token".into(),
             fanout: 1,

@@ -235,7 +235,9 @@ mod tests {
         assert_eq!(split_id(0x42), (0, 0x42));
         assert_eq!(split_id(1 << 64), (1, 0));
         assert_eq!(split_id(NULL_ID), (u64::MAX, u64::MAX));
-        let wire = SlimName::new("org", "default", "app").with_id(0x42).to_proto();
+        let wire = SlimName::new("org", "default", "app")
+            .with_id(0x42)
+            .to_proto();
         let id = wire.name.and_then(|n| n.name_id).expect("name_id");
         assert_eq!((id.id_0, id.id_1), (0, 0x42));
     }

@@ -40,7 +40,9 @@ pub enum ValidationError {
         field: &'static str,
     },
     /// A Subscribe/Unsubscribe destination without its string form (SLIM-VAL-003).
-    #[error("{0} destination has no str_name; the string components are required to register a name")]
+    #[error(
+        "{0} destination has no str_name; the string components are required to register a name"
+    )]
     MissingStringName(&'static str),
     /// A Publish without a session header (SLIM-VAL-004).
     #[error("publish has no session header")]
@@ -88,7 +90,11 @@ fn routed_header(h: Option<&pb::SlimHeader>, kind: &'static str) -> Result<(), V
             field: "source",
         });
     }
-    if h.destination.as_ref().and_then(|n| n.name.as_ref()).is_none() {
+    if h.destination
+        .as_ref()
+        .and_then(|n| n.name.as_ref())
+        .is_none()
+    {
         return Err(ValidationError::MissingName {
             kind,
             field: "destination",
@@ -101,7 +107,10 @@ fn string_destination(
     h: Option<&pb::SlimHeader>,
     kind: &'static str,
 ) -> Result<(), ValidationError> {
-    match h.and_then(|h| h.destination.as_ref()).and_then(|d| d.str_name.as_ref()) {
+    match h
+        .and_then(|h| h.destination.as_ref())
+        .and_then(|d| d.str_name.as_ref())
+    {
         Some(_) => Ok(()),
         None => Err(ValidationError::MissingStringName(kind)),
     }
@@ -180,7 +189,12 @@ mod tests {
         }
         assert_eq!(validate(&m), Err(ValidationError::MissingSessionHeader));
         let mut m = routed("subscribe");
-        header_mut(&mut m).expect("header").destination.as_mut().expect("dst").str_name = None;
+        header_mut(&mut m)
+            .expect("header")
+            .destination
+            .as_mut()
+            .expect("dst")
+            .str_name = None;
         assert_eq!(
             validate(&m),
             Err(ValidationError::MissingStringName("subscribe"))
@@ -195,7 +209,12 @@ mod tests {
             })
         );
         let mut m = routed("publish");
-        header_mut(&mut m).expect("header").destination.as_mut().expect("dst").name = None;
+        header_mut(&mut m)
+            .expect("header")
+            .destination
+            .as_mut()
+            .expect("dst")
+            .name = None;
         assert_eq!(
             validate(&m),
             Err(ValidationError::MissingName {
@@ -207,7 +226,10 @@ mod tests {
         if let Some(MessageType::Subscribe(s)) = &mut m.message_type {
             s.header = None;
         }
-        assert_eq!(validate(&m), Err(ValidationError::MissingHeader("subscribe")));
+        assert_eq!(
+            validate(&m),
+            Err(ValidationError::MissingHeader("subscribe"))
+        );
         let m = pb::Message {
             message_type: Some(MessageType::Link(pb::Link { link_type: None })),
             metadata: Default::default(),

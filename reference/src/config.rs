@@ -91,7 +91,9 @@ impl FileConfig {
             return Err(invalid("queue_capacity must be at least 1"));
         }
         if cfg.max_subscriptions_per_connection == Some(0) {
-            return Err(invalid("max_subscriptions_per_connection must be at least 1"));
+            return Err(invalid(
+                "max_subscriptions_per_connection must be at least 1",
+            ));
         }
         if cfg.negotiation_timeout_ms == Some(0) {
             return Err(invalid("negotiation_timeout_ms must be at least 1"));
@@ -155,7 +157,10 @@ mod tests {
             .to_string();
         assert!(err.contains("relay.yaml"), "{err}");
         assert!(err.contains("unknown field `require_mac`"), "{err}");
-        assert!(err.contains("require_header_mac"), "lists valid keys: {err}");
+        assert!(
+            err.contains("require_header_mac"),
+            "lists valid keys: {err}"
+        );
     }
 
     #[test]
@@ -175,7 +180,9 @@ mod tests {
 
     #[test]
     fn defaults_match_the_real_node() {
-        let cfg = FileConfig::parse("", "r.yaml").expect("empty is valid").into_server_config();
+        let cfg = FileConfig::parse("", "r.yaml")
+            .expect("empty is valid")
+            .into_server_config();
         assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
         assert!(cfg.relay.require_header_mac);
         assert_eq!(cfg.relay.negotiation_timeout, Duration::from_secs(5));
@@ -183,9 +190,13 @@ mod tests {
 
     #[test]
     fn bad_values_are_explained() {
-        let err = FileConfig::parse("queue_capacity: 0", "r.yaml").unwrap_err().to_string();
+        let err = FileConfig::parse("queue_capacity: 0", "r.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("queue_capacity must be at least 1"), "{err}");
-        let err = FileConfig::parse("listen: nowhere", "r.yaml").unwrap_err().to_string();
+        let err = FileConfig::parse("listen: nowhere", "r.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listen"), "{err}");
     }
 }

@@ -79,7 +79,9 @@ impl State {
                     match link.tx.try_send(Ok(message)) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
-                            let n = shell_stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+                            let n = shell_stats
+                                .dropped_queue_full
+                                .fetch_add(1, Ordering::Relaxed);
                             if n.is_power_of_two() || n == 0 {
                                 warn!(conn, dropped_total = n + 1, "receiver queue full, message dropped for this receiver (slow consumer)");
                             }
@@ -286,7 +288,10 @@ impl RelayHandle {
 
     /// Messages dropped because a receiver's queue was full.
     pub fn dropped_queue_full(&self) -> u64 {
-        self.shared.shell_stats.dropped_queue_full.load(Ordering::Relaxed)
+        self.shared
+            .shell_stats
+            .dropped_queue_full
+            .load(Ordering::Relaxed)
     }
 
     /// Number of open connections.

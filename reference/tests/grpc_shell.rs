@@ -12,8 +12,10 @@ use support::{blob_of, publish, RawLink};
 use tonic::Code;
 
 async fn relay(timeout_ms: u64) -> RelayHandle {
-    let mut cfg = ServerConfig::default();
-    cfg.listen = "127.0.0.1:0".parse().expect("addr");
+    let mut cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..ServerConfig::default()
+    };
     cfg.relay.negotiation_timeout = Duration::from_millis(timeout_ms);
     spawn(cfg).await.expect("relay starts")
 }
@@ -30,7 +32,12 @@ async fn healthy_pair(url: &str, tag: &str) -> (RawLink, RawLink, SlimName) {
 
 async fn still_routes(sub: &mut RawLink, publisher: &RawLink, name: &SlimName, blob: &[u8]) {
     publisher
-        .send(publish(&"o/n/p".parse().expect("n"), name, 1, blob.to_vec()))
+        .send(publish(
+            &"o/n/p".parse().expect("n"),
+            name,
+            1,
+            blob.to_vec(),
+        ))
         .await;
     let got = sub.recv().await.expect("delivery");
     assert_eq!(blob_of(&got), Some(blob));
@@ -74,7 +81,11 @@ async fn garbage_bytes_close_only_that_stream() {
     bad.send_raw(vec![0xff, 0xff, 0xff, 0xff, 0x0f]).await;
     let status = bad.recv().await.expect_err("stream must end with a status");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(status.message().contains("could not decode"), "{}", status.message());
+    assert!(
+        status.message().contains("could not decode"),
+        "{}",
+        status.message()
+    );
     still_routes(&mut sub, &publisher, &name, b"after garbage").await;
     relay.shutdown().await.expect("clean shutdown");
 }
@@ -91,7 +102,11 @@ async fn bad_negotiation_and_silence_get_a_status() {
         .await;
     let status = first_publish.recv().await.expect_err("closed");
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("must be a link negotiation"), "{}", status.message());
+    assert!(
+        status.message().contains("must be a link negotiation"),
+        "{}",
+        status.message()
+    );
 
     let mut silent = RawLink::open(&url).await;
     let status = silent.recv().await.expect_err("closed");
@@ -126,12 +141,17 @@ async fn closing_a_subscriber_removes_its_routes() {
     // Anycast now always picks the remaining subscriber.
     for i in 0..4u8 {
         publisher
-            .send(publish(&"o/n/p".parse().expect("n"), &SlimName::new("o", "n", "gone"), 1, vec![i]))
+            .send(publish(
+                &"o/n/p".parse().expect("n"),
+                &SlimName::new("o", "n", "gone"),
+                1,
+                vec![i],
+            ))
             .await;
         let got = other.recv().await.expect("delivery");
         assert_eq!(blob_of(&got), Some(&[i][..]));
     }
-    assert!(matches!(other.try_recv(Duration::from_millis(100)).await, None));
+    assert!(other.try_recv(Duration::from_millis(100)).await.is_none());
     relay.shutdown().await.expect("clean shutdown");
 }
 

@@ -104,7 +104,10 @@ fn catalogue_is_well_formed() {
         assert!(r.real_node.as_deref().is_none_or(|s| !s.is_empty()));
         assert!(!r.title.is_empty() && !r.text.is_empty() && !r.section.is_empty());
     }
-    assert!(cat.requirements.len() >= 50, "catalogue shrank unexpectedly");
+    assert!(
+        cat.requirements.len() >= 50,
+        "catalogue shrank unexpectedly"
+    );
 }
 
 #[test]
@@ -121,7 +124,10 @@ fn spec_md_states_every_requirement_verbatim() {
         .flat_map(cited_ids)
         .collect();
     let known: BTreeSet<String> = cat.requirements.iter().map(|r| r.id.clone()).collect();
-    assert_eq!(listed, known, "SPEC.md and requirements.yaml list different ids");
+    assert_eq!(
+        listed, known,
+        "SPEC.md and requirements.yaml list different ids"
+    );
 }
 
 #[test]
@@ -140,5 +146,9 @@ fn every_cited_id_exists() {
             }
         }
     }
-    assert!(unknown.is_empty(), "ids cited but not in the catalogue:\n{}", unknown.join("\n"));
+    assert!(
+        unknown.is_empty(),
+        "ids cited but not in the catalogue:\n{}",
+        unknown.join("\n")
+    );
 }

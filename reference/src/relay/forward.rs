@@ -112,7 +112,11 @@ impl Relay {
             if matches!(self.links.get(&n), Some(LinkState::Established(_))) {
                 vec![n]
             } else {
-                debug!(conn, forward_to = n, "publish to an unknown connection dropped");
+                debug!(
+                    conn,
+                    forward_to = n,
+                    "publish to an unknown connection dropped"
+                );
                 Vec::new()
             }
         } else {

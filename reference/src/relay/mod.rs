@@ -82,6 +82,9 @@ pub struct CloseReason {
 }
 
 /// What the shell must do after feeding the relay.
+// `Send` is the hot variant and `Close` is rare: boxing the message would cost an allocation per
+// delivered copy to save space in the rare case.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// Queue `message` on connection `conn`.
@@ -190,7 +193,13 @@ impl Relay {
     }
 
     /// Ends `conn` with `reason`: forgets it and tells the shell to close its stream.
-    fn close_with(&mut self, conn: ConnId, code: CloseCode, message: String, out: &mut Vec<Output>) {
+    fn close_with(
+        &mut self,
+        conn: ConnId,
+        code: CloseCode,
+        message: String,
+        out: &mut Vec<Output>,
+    ) {
         info!(conn, ?code, %message, "closing link");
         self.close(conn);
         out.push(Output::Close {
@@ -314,7 +323,13 @@ impl Relay {
     }
 
     /// Sends a failed SubscriptionAck when `msg` is a Subscribe/Unsubscribe that asked for one.
-    fn nack_if_requested(&self, conn: ConnId, msg: &pb::Message, error: &str, out: &mut Vec<Output>) {
+    fn nack_if_requested(
+        &self,
+        conn: ConnId,
+        msg: &pb::Message,
+        error: &str,
+        out: &mut Vec<Output>,
+    ) {
         let id = match &msg.message_type {
             Some(MessageType::Subscribe(s)) => s.subscription_id,
             Some(MessageType::Unsubscribe(u)) => u.subscription_id,

@@ -315,8 +315,10 @@ mod tests {
             t.subscribe(1, 9, P, 9, 3),
             Err(SubscribeError::LimitReached(3))
         );
-        t.subscribe(1, 0, P, 0, 3).expect("re-subscribing is idempotent");
-        t.subscribe(2, 9, P, 9, 3).expect("other connections are unaffected");
+        t.subscribe(1, 0, P, 0, 3)
+            .expect("re-subscribing is idempotent");
+        t.subscribe(2, 9, P, 9, 3)
+            .expect("other connections are unaffected");
     }
 
     #[derive(Debug, Clone)]

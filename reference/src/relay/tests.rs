@@ -171,7 +171,9 @@ fn acked(out: &[Output], id: u64) -> Result<(), String> {
 fn receivers(out: &[Output]) -> Vec<ConnId> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Send { conn, message } if matches!(message.message_type, Some(MessageType::Publish(_))) => {
+            Output::Send { conn, message }
+                if matches!(message.message_type, Some(MessageType::Publish(_))) =>
+            {
                 Some(*conn)
             }
             _ => None,
@@ -186,7 +188,10 @@ fn negotiation_reply_and_bad_first_messages() {
     let bad: Vec<(pb::Message, &str)> = vec![
         (pb::Message::default(), "no message_type"),
         (publish(pb::SlimHeader::default()), "got publish"),
-        (msg(MessageType::Link(pb::Link { link_type: None })), "no link_negotiation payload"),
+        (
+            msg(MessageType::Link(pb::Link { link_type: None })),
+            "no link_negotiation payload",
+        ),
         (request("", vec![1; 32]), "empty link_id"),
         (request("l", vec![1; 31]), "31 bytes"),
         (request("l", vec![]), "0 bytes"),
@@ -211,7 +216,10 @@ fn negotiation_reply_and_bad_first_messages() {
         p.slim_version = "not-semver".into();
     }
     let conn = net.relay.open(net.now);
-    assert!(matches!(net.feed(conn, reply).as_slice(), [Output::Close { .. }]));
+    assert!(matches!(
+        net.feed(conn, reply).as_slice(),
+        [Output::Close { .. }]
+    ));
     assert_eq!(net.relay.connections(), 1, "only the good link remains");
 }
 
@@ -222,10 +230,13 @@ fn silent_streams_time_out() {
     let deadline = net.relay.poll_timeout().expect("a pending deadline");
     assert_eq!(deadline, net.now + Duration::from_secs(5));
     let mut out = Vec::new();
-    net.relay.handle_timeout(deadline - Duration::from_millis(1), &mut out);
+    net.relay
+        .handle_timeout(deadline - Duration::from_millis(1), &mut out);
     assert!(out.is_empty());
     net.relay.handle_timeout(deadline, &mut out);
-    assert!(matches!(out.as_slice(), [Output::Close { conn: c, reason }] if *c == conn && reason.code == CloseCode::DeadlineExceeded));
+    assert!(
+        matches!(out.as_slice(), [Output::Close { conn: c, reason }] if *c == conn && reason.code == CloseCode::DeadlineExceeded)
+    );
     assert_eq!(net.relay.poll_timeout(), None);
 }
 
@@ -274,13 +285,19 @@ fn header_mac_is_required_and_checked() {
     };
     assert_eq!(*conn, a.conn);
     let h = slim_proto::validate::header(message).expect("header");
-    a.mac.as_ref().expect("key").verify(h).expect("signed for A");
+    a.mac
+        .as_ref()
+        .expect("key")
+        .verify(h)
+        .expect("signed for A");
     assert_eq!(h.ttl, 7);
     assert_eq!(h.incoming_conn, Some(b.conn));
 
     // A covered field changed after signing: dropped. An uncovered one: delivered.
     let mut m = net.signed(&b, publish(header(&name("o/n/s"), &n, 1)));
-    slim_proto::validate::header_mut(&mut m).expect("h").identity = "forged".into();
+    slim_proto::validate::header_mut(&mut m)
+        .expect("h")
+        .identity = "forged".into();
     assert!(net.feed(b.conn, m).is_empty());
     let mut m = net.signed(&b, publish(header(&name("o/n/s"), &n, 1)));
     slim_proto::validate::header_mut(&mut m).expect("h").version = "9.9.9".into();
@@ -297,8 +314,14 @@ fn routing_exact_wildcard_anycast_broadcast() {
     acked(&net.subscribe(&s1, &name("o/n/s/1"), 1), 1).expect("ack");
     acked(&net.subscribe(&s2, &name("o/n/s/2"), 1), 1).expect("ack");
 
-    assert_eq!(receivers(&net.publish(&p, &name("o/n/s/1"), 1)), vec![s1.conn]);
-    assert_eq!(receivers(&net.publish(&p, &name("o/n/s/1"), 256)), vec![s1.conn]);
+    assert_eq!(
+        receivers(&net.publish(&p, &name("o/n/s/1"), 1)),
+        vec![s1.conn]
+    );
+    assert_eq!(
+        receivers(&net.publish(&p, &name("o/n/s/1"), 256)),
+        vec![s1.conn]
+    );
     assert!(receivers(&net.publish(&p, &name("o/n/s/3"), 1)).is_empty());
     // Wildcard anycast alternates, broadcast reaches both.
     let wild = SlimName::new("o", "n", "s");
@@ -333,13 +356,20 @@ fn ttl_is_decremented_and_enforced() {
                 subscription_id: 9,
             })),
         );
-        assert!(net.feed(s.conn, m).is_empty(), "ttl {ttl}: no ack, no route");
+        assert!(
+            net.feed(s.conn, m).is_empty(),
+            "ttl {ttl}: no ack, no route"
+        );
     }
     acked(&net.subscribe(&s, &n, 1), 1).expect("ack");
     for (ttl, delivered) in [(0, false), (1, false), (2, true)] {
         let mut h = header(&name("o/n/p"), &n, 1);
         h.ttl = ttl;
-        assert_eq!(!receivers(&net.publish_with(&p, h)).is_empty(), delivered, "ttl {ttl}");
+        assert_eq!(
+            !receivers(&net.publish_with(&p, h)).is_empty(),
+            delivered,
+            "ttl {ttl}"
+        );
     }
 }
 
@@ -356,7 +386,11 @@ fn forward_to_and_connection_cleanup() {
     };
     assert_eq!(*conn, b.conn);
     let h = slim_proto::validate::header(message).expect("h");
-    assert_eq!((h.forward_to, h.recv_from), (None, None), "link-local fields cleared");
+    assert_eq!(
+        (h.forward_to, h.recv_from),
+        (None, None),
+        "link-local fields cleared"
+    );
 
     let n = name("o/n/b/1");
     acked(&net.subscribe(&b, &n, 1), 1).expect("ack");
@@ -392,7 +426,10 @@ fn bad_input_on_an_established_link() {
     let err = acked(&net.feed(a.conn, m), 3).unwrap_err();
     assert!(err.contains("no str_name"), "{err}");
     // recv_from naming another client's link, or an unknown one.
-    for (target, want) in [(b.conn, "another client's connection"), (99, "connection not found: 99")] {
+    for (target, want) in [
+        (b.conn, "another client's connection"),
+        (99, "connection not found: 99"),
+    ] {
         let mut h = header(&n, &n, 1);
         h.recv_from = Some(target);
         let m = net.signed(
@@ -423,7 +460,10 @@ fn unsubscribe_acks() {
     let a = net.connect(1);
     let b = net.connect(2);
     let n = name("o/n/a/1");
-    assert_eq!(acked(&net.unsubscribe(&a, &n, 1), 1), Err("subscription not found".into()));
+    assert_eq!(
+        acked(&net.unsubscribe(&a, &n, 1), 1),
+        Err("subscription not found".into())
+    );
     acked(&net.subscribe(&a, &n, 1), 1).expect("ack");
     assert_eq!(
         acked(&net.unsubscribe(&b, &n, 1), 1),

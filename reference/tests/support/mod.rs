@@ -80,11 +80,7 @@ impl RawLink {
             "/dataplane.proto.v1.DataPlaneService/OpenChannel",
         );
         let response = grpc
-            .streaming(
-                tonic::Request::new(ReceiverStream::new(rx)),
-                path,
-                RawCodec,
-            )
+            .streaming(tonic::Request::new(ReceiverStream::new(rx)), path, RawCodec)
             .await
             .expect("OpenChannel");
         RawLink {

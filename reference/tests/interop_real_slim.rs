@@ -1,0 +1,183 @@
+//! Interop with the real SLIM: apps built on the `slim-bindings` wheel from PyPI (the real SDK,
+//! with its own MLS and session layer) talk to each other **through our relay**.
+//!
+//! The wheel is installed into a virtualenv under the target directory on first use. If it
+//! cannot be installed the tests fail and say why: they are never skipped.
+//!
+//! Each scenario is a Python driver under `tests/interop/` that starts one OS process per app
+//! (so traffic cannot short-cut inside one SDK process) and prints a JSON summary as its last
+//! line. The test also checks the relay's own counters, so a pass proves the messages crossed it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use slim_reference::config::ServerConfig;
+use slim_reference::server::{spawn, RelayHandle};
+
+/// slim-bindings version the wire facts were checked with.
+const SLIM_BINDINGS: &str = "slim-bindings==3.3.8";
+/// Upper bound for one scenario (the drivers bound their own waits well below this).
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Serialises venv creation and scenarios: they share 2 cores and one venv.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// The venv's python, creating the venv and installing the wheel if needed.
+fn python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-venv");
+    let py = venv.join("bin/python");
+    let stamp = venv.join(".installed");
+    let requirements = interop_dir().join("requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).expect("tests/interop/requirements.txt");
+    assert!(
+        wanted.lines().any(|l| l.trim() == SLIM_BINDINGS),
+        "requirements.txt must pin {SLIM_BINDINGS}"
+    );
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && py.exists() {
+        return py;
+    }
+    let host_python = std::env::var("SLIM_INTEROP_PYTHON").unwrap_or_else(|_| "python3".into());
+    run_setup(
+        std::process::Command::new(&host_python).args(["-m", "venv", "--clear"]).arg(&venv),
+        &format!("create a Python virtualenv with `{host_python} -m venv` (install python3 and python3-venv, or set SLIM_INTEROP_PYTHON)"),
+    );
+    run_setup(
+        std::process::Command::new(&py)
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "-q", "-r"])
+            .arg(&requirements),
+        &format!("install {SLIM_BINDINGS} from PyPI into {} (the interop tests need PyPI access; they are never skipped)", venv.display()),
+    );
+    std::fs::write(&stamp, wanted).expect("write venv stamp");
+    py
+}
+
+fn run_setup(cmd: &mut std::process::Command, what: &str) {
+    match cmd.output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "interop setup failed: could not {what}.\nexit: {}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => panic!("interop setup failed: could not {what}: {e}"),
+    }
+}
+
+async fn relay() -> RelayHandle {
+    let cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..ServerConfig::default()
+    };
+    spawn(cfg).await.expect("relay starts")
+}
+
+/// Runs one driver against `node` and returns its JSON summary.
+async fn scenario(py: &Path, script: &str, node: &str, extra: &[&str]) -> Value {
+    let mut cmd = tokio::process::Command::new(py);
+    cmd.arg(interop_dir().join(script))
+        .arg("--node")
+        .arg(node)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().expect("start python driver");
+    let out = match tokio::time::timeout(SCENARIO_TIMEOUT, child.wait_with_output()).await {
+        Ok(out) => out.expect("driver output"),
+        Err(_) => panic!("{script} did not finish within {SCENARIO_TIMEOUT:?} (driver killed)"),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let summary: Value = serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!("{script}: last stdout line is not a JSON summary ({e}).\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    });
+    assert!(
+        out.status.success() && summary["ok"] == Value::Bool(true),
+        "{script} failed (exit {}):\nsummary: {summary}\nstderr:\n{stderr}",
+        out.status
+    );
+    summary
+}
+
+fn count(v: &Value, path: &[&str]) -> u64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_u64()
+        .unwrap_or_else(|| panic!("summary has no number at {path:?}: {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_slim_apps_p2p_reliable_mls_through_our_relay() {
+    let _serial = SERIAL.lock().await;
+    let py = python();
+    let relay = relay().await;
+    let n = 100u64;
+    let s = scenario(
+        &py,
+        "p2p_reliable_mls.py",
+        &relay.url(),
+        &["--count", "100"],
+    )
+    .await;
+    for dir in ["alice_to_bob", "bob_to_alice"] {
+        assert_eq!(count(&s, &[dir, "sent"]), n, "{dir}: {s}");
+        assert_eq!(
+            count(&s, &[dir, "received"]),
+            n,
+            "{dir}: every message delivered: {s}"
+        );
+        assert_eq!(
+            count(&s, &[dir, "duplicates"]),
+            0,
+            "{dir}: exactly once: {s}"
+        );
+    }
+    let stats = relay.stats();
+    assert!(
+        stats.publishes_delivered >= 2 * n,
+        "the relay must have carried the traffic: {stats:?}"
+    );
+    println!(
+        "p2p_reliable_mls via slim-relay: alice->bob {}/{} bob->alice {}/{} duplicates 0; relay delivered {} publishes, {} links",
+        count(&s, &["alice_to_bob", "received"]),
+        n,
+        count(&s, &["bob_to_alice", "received"]),
+        n,
+        stats.publishes_delivered,
+        stats.links_established
+    );
+    relay.shutdown().await.expect("relay stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_slim_group_with_removal_through_our_relay() {
+    let _serial = SERIAL.lock().await;
+    let py = python();
+    let relay = relay().await;
+    let s = scenario(&py, "group_remove.py", &relay.url(), &[]).await;
+    assert_eq!(
+        count(&s, &["removed_received_after_removal"]),
+        0,
+        "the removed participant must receive nothing after removal: {s}"
+    );
+    let stats = relay.stats();
+    assert!(stats.publishes_delivered > 0, "{stats:?}");
+    println!(
+        "group_remove via slim-relay: {s}; relay delivered {} publishes",
+        stats.publishes_delivered
+    );
+    relay.shutdown().await.expect("relay stops");
+}
