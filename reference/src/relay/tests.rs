@@ -476,3 +476,85 @@ fn unsubscribe_acks() {
     assert!(net.subscribe(&a, &n, 0).is_empty());
     assert_eq!(receivers(&net.publish(&b, &n, 1)), vec![a.conn]);
 }
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+    use prost::Message as _;
+
+    /// A valid message of some kind with fields perturbed by `bits`.
+    fn perturbed(bits: u64, names: &[SlimName]) -> pb::Message {
+        let pick = |k: u64| names[(k % names.len() as u64) as usize].clone();
+        let mut h = header(&pick(bits >> 8), &pick(bits >> 16), (bits >> 24) as u32 % 4);
+        h.ttl = (bits >> 28) as u32 % 4;
+        if bits & (1 << 40) != 0 {
+            h.recv_from = Some((bits >> 41) % 4);
+        }
+        if bits & (1 << 44) != 0 {
+            h.forward_to = Some((bits >> 45) % 4);
+        }
+        if bits & (1 << 48) != 0 {
+            h.destination = None;
+        }
+        if bits & (1 << 49) != 0 {
+            if let Some(d) = h.destination.as_mut() {
+                d.str_name = None;
+            }
+        }
+        let id = (bits >> 50) % 3;
+        match bits % 6 {
+            0 => msg(MessageType::Subscribe(pb::Subscribe {
+                header: Some(h),
+                subscription_id: id,
+            })),
+            1 => msg(MessageType::Unsubscribe(pb::Unsubscribe {
+                header: Some(h),
+                subscription_id: id,
+            })),
+            2 => publish(h),
+            3 => request(&format!("l{id}"), vec![id as u8; 32]),
+            4 => msg(MessageType::SubscriptionAck(pb::SubscriptionAck {
+                subscription_id: id,
+                success: true,
+                error: String::new(),
+            })),
+            _ => pb::Message::default(),
+        }
+    }
+
+    proptest! {
+        /// Whatever arrives, in whatever order, the core never panics, only ever sends to links
+        /// it knows, and forgets a link's subscriptions when the link closes.
+        #[test]
+        fn arbitrary_input_never_breaks_the_core(
+            script in proptest::collection::vec((0u64..5, any::<u64>(), any::<bool>(), proptest::collection::vec(any::<u8>(), 0..64)), 1..80)
+        ) {
+            let mut net = Net::new(true);
+            let clients: Vec<Client> = (1..=3).map(|i| net.connect(i)).collect();
+            let pending = net.relay.open(net.now);
+            let names = [name("o/n/a/1"), name("o/n/a/2"), SlimName::new("o", "n", "a")];
+            for (target, bits, sign, raw) in script {
+                let conn = if target < 3 { clients[target as usize].conn } else if target == 3 { pending } else { 99 };
+                let m = if bits % 7 == 6 {
+                    match pb::Message::decode(raw.as_slice()) { Ok(m) => m, Err(_) => continue }
+                } else {
+                    perturbed(bits, &names)
+                };
+                let m = if sign && target < 3 { net.signed(&clients[target as usize], m) } else { m };
+                let out = net.feed(conn, m);
+                for o in &out {
+                    if let Output::Send { conn: to, message } = o {
+                        prop_assert!(*to == pending || clients.iter().any(|c| c.conn == *to), "send to unknown link {to}");
+                        if let Some(h) = slim_proto::validate::header(message) {
+                            prop_assert!(h.forward_to.is_none() && h.recv_from.is_none());
+                        }
+                    }
+                }
+            }
+            for c in &clients {
+                net.relay.close(c.conn);
+                prop_assert_eq!(net.relay.subscription_count(c.conn), 0);
+            }
+        }
+    }
+}
