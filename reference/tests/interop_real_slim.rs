@@ -168,16 +168,35 @@ async fn real_slim_group_with_removal_through_our_relay() {
     let py = python();
     let relay = relay().await;
     let s = scenario(&py, "group_remove.py", &relay.url(), &[]).await;
+    let mut line = String::from("group_remove via slim-relay:");
+    for (phase, members) in [
+        ("phase1", &["moderator", "p1", "p2"][..]),
+        ("phase2", &["moderator", "p1"][..]),
+    ] {
+        line.push_str(&format!(" {phase}"));
+        for m in members {
+            let got = count(&s, &["members", m, phase, "received"]);
+            let want = count(&s, &["members", m, phase, "expected"]);
+            assert!(want > 0 && got == want, "{m} {phase}: {got}/{want}: {s}");
+            assert_eq!(
+                count(&s, &["members", m, phase, "duplicates"]),
+                0,
+                "{m} {phase}: {s}"
+            );
+            line.push_str(&format!(" {m} {got}/{want}"));
+        }
+        line.push(';');
+    }
+    let after = count(&s, &["removed_received_after_removal"]);
     assert_eq!(
-        count(&s, &["removed_received_after_removal"]),
-        0,
+        after, 0,
         "the removed participant must receive nothing after removal: {s}"
     );
     let stats = relay.stats();
     assert!(stats.publishes_delivered > 0, "{stats:?}");
     println!(
-        "group_remove via slim-relay: {s}; relay delivered {} publishes",
-        stats.publishes_delivered
+        "{line} removed p2 after removal {after}; p2 saw its session end: {}; relay delivered {} publishes, {} links",
+        s["removed_saw_session_end"], stats.publishes_delivered, stats.links_established
     );
     relay.shutdown().await.expect("relay stops");
 }
