@@ -400,7 +400,10 @@ async fn serve(
         state.relay.shutdown(&mut out);
         state.dispatch(out, &closing.shell_stats);
     });
+    // HTTP/2 keepalive as the real node: PING every 120 s, drop a peer that does not answer in 20 s.
     let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(120)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop);
     let result = server.await;

@@ -168,3 +168,48 @@ async fn shutdown_ends_every_stream_with_unavailable() {
         .expect("join")
         .expect("clean");
 }
+
+#[tokio::test]
+async fn slow_consumer_loses_only_its_own_messages() {
+    // SLIM-TRANS-006: a receiver that never reads cannot stall the publisher or other receivers.
+    let mut cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        queue_capacity: 2,
+        ..ServerConfig::default()
+    };
+    cfg.relay.negotiation_timeout = Duration::from_secs(5);
+    let relay = spawn(cfg).await.expect("relay starts");
+    let url = relay.url();
+    let channel: SlimName = "o/n/chan".parse().expect("n");
+    let mut slow = RawLink::connect(&url).await;
+    assert!(slow.subscribe(&channel, 1).await.success);
+    let mut fast = RawLink::connect(&url).await;
+    assert!(fast.subscribe(&channel, 1).await.success);
+    let publisher = RawLink::connect(&url).await;
+    let n = 300u32;
+    for i in 0..n {
+        let mut blob = vec![0u8; 32 * 1024];
+        blob[..4].copy_from_slice(&i.to_le_bytes());
+        publisher
+            .send(publish(&"o/n/p".parse().expect("n"), &channel, 256, blob))
+            .await;
+        let got = fast.recv().await.expect("fast subscriber keeps receiving");
+        assert_eq!(blob_of(&got).map(|b| &b[..4]), Some(&i.to_le_bytes()[..]));
+    }
+    assert!(
+        relay.dropped_queue_full() > 0,
+        "the slow consumer's queue must have overflowed"
+    );
+    // The slow consumer, once it reads, finds a bounded backlog and a working link.
+    let mut backlog = 0;
+    while let Some(Ok(_)) = slow.try_recv(Duration::from_millis(200)).await {
+        backlog += 1;
+    }
+    assert!(backlog < n, "backlog {backlog} must be bounded");
+    assert!(
+        slow.subscribe(&"o/n/again".parse().expect("n"), 9)
+            .await
+            .success
+    );
+    relay.shutdown().await.expect("clean shutdown");
+}

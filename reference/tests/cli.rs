@@ -1,0 +1,168 @@
+//! The `slim-relay` binary: configuration errors, logging, and clean shutdown on SIGTERM/SIGINT.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use support::RawLink;
+use tonic::Code;
+
+fn relay_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_slim-relay"))
+}
+
+/// Kills the child when dropped, so a failing test never leaves a relay running.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let mut child = relay_bin()
+            .args(args)
+            .env("SLIM_RELAY_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start slim-relay");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    /// The next log line containing `needle`, within 10 s.
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line containing {needle:?} within 10 s"),
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "relay did not exit within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn unknown_config_key_is_named_and_exits_2() {
+    let dir = std::env::temp_dir().join(format!("slim-relay-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let path = dir.join("relay.yaml");
+    std::fs::write(&path, "listen: 127.0.0.1:0\nrequire_mac: true\n").expect("write");
+    let out = relay_bin()
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `require_mac`"), "{err}");
+    assert!(err.contains("relay.yaml"), "{err}");
+
+    let out = relay_bin()
+        .args(["--config", "/nonexistent/relay.yaml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+
+    let out = relay_bin()
+        .args(["--require-header-mac", "maybe"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "clap rejects a non-boolean");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn listening_url(relay: &Running) -> String {
+    let line = strip_ansi(&relay.wait_for("slim-relay listening"));
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .expect("addr= in the listening line");
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_links_with_unavailable_and_exits_0() {
+    let mut relay = Running::start(&["--listen", "127.0.0.1:0", "--node-id", "cli-test"]);
+    let url = listening_url(&relay);
+    let mut link = RawLink::connect(&url).await;
+    let opened = strip_ansi(&relay.wait_for("connection opened"));
+    assert!(opened.contains("conn=0"), "{opened}");
+    relay.signal("-TERM");
+    let status = link.recv().await.expect_err("stream ends");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let exit = relay.wait_exit();
+    assert!(exit.success(), "{exit:?}");
+    relay.wait_for("SIGTERM received");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_the_relay_and_closes_are_logged() {
+    let mut relay = Running::start(&["--listen", "127.0.0.1:0"]);
+    let url = listening_url(&relay);
+    let link = RawLink::connect(&url).await;
+    drop(link);
+    let closed = strip_ansi(&relay.wait_for("connection closed"));
+    assert!(closed.contains("conn=0"), "{closed}");
+    relay.signal("-INT");
+    assert!(relay.wait_exit().success());
+}
