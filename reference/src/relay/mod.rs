@@ -253,9 +253,12 @@ impl Relay {
 
     /// Feeds one decoded message received on `conn`.
     pub fn handle(&mut self, conn: ConnId, msg: pb::Message, now: Instant, out: &mut Vec<Output>) {
-        let _ = now; // Deadlines are checked in handle_timeout; kept for API symmetry.
         match self.links.get(&conn) {
             None => debug!(conn, "message for an unknown connection ignored"),
+            // The deadline passed but the timer has not fired yet: the answer is the same.
+            Some(LinkState::Pending { deadline }) if *deadline <= now => {
+                self.handle_timeout(now, out)
+            }
             Some(LinkState::Pending { .. }) => self.negotiate(conn, &msg, out),
             Some(LinkState::Established(_)) => self.on_message(conn, msg, out),
         }

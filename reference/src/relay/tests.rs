@@ -238,6 +238,20 @@ fn silent_streams_time_out() {
         matches!(out.as_slice(), [Output::Close { conn: c, reason }] if *c == conn && reason.code == CloseCode::DeadlineExceeded)
     );
     assert_eq!(net.relay.poll_timeout(), None);
+
+    // A request that arrives after the deadline, before the timer fired, is refused the same way.
+    let late = net.relay.open(net.now);
+    let mut out = Vec::new();
+    let pair = LinkKeyPair::from_secret_bytes([5; 32]);
+    net.relay.handle(
+        late,
+        request("l", pair.public_bytes().to_vec()),
+        net.now + Duration::from_secs(5),
+        &mut out,
+    );
+    assert!(
+        matches!(out.as_slice(), [Output::Close { conn: c, reason }] if *c == late && reason.code == CloseCode::DeadlineExceeded)
+    );
 }
 
 #[test]
