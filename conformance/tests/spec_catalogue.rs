@@ -1,5 +1,5 @@
-//! `spec/requirements.yaml` and `spec/SPEC.md` state the same requirements, and every requirement
-//! id cited in the code exists in the catalogue.
+//! `spec/requirements.yaml` and `spec/SPEC.md` state the same requirements, every requirement
+//! id cited in the code exists in the catalogue, and every MUST is checked by a case or says why not.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,7 @@ struct Requirement {
     source: String,
     reason: Option<String>,
     real_node: Option<String>,
+    untested: Option<String>,
 }
 
 fn root() -> PathBuf {
@@ -134,7 +135,15 @@ fn spec_md_states_every_requirement_verbatim() {
 fn every_cited_id_exists() {
     let known: BTreeSet<String> = catalogue().requirements.into_iter().map(|r| r.id).collect();
     let mut files = Vec::new();
-    for dir in ["proto", "reference/src", "reference/tests", "spec"] {
+    for dir in [
+        "proto",
+        "reference/src",
+        "reference/tests",
+        "conformance/src",
+        "conformance/tests",
+        "vectors",
+        "spec",
+    ] {
         files_under(&root().join(dir), &mut files);
     }
     let mut unknown = Vec::new();
@@ -151,4 +160,44 @@ fn every_cited_id_exists() {
         "ids cited but not in the catalogue:\n{}",
         unknown.join("\n")
     );
+}
+
+#[test]
+fn every_must_has_a_case_or_a_reason() {
+    let cases = slim_conformance::cases::all();
+    let mut missing = Vec::new();
+    for r in catalogue().requirements {
+        let covered = cases.iter().any(|c| c.requirements.contains(&r.id));
+        if r.level == "MUST" && !covered && r.untested.as_deref().is_none_or(str::is_empty) {
+            missing.push(r.id.clone());
+        }
+        if covered && r.untested.is_some() {
+            missing.push(format!("{} has cases but also an `untested` reason", r.id));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "MUST requirements with no conformance case and no `untested:` reason:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn every_case_cites_known_requirements() {
+    let known: BTreeSet<String> = catalogue().requirements.into_iter().map(|r| r.id).collect();
+    let mut ids = BTreeSet::new();
+    for c in slim_conformance::cases::all() {
+        assert!(ids.insert(c.id.clone()), "duplicate case id {}", c.id);
+        assert!(!c.requirements.is_empty(), "{} cites no requirement", c.id);
+        for r in &c.requirements {
+            assert!(known.contains(r), "{} cites unknown {r}", c.id);
+        }
+    }
+    assert!(ids.len() >= 60, "only {} cases", ids.len());
+}
+
+#[test]
+fn runner_catalogue_loads() {
+    let cat = slim_conformance::catalogue::Catalogue::builtin().expect("catalogue loads");
+    assert_eq!(cat.iter().count(), catalogue().requirements.len());
 }

@@ -1,0 +1,242 @@
+//! What a conformance case is, what it may conclude, and the context it runs in.
+//!
+//! A case is an async function from a [`Ctx`] to `Result<(), Failure>`. It opens its own links to
+//! the target, uses names no other case uses, and states its expectation in the words of the
+//! requirement it cites. The runner turns the result into a verdict with the level of the case's
+//! primary requirement: a broken MUST is a FAIL, a broken SHOULD a WARN, a MAY is INFO.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use slim_proto::names::SlimName;
+
+use crate::client::{status_text, FrameLog, Link, Target};
+
+/// Why a case did not pass.
+#[derive(Debug)]
+pub enum Failure {
+    /// The runner itself could not do its job (a bug or a bad option): verdict ERROR.
+    Harness(String),
+    /// The target could not be reached at all.
+    Unreachable(String),
+    /// The target did something the requirement forbids, or failed to do what it demands.
+    Violation {
+        /// What the requirement demands, concretely.
+        expected: String,
+        /// What the target did.
+        observed: String,
+    },
+    /// The target refused the `OpenChannel` call itself.
+    Rejected(tonic::Status),
+    /// The case needs a capability the target does not offer (verdict UNSUPPORTED).
+    Unsupported(String),
+}
+
+impl Failure {
+    /// A violation with the given expectation and observation.
+    pub fn violation(expected: impl Into<String>, observed: impl Into<String>) -> Self {
+        Failure::Violation {
+            expected: expected.into(),
+            observed: observed.into(),
+        }
+    }
+
+    /// (expected, observed) texts for the report.
+    pub fn texts(&self) -> (String, String) {
+        match self {
+            Failure::Harness(m) => ("the runner works".into(), format!("harness error: {m}")),
+            Failure::Unreachable(m) => ("the target accepts connections".into(), m.clone()),
+            Failure::Violation { expected, observed } => (expected.clone(), observed.clone()),
+            Failure::Rejected(s) => (
+                "the target accepts the OpenChannel call".into(),
+                format!("call refused: {}", status_text(s)),
+            ),
+            Failure::Unsupported(m) => ("a capability this case needs".into(), m.clone()),
+        }
+    }
+}
+
+/// What a case needs from the target beyond the basics; cases whose needs are not met are
+/// reported UNSUPPORTED without being run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Need {
+    /// The target requires the header MAC (the default; `--require-header-mac false` turns it off).
+    StrictMac,
+    /// The target does not require the header MAC.
+    LaxMac,
+    /// The target is protected by HTTP credentials and the runner was given them.
+    Auth,
+}
+
+/// A secondary finding recorded while a case runs (a SHOULD broken inside a case whose primary
+/// requirement is a MUST, or an observation).
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// The requirement the finding is about.
+    pub requirement: String,
+    /// What the requirement demands.
+    pub expected: String,
+    /// What the target did.
+    pub observed: String,
+}
+
+/// The context one case runs in.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The target.
+    pub target: Target,
+    /// Evidence: every frame sent and received by the case's links.
+    pub log: FrameLog,
+    /// Unique per run and case; the first name component of every name the case uses.
+    org: String,
+    /// Findings recorded with [`Ctx::finding`].
+    findings: Arc<Mutex<Vec<Finding>>>,
+    /// Notes recorded with [`Ctx::note`] (shown with the verdict).
+    notes: Arc<Mutex<Vec<String>>>,
+    /// How long the case may wait for an expected silence (a bounded negative check).
+    pub quiet: Duration,
+}
+
+impl Ctx {
+    /// A context for one case. `org` must be unique to this run and case so no two cases share
+    /// a route on the target.
+    pub fn new(target: Target, org: String, quiet: Duration) -> Self {
+        Self {
+            target,
+            log: FrameLog::new(),
+            org,
+            findings: Arc::default(),
+            notes: Arc::default(),
+            quiet,
+        }
+    }
+
+    /// A name unique to this case: `<case org>/conformance/<svc>/<id>` (`id` None = wildcard).
+    pub fn name(&self, svc: &str, id: Option<u128>) -> SlimName {
+        let name = SlimName::new(&self.org, "conformance", svc);
+        match id {
+            Some(id) => name.with_id(id),
+            None => name,
+        }
+    }
+
+    /// The first name component of this case's names.
+    pub fn org(&self) -> &str {
+        &self.org
+    }
+
+    /// Opens and negotiates a link labelled `label`.
+    pub async fn link(&self, label: &str) -> Result<Link, Failure> {
+        Link::connect(&self.target, label, &self.log).await
+    }
+
+    /// Opens a stream without negotiating.
+    pub async fn raw_link(&self, label: &str) -> Result<Link, Failure> {
+        Link::open(&self.target, label, &self.log).await
+    }
+
+    /// Records a secondary finding against `requirement`.
+    pub fn finding(&self, requirement: &str, expected: impl Into<String>, observed: impl Into<String>) {
+        if let Ok(mut f) = self.findings.lock() {
+            f.push(Finding {
+                requirement: requirement.to_string(),
+                expected: expected.into(),
+                observed: observed.into(),
+            });
+        }
+    }
+
+    /// Records a note for the report.
+    pub fn note(&self, text: impl Into<String>) {
+        if let Ok(mut n) = self.notes.lock() {
+            n.push(text.into());
+        }
+    }
+
+    /// The findings so far.
+    pub fn findings(&self) -> Vec<Finding> {
+        self.findings.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// The notes so far.
+    pub fn notes(&self) -> Vec<String> {
+        self.notes.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+}
+
+/// The future a case returns.
+pub type CaseFuture = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
+
+/// One conformance case.
+#[derive(Clone)]
+pub struct Case {
+    /// Stable id, `area/slug`.
+    pub id: String,
+    /// One line saying what is checked.
+    pub title: String,
+    /// Requirement ids; the first is primary and decides the verdict's severity.
+    pub requirements: Vec<String>,
+    /// Capabilities needed.
+    pub needs: Vec<Need>,
+    /// Upper bound on the case's run time (a hung target fails the case at this bound).
+    pub timeout: Duration,
+    /// The case body.
+    pub run: Arc<dyn Fn(Ctx) -> CaseFuture + Send + Sync>,
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case")
+            .field("id", &self.id)
+            .field("requirements", &self.requirements)
+            .finish()
+    }
+}
+
+impl Case {
+    /// A case with the default 30 s bound and no special needs.
+    pub fn new<F, Fut>(id: &str, title: &str, requirements: &[&str], run: F) -> Self
+    where
+        F: Fn(Ctx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Failure>> + Send + 'static,
+    {
+        Self {
+            id: id.to_string(),
+            title: title.to_string(),
+            requirements: requirements.iter().map(|s| s.to_string()).collect(),
+            needs: Vec::new(),
+            timeout: Duration::from_secs(30),
+            run: Arc::new(move |cx| Box::pin(run(cx))),
+        }
+    }
+
+    /// Adds a needed capability.
+    pub fn needs(mut self, need: Need) -> Self {
+        self.needs.push(need);
+        self
+    }
+
+    /// Sets the time bound.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// The area: the part of the id before the slash.
+    pub fn area(&self) -> &str {
+        self.id.split('/').next().unwrap_or(&self.id)
+    }
+}
+
+/// Fails with a violation unless `cond` holds.
+pub fn ensure(cond: bool, expected: impl Into<String>, observed: impl Into<String>) -> Result<(), Failure> {
+    if cond {
+        Ok(())
+    } else {
+        Err(Failure::violation(expected, observed))
+    }
+}

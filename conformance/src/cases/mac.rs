@@ -1,0 +1,302 @@
+//! Header MAC: what is covered, what a node does with bad MACs, and egress signing.
+
+use slim_proto::pb;
+
+use super::{barrier, expect_not_accepted, expect_payload, pair, still_usable, PROMPT};
+use crate::case::{Case, Ctx, Failure, Need};
+use crate::client::{self, event_text, Event};
+
+/// The MAC-covered header fields, each with a tamper that keeps routing unchanged.
+const COVERED: &[(&str, fn(&mut pb::SlimHeader))] = &[
+    ("source-string", |h| {
+        if let Some(s) = h.source.as_mut().and_then(|n| n.str_name.as_mut()) {
+            s.str_component_0.push('x');
+        }
+    }),
+    ("source-hash", |h| {
+        if let Some(e) = h.source.as_mut().and_then(|n| n.name.as_mut()) {
+            e.component_1 ^= 1;
+        }
+    }),
+    ("destination-string", |h| {
+        if let Some(s) = h.destination.as_mut().and_then(|n| n.str_name.as_mut()) {
+            s.str_component_2.push('x');
+        }
+    }),
+    ("identity", |h| h.identity.push_str("-tampered")),
+    ("fanout", |h| h.fanout = 2),
+    ("ttl", |h| h.ttl -= 1),
+    ("error", |h| h.error = Some(false)),
+];
+
+/// Fields outside the MAC, each with a change that must not stop delivery.
+const UNCOVERED: &[(&str, fn(&mut pb::Message))] = &[
+    ("incoming-conn", |m| {
+        if let Some(h) = slim_proto::validate::header_mut(m) {
+            h.incoming_conn = Some(12345);
+        }
+    }),
+    ("version", |m| {
+        if let Some(h) = slim_proto::validate::header_mut(m) {
+            h.version = "9.9.9".into();
+        }
+    }),
+    ("session-header", |m| {
+        if let Some(pb::message::MessageType::Publish(p)) = &mut m.message_type {
+            if let Some(s) = &mut p.session {
+                s.message_id = 999;
+            }
+        }
+    }),
+    ("payload", |m| {
+        if let Some(pb::message::MessageType::Publish(p)) = &mut m.message_type {
+            if let Some(pb::content::ContentType::AppPayload(a)) = p.msg.as_mut().and_then(|c| c.content_type.as_mut()) {
+                a.payload_type = "changed".into();
+            }
+        }
+    }),
+    ("metadata", |m| {
+        m.metadata.insert("x-added-after-signing".into(), "yes".into());
+    }),
+];
+
+fn tamper_case(field: &'static str, tamper: fn(&mut pb::SlimHeader)) -> Case {
+    Case::new(
+        &format!("mac/tampered-{field}"),
+        &format!("a Publish whose {field} was changed after signing is not delivered"),
+        &["SLIM-MAC-004", "SLIM-MAC-002"],
+        move |cx: Ctx| async move {
+            let name = cx.name("svc", Some(1));
+            let (a, mut b) = pair(&cx, &name).await?;
+            let mut m = client::publish(&name, &name, 1, b"tampered");
+            a.sign(&mut m);
+            if let Some(h) = slim_proto::validate::header_mut(&mut m) {
+                tamper(h);
+            }
+            a.send_message(m).await?;
+            barrier(&a, &name, &mut b, &name, &format!("a Publish whose MAC-covered {field} was changed after signing")).await
+        },
+    )
+}
+
+fn uncovered_case(field: &'static str, change: fn(&mut pb::Message)) -> Case {
+    Case::new(
+        &format!("mac/uncovered-{field}"),
+        &format!("a change to {field} after signing does not stop delivery (not MAC-covered)"),
+        &["SLIM-MAC-002"],
+        move |cx: Ctx| async move {
+            let name = cx.name("svc", Some(1));
+            let (a, mut b) = pair(&cx, &name).await?;
+            let mut m = client::publish(&name, &name, 1, b"uncovered");
+            a.sign(&mut m);
+            change(&mut m);
+            a.send_message(m).await?;
+            expect_payload(&mut b, "uncovered").await.map(|_| ())
+        },
+    )
+}
+
+/// A Publish whose MAC was replaced by `mac` must not be delivered.
+fn bad_publish_mac(id: &str, title: &str, reqs: &[&str], mac: Option<Vec<u8>>) -> Case {
+    Case::new(id, title, reqs, move |cx: Ctx| {
+        let mac = mac.clone();
+        async move {
+            let name = cx.name("svc", Some(1));
+            let (a, mut b) = pair(&cx, &name).await?;
+            let mut m = client::publish(&name, &name, 1, b"bad-mac");
+            if let Some(h) = slim_proto::validate::header_mut(&mut m) {
+                h.header_mac = mac;
+            }
+            a.send_message(m).await?;
+            barrier(&a, &name, &mut b, &name, "a Publish with a missing or wrong header MAC").await
+        }
+    })
+}
+
+/// A Subscribe whose MAC was replaced by `mac` must be refused and install nothing.
+fn bad_subscribe_mac(id: &str, title: &str, reqs: &[&str], mac: Option<Vec<u8>>) -> Case {
+    Case::new(id, title, reqs, move |cx: Ctx| {
+        let mac = mac.clone();
+        async move {
+            let name = cx.name("svc", Some(1));
+            let mut a = cx.link("A").await?;
+            let mut m = client::subscribe(&name, 21);
+            if let Some(h) = slim_proto::validate::header_mut(&mut m) {
+                h.header_mac = mac;
+            }
+            a.send_message(m).await?;
+            let ack = expect_not_accepted(&mut a, 21, cx.quiet, "a Subscribe with a missing or wrong header MAC").await?;
+            match ack {
+                Some(a) if a.error.to_lowercase().contains("mac") => {}
+                Some(a) => cx.finding("SLIM-MAC-007", "a refusal ack whose error names the MAC problem", format!("error {:?}", a.error)),
+                None => cx.finding("SLIM-MAC-007", "a SubscriptionAck with success false naming the MAC problem", "no ack"),
+            }
+            // Nothing was installed: a Publish to the name does not reach A.
+            let b = cx.link("B").await?;
+            let other = cx.name("other", Some(2));
+            let mut c = cx.link("C").await?;
+            c.subscribe(&other, 1).await?;
+            b.send(client::publish(&other, &name, 1, b"must-not-arrive")).await?;
+            match a.recv(cx.quiet).await {
+                Event::Silent => {}
+                other => {
+                    return Err(Failure::violation(
+                        "a refused Subscribe installs no route",
+                        event_text(&other),
+                    ))
+                }
+            }
+            still_usable(&cx, &mut a, 22, "a refused Subscribe").await
+        }
+    })
+}
+
+pub(super) fn cases() -> Vec<Case> {
+    let mut v = vec![
+        bad_publish_mac(
+            "mac/publish-unsigned",
+            "a strict node does not route a Publish without header_mac",
+            &["SLIM-MAC-001", "SLIM-MAC-004"],
+            None,
+        )
+        .needs(Need::StrictMac),
+        bad_publish_mac(
+            "mac/publish-wrong-mac",
+            "a Publish with a 32-byte MAC that does not verify is not routed",
+            &["SLIM-MAC-004"],
+            Some(vec![0x5a; 32]),
+        ),
+        bad_publish_mac(
+            "mac/publish-short-mac",
+            "a Publish with a 31-byte MAC is not routed",
+            &["SLIM-MAC-004"],
+            Some(vec![0x5a; 31]),
+        ),
+        bad_subscribe_mac(
+            "mac/subscribe-unsigned",
+            "a strict node refuses an unsigned Subscribe and installs no route",
+            &["SLIM-MAC-001", "SLIM-MAC-004", "SLIM-MAC-007"],
+            None,
+        )
+        .needs(Need::StrictMac),
+        bad_subscribe_mac(
+            "mac/subscribe-wrong-mac",
+            "a Subscribe with a wrong MAC is refused and installs no route",
+            &["SLIM-MAC-004", "SLIM-MAC-007"],
+            Some(vec![0xa5; 32]),
+        ),
+        Case::new(
+            "mac/egress-signed",
+            "every Publish the node delivers carries a MAC that verifies under the receiver's link key",
+            &["SLIM-MAC-003", "SLIM-LINK-007"],
+            |cx: Ctx| async move {
+                let name = cx.name("svc", Some(1));
+                let (a, mut b) = pair(&cx, &name).await?;
+                for i in 0..3 {
+                    a.send(client::publish(&name, &name, 1, format!("signed-{i}").as_bytes())).await?;
+                    let m = expect_payload(&mut b, &format!("signed-{i}")).await?;
+                    let h = slim_proto::validate::header(&m).ok_or_else(|| Failure::violation("a header", "none"))?;
+                    let mac = b.mac.as_ref().ok_or_else(|| Failure::Harness("no link key".into()))?;
+                    mac.verify(h).map_err(|e| {
+                        Failure::violation(
+                            "header_mac verifies under B's link key over the delivered header (SPEC.md Header MAC preimage)",
+                            format!("{e}; mac = {:?}", h.header_mac.as_ref().map(hex::encode)),
+                        )
+                    })?;
+                }
+                Ok(())
+            },
+        ),
+        Case::new(
+            "mac/verified-before-ttl",
+            "the MAC is checked over the ttl as sent (5), and the delivered copy has ttl 4 and a fresh MAC",
+            &["SLIM-MAC-005", "SLIM-ROUTE-010"],
+            |cx: Ctx| async move {
+                let name = cx.name("svc", Some(1));
+                let (a, mut b) = pair(&cx, &name).await?;
+                let mut m = client::publish(&name, &name, 1, b"ttl5");
+                if let Some(h) = slim_proto::validate::header_mut(&mut m) {
+                    h.ttl = 5;
+                    h.incoming_conn = Some(4242);
+                }
+                a.send(m).await?;
+                let got = expect_payload(&mut b, "ttl5").await?;
+                let ttl = slim_proto::validate::header(&got).map(|h| h.ttl);
+                if ttl == Some(4) {
+                    Ok(())
+                } else {
+                    Err(Failure::violation("ttl 4 on the delivered copy", format!("ttl {ttl:?}")))
+                }
+            },
+        ),
+        Case::new(
+            "mac/ack-has-no-mac",
+            "a SubscriptionAck is sent without header MAC and answers on the same link",
+            &["SLIM-MAC-003", "SLIM-SUB-001"],
+            |cx: Ctx| async move {
+                let mut a = cx.link("A").await?;
+                a.send(client::subscribe(&cx.name("svc", Some(1)), 31)).await?;
+                match a.recv(PROMPT).await {
+                    Event::Message(pb::Message {
+                        message_type: Some(pb::message::MessageType::SubscriptionAck(ack)),
+                        metadata,
+                    }) if ack.subscription_id == 31 && ack.success => {
+                        if !metadata.is_empty() {
+                            cx.note(format!("the ack carries metadata {metadata:?}"));
+                        }
+                        Ok(())
+                    }
+                    other => Err(Failure::violation("SubscriptionAck{31, success}", event_text(&other))),
+                }
+            },
+        ),
+        Case::new(
+            "mac/lax-unsigned-accepted",
+            "a node that does not require the MAC acks an unsigned Subscribe and routes an unsigned Publish",
+            &["SLIM-MAC-006"],
+            |cx: Ctx| async move {
+                let name = cx.name("svc", Some(1));
+                let mut b = cx.link("B").await?;
+                b.send_message(client::subscribe(&name, 1)).await?;
+                let ack = b.expect_ack(1, PROMPT).await?;
+                if !ack.success {
+                    return Err(Failure::violation("the unsigned Subscribe is acked with success", format!("error {:?}", ack.error)));
+                }
+                let a = cx.link("A").await?;
+                a.send_message(client::publish(&name, &name, 1, b"unsigned")).await?;
+                expect_payload(&mut b, "unsigned").await.map(|_| ())
+            },
+        )
+        .needs(Need::LaxMac),
+        Case::new(
+            "mac/lax-keyless-link",
+            "a non-strict node serves a link negotiated without a key, and drops MAC-carrying messages from it",
+            &["SLIM-MAC-006"],
+            |cx: Ctx| async move {
+                let name = cx.name("svc", Some(1));
+                let mut b = cx.raw_link("B").await?;
+                b.negotiate(|r| r.link_ecdh_public_key.clear()).await?;
+                b.mac = None;
+                b.send_message(client::subscribe(&name, 1)).await?;
+                let ack = b.expect_ack(1, PROMPT).await?;
+                if !ack.success {
+                    return Err(Failure::violation("the key-less link's Subscribe is acked", format!("error {:?}", ack.error)));
+                }
+                let mut a = cx.raw_link("A").await?;
+                a.negotiate(|r| r.link_ecdh_public_key.clear()).await?;
+                a.mac = None;
+                let mut m = client::publish(&name, &name, 1, b"mac-from-keyless");
+                if let Some(h) = slim_proto::validate::header_mut(&mut m) {
+                    h.header_mac = Some(vec![1; 32]);
+                }
+                a.send_message(m).await?;
+                a.send_message(client::publish(&name, &name, 1, b"marker")).await?;
+                expect_payload(&mut b, "marker").await.map(|_| ())
+            },
+        )
+        .needs(Need::LaxMac),
+    ];
+    v.extend(COVERED.iter().map(|(f, t)| tamper_case(f, *t)));
+    v.extend(UNCOVERED.iter().map(|(f, c)| uncovered_case(f, *c)));
+    v
+}

@@ -1,0 +1,272 @@
+//! Subscriptions and acks beyond the routing vectors: ownership, recv_from/forward_to, scale.
+
+use std::time::Duration;
+
+use prost::Message as _;
+use slim_proto::pb::{self, message::MessageType};
+
+use super::{expect_payload, learn_index, pair, send_text, PROMPT};
+use crate::case::{Case, Ctx, Failure};
+use crate::client::{self, event_text, Event, Link};
+
+/// Sends `n` Subscribes (ids 1..=n, names `svc/<i>`) from `link` while reading acks; returns the
+/// acks in arrival order. Sending and reading run concurrently so neither side's flow control
+/// can stall the other.
+async fn subscribe_many(cx: &Ctx, link: &mut Link, n: u64, within: Duration) -> Result<Vec<pb::SubscriptionAck>, Failure> {
+    let tx = link.sender().ok_or_else(|| Failure::Harness("sender closed".into()))?;
+    let mut frames = Vec::with_capacity(n as usize);
+    for i in 1..=n {
+        let mut m = client::subscribe(&cx.name("many", Some(u128::from(i))), i);
+        link.sign(&mut m);
+        frames.push(m.encode_to_vec());
+    }
+    let sending = tokio::spawn(async move {
+        for f in frames {
+            if tx.send(f).await.is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = tokio::time::Instant::now() + within;
+    let mut acks = Vec::with_capacity(n as usize);
+    while (acks.len() as u64) < n {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        // Bounded per message, not only overall: a node that stops answering is caught quickly.
+        match link.recv(left.min(PROMPT)).await {
+            Event::Message(pb::Message {
+                message_type: Some(MessageType::SubscriptionAck(a)),
+                ..
+            }) => acks.push(a),
+            Event::Message(_) => {}
+            Event::Silent | Event::Ended(_) => break,
+        }
+    }
+    sending.abort();
+    Ok(acks)
+}
+
+pub(super) fn cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "subscriptions/ack-exactly-once",
+            "a Subscribe with a non-zero id gets exactly one ack, with success and an empty error",
+            &["SLIM-SUB-001"],
+            |cx: Ctx| async move {
+                let mut a = cx.link("A").await?;
+                a.send(client::subscribe(&cx.name("svc", Some(1)), 61)).await?;
+                let ack = a.expect_ack(61, PROMPT).await?;
+                if !ack.success || !ack.error.is_empty() {
+                    return Err(Failure::violation("success true, empty error", format!("success={} error={:?}", ack.success, ack.error)));
+                }
+                a.expect_silence(cx.quiet, "no second ack").await
+            },
+        ),
+        Case::new(
+            "subscriptions/ack-not-routed",
+            "an ack goes only to the subscribing link, never to other subscribers of the name",
+            &["SLIM-SUB-001"],
+            |cx: Ctx| async move {
+                let name = cx.name("svc", Some(1));
+                let (mut a, mut b) = pair(&cx, &name).await?;
+                a.subscribe(&name, 62).await?;
+                b.expect_silence(cx.quiet, "A's ack is not routed to B").await
+            },
+        ),
+        Case::new(
+            "subscriptions/unsubscribe-foreign",
+            "an Unsubscribe cannot remove a subscription held by another link",
+            &["SLIM-SUB-012", "SLIM-SUB-005"],
+            |cx: Ctx| async move {
+                let name = cx.name("svc", Some(1));
+                let (a, mut b) = pair(&cx, &name).await?;
+                let mut c = cx.link("C").await?;
+                // C tries to remove B's subscription 1 to the same name.
+                c.send(client::unsubscribe(&name, 1)).await?;
+                let ack = c.expect_ack(1, PROMPT).await?;
+                if ack.success {
+                    return Err(Failure::violation("the foreign Unsubscribe is refused (ack success false)", "acked with success"));
+                }
+                if !ack.error.starts_with("subscription id not found") && !ack.error.starts_with("connection id not found") {
+                    cx.finding("SLIM-SUB-005", "error \"subscription id not found: 1\"", format!("error {:?}", ack.error));
+                }
+                send_text(&a, &name, &name, "still-b").await?;
+                expect_payload(&mut b, "still-b").await.map(|_| ())
+            },
+        ),
+        Case::new(
+            "subscriptions/recv-from-foreign",
+            "a Subscribe whose recv_from names another client's link is refused and installs nothing there",
+            &["SLIM-SUB-010"],
+            |cx: Ctx| async move {
+                let me = cx.name("a", Some(1));
+                let probe = cx.name("probe", Some(2));
+                let mut a = cx.link("A").await?;
+                let mut b = cx.link("B").await?;
+                b.subscribe(&probe, 1).await?;
+                let a_index = learn_index(&a, &me, &mut b, &probe).await?;
+                // B asks the node to subscribe *A's* link to a name A never asked for.
+                let target = cx.name("hijack", Some(3));
+                let mut m = client::subscribe(&target, 71);
+                if let Some(h) = slim_proto::validate::header_mut(&mut m) {
+                    h.recv_from = Some(a_index);
+                }
+                b.send(m).await?;
+                let ack = b.expect_ack(71, PROMPT).await?;
+                let c = cx.link("C").await?;
+                c.send(client::publish(&probe, &target, 1, b"hijacked")).await?;
+                match a.recv(cx.quiet).await {
+                    Event::Silent if !ack.success => Ok(()),
+                    Event::Silent => Err(Failure::violation(
+                        "the Subscribe naming another link in recv_from is refused (ack success false)",
+                        "acked with success (nothing reached A in this run)",
+                    )),
+                    other => Err(Failure::violation(
+                        "no route is installed on A's link by another client",
+                        format!("ack success={} error={:?}; A then received: {}", ack.success, ack.error, event_text(&other)),
+                    )),
+                }
+            },
+        ),
+        Case::new(
+            "subscriptions/recv-from-unknown",
+            "a Subscribe whose recv_from names no link is refused with \"connection not found: <n>\"",
+            &["SLIM-SUB-010", "SLIM-SUB-005"],
+            |cx: Ctx| async move {
+                let mut a = cx.link("A").await?;
+                let mut m = client::subscribe(&cx.name("svc", Some(1)), 72);
+                if let Some(h) = slim_proto::validate::header_mut(&mut m) {
+                    h.recv_from = Some(987_654_321);
+                }
+                a.send(m).await?;
+                let ack = a.expect_ack(72, PROMPT).await?;
+                if ack.success {
+                    return Err(Failure::violation("ack success false", "acked with success"));
+                }
+                if ack.error != "connection not found: 987654321" {
+                    cx.finding("SLIM-SUB-005", "error \"connection not found: 987654321\"", format!("error {:?}", ack.error));
+                }
+                Ok(())
+            },
+        ),
+        Case::new(
+            "subscriptions/unsubscribe-recv-from-foreign",
+            "an Unsubscribe whose recv_from names another link cannot cut that link's route",
+            &["SLIM-SUB-010"],
+            |cx: Ctx| async move {
+                let name = cx.name("svc", Some(1));
+                let (a, mut b) = pair(&cx, &name).await?;
+                let a_name = cx.name("a", Some(9));
+                // C learns B's index from a Publish B sends it.
+                let mut c = cx.link("C").await?;
+                let c_name = cx.name("c", Some(8));
+                c.subscribe(&c_name, 1).await?;
+                let b_idx = learn_index(&b, &name, &mut c, &c_name).await?;
+                let mut m = client::unsubscribe(&name, 1);
+                if let Some(h) = slim_proto::validate::header_mut(&mut m) {
+                    h.recv_from = Some(b_idx);
+                }
+                c.send(m).await?;
+                let _ = c.recv(PROMPT).await;
+                send_text(&a, &a_name, &name, "still-b").await?;
+                expect_payload(&mut b, "still-b").await.map(|_| ()).map_err(|f| {
+                    Failure::violation("B keeps its subscription after C's Unsubscribe naming B's link", f.texts().1)
+                })
+            },
+        ),
+        Case::new(
+            "subscriptions/forward-to-on-subscribe",
+            "a Subscribe with forward_to is either refused with an ack or forwarded (recorded)",
+            &["SLIM-SUB-011"],
+            |cx: Ctx| async move {
+                let name = cx.name("svc", Some(1));
+                let (_a, mut b) = pair(&cx, &name).await?;
+                let mut c = cx.link("C").await?;
+                let c_name = cx.name("c", Some(8));
+                c.subscribe(&c_name, 1).await?;
+                let b_idx = learn_index(&b, &name, &mut c, &c_name).await?;
+                let mut m = client::subscribe(&cx.name("fwd", Some(5)), 81);
+                if let Some(h) = slim_proto::validate::header_mut(&mut m) {
+                    h.forward_to = Some(b_idx);
+                }
+                c.send(m).await?;
+                let on_c = c.recv(PROMPT).await;
+                let on_b = b.recv(cx.quiet).await;
+                cx.note(format!("the sender saw: {}; the named link saw: {}", event_text(&on_c), event_text(&on_b)));
+                match on_c {
+                    Event::Message(pb::Message {
+                        message_type: Some(MessageType::SubscriptionAck(ack)),
+                        ..
+                    }) if ack.subscription_id == 81 => Ok(()),
+                    other => Err(Failure::violation("a SubscriptionAck for 81 (refusal or, after forwarding, success)", event_text(&other))),
+                }
+            },
+        ),
+        Case::new(
+            "subscriptions/many-on-one-link",
+            "2000 subscriptions on one link are each acked with success and all routed",
+            &["SLIM-SUB-001", "SLIM-SUB-003"],
+            |cx: Ctx| async move {
+                const N: u64 = 2000;
+                let mut a = cx.link("A").await?;
+                let acks = subscribe_many(&cx, &mut a, N, Duration::from_secs(30)).await?;
+                let ok = acks.iter().filter(|x| x.success).count() as u64;
+                if ok != N {
+                    let first_bad = acks.iter().find(|x| !x.success).map(|x| format!("{:?}", x.error)).unwrap_or_else(|| "none".into());
+                    return Err(Failure::violation(format!("{N} acks with success"), format!("{} acks, {ok} with success; first refusal error {first_bad}", acks.len())));
+                }
+                let b = cx.link("B").await?;
+                let src = cx.name("sender", None);
+                for i in [1u128, 1000, 2000] {
+                    send_text(&b, &src, &cx.name("many", Some(i)), &format!("to-{i}")).await?;
+                    expect_payload(&mut a, &format!("to-{i}")).await?;
+                }
+                Ok(())
+            },
+        )
+        .timeout(Duration::from_secs(60)),
+        Case::new(
+            "subscriptions/limit-per-link",
+            "the node bounds subscriptions per link and refuses one beyond the bound, stating the limit",
+            &["SLIM-SUB-009"],
+            |cx: Ctx| async move {
+                const N: u64 = 150_000;
+                let mut a = cx.link("A").await?;
+                let acks = subscribe_many(&cx, &mut a, N, Duration::from_secs(100)).await?;
+                let accepted = acks.iter().filter(|x| x.success).count();
+                match acks.iter().find(|x| !x.success) {
+                    Some(r) => {
+                        cx.note(format!("{accepted} subscriptions accepted; first refusal: {:?}", r.error));
+                        if r.error.chars().any(|c| c.is_ascii_digit()) || r.error.contains("limit") {
+                            Ok(())
+                        } else {
+                            Err(Failure::violation("the refusal states the limit", format!("error {:?}", r.error)))
+                        }
+                    }
+                    None => Err(Failure::violation(
+                        format!("a refusal within {N} subscriptions on one link"),
+                        format!("{} acks received, all with success", acks.len()),
+                    )),
+                }
+            },
+        )
+        .timeout(Duration::from_secs(120)),
+        Case::new(
+            "subscriptions/barrier-sanity",
+            "two subscribers of one name under broadcast both receive (the runner's barrier is sound)",
+            &["SLIM-ROUTE-006"],
+            |cx: Ctx| async move {
+                let name = cx.name("svc", Some(1));
+                let (a, mut b) = pair(&cx, &name).await?;
+                let mut c = cx.link("C").await?;
+                c.subscribe(&name, 2).await?;
+                a.send(client::publish(&name, &name, slim_proto::BROADCAST_FANOUT, b"both")).await?;
+                expect_payload(&mut b, "both").await?;
+                expect_payload(&mut c, "both").await?;
+                b.expect_silence(cx.quiet, "exactly one copy per subscriber").await
+            },
+        ),
+    ]
+}

@@ -1,0 +1,396 @@
+//! The command line: `run`, `list`, `coverage`, `vectors generate|verify`.
+//!
+//! Exit codes (documented in conformance/README.md): 0 conformant, 1 failures (a MUST broken, a
+//! SHOULD broken with `--strict`, or a stale expectation), 2 harness or usage error, 3 target
+//! unreachable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use clap::{Parser, Subcommand};
+
+use crate::case::Case;
+use crate::catalogue::Catalogue;
+use crate::client::Target;
+use crate::expectations::Expectations;
+use crate::report;
+use crate::runner::{self, RunOptions, Summary};
+
+/// Exit code: conformant.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: failures.
+pub const EXIT_FAIL: i32 = 1;
+/// Exit code: harness or usage error.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: target unreachable.
+pub const EXIT_UNREACHABLE: i32 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "slim-conformance",
+    version,
+    about = "Judges a SLIM node against the SLIM node-facing requirements (spec/SPEC.md)",
+    after_help = "Exit codes: 0 conformant, 1 failures, 2 harness or usage error, 3 target unreachable."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the node profile against a target (default: the reference relay, started in-process).
+    Run(RunArgs),
+    /// Print the requirement catalogue (id, level, title); with --cases, the cases instead.
+    List {
+        /// List the cases (id, requirements, title) instead of the requirements.
+        #[arg(long)]
+        cases: bool,
+    },
+    /// Print every requirement with the cases that check it.
+    Coverage {
+        /// Write the coverage as JSON to this file as well.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Generate or verify the deterministic test vectors.
+    Vectors {
+        #[command(subcommand)]
+        action: VectorsAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VectorsAction {
+    /// Rewrite every vector file (byte-for-byte identical on every run).
+    Generate {
+        /// Directory to write into (default: the `vectors/` folder of this source tree).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Check slim-proto's primitives against the vector files.
+    Verify {
+        /// Directory to read from (default: the `vectors/` folder of this source tree).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The node to judge, `http://HOST:PORT`. Without it, the reference relay is started in-process
+    /// on an ephemeral port.
+    #[arg(long)]
+    target: Option<String>,
+    /// Run only cases whose id or any cited requirement id matches (glob `*`, repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    only: Vec<String>,
+    /// Skip cases whose id or any cited requirement id matches (glob `*`, repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    skip: Vec<String>,
+    /// HTTP basic credentials for a protected target, `basic:USER:PASS`.
+    #[arg(long, value_name = "basic:USER:PASS")]
+    auth: Option<String>,
+    /// Bearer token for a protected target.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "auth")]
+    bearer: Option<String>,
+    /// Whether the target requires the header MAC (cases that need either are UNSUPPORTED otherwise).
+    #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
+    require_header_mac: bool,
+    /// Treat SHOULD violations (WARN) as failures.
+    #[arg(long)]
+    strict: bool,
+    /// Write the JSON report here (rewritten after every case, so partial results survive).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write a JUnit XML report here (rewritten after every case).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Known deviations of this implementation (YAML); their failures are reported as XFAIL.
+    #[arg(long, value_name = "FILE")]
+    expect: Option<PathBuf>,
+    /// Rewrite the --expect file to match this run (drops entries that pass, adds new failures).
+    #[arg(long, requires = "expect")]
+    fix_expectations: bool,
+    /// Milliseconds a negative check waits to be sure nothing arrives.
+    #[arg(long, value_name = "MS", default_value_t = 300)]
+    quiet_ms: u64,
+}
+
+/// Simple glob: `*` matches any run of characters; everything else literally.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    fn rec(p: &[u8], t: &[u8]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some((b'*', rest)) => (0..=t.len()).any(|i| rec(rest, &t[i..])),
+            Some((c, rest)) => t.split_first().is_some_and(|(d, tt)| c == d && rec(rest, tt)),
+        }
+    }
+    rec(pattern.as_bytes(), text.as_bytes())
+}
+
+/// Cases selected by `--only` / `--skip`.
+pub fn select(cases: Vec<Case>, only: &[String], skip: &[String]) -> Vec<Case> {
+    let hit = |c: &Case, pats: &[String]| {
+        pats.iter().any(|p| {
+            glob_match(p, &c.id) || c.requirements.iter().any(|r| glob_match(p, r))
+        })
+    };
+    cases
+        .into_iter()
+        .filter(|c| only.is_empty() || hit(c, only))
+        .filter(|c| !hit(c, skip))
+        .collect()
+}
+
+/// Parses `basic:USER:PASS` into an `authorization` header value.
+pub fn basic_auth(spec: &str) -> Result<String, String> {
+    let rest = spec
+        .strip_prefix("basic:")
+        .ok_or_else(|| format!("--auth {spec:?}: expected basic:USER:PASS (e.g. --auth basic:alice:secret)"))?;
+    let (user, pass) = rest
+        .split_once(':')
+        .ok_or_else(|| format!("--auth {spec:?}: expected basic:USER:PASS, found no ':' between user and password"))?;
+    if user.is_empty() {
+        return Err(format!("--auth {spec:?}: the user name is empty"));
+    }
+    Ok(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    ))
+}
+
+fn vectors_dir(dir: Option<PathBuf>) -> PathBuf {
+    dir.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../vectors")))
+}
+
+/// Entry point; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let catalogue = match Catalogue::builtin() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match cli.command {
+        Command::List { cases } => {
+            if cases {
+                for c in crate::cases::all() {
+                    println!("{:<44} {:<40} {}", c.id, c.requirements.join(","), c.title);
+                }
+            } else {
+                print!("{}", report::list_text(&catalogue));
+            }
+            EXIT_OK
+        }
+        Command::Coverage { json } => {
+            let rows = report::coverage(&catalogue, &crate::cases::all());
+            print!("{}", report::coverage_text(&rows));
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&rows).unwrap_or_default();
+                if let Err(e) = std::fs::write(&path, text) {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    return EXIT_USAGE;
+                }
+            }
+            EXIT_OK
+        }
+        Command::Vectors { action } => vectors(action),
+        Command::Run(args) => {
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return EXIT_USAGE;
+                }
+            };
+            rt.block_on(run(args, catalogue))
+        }
+    }
+}
+
+fn vectors(action: VectorsAction) -> i32 {
+    let _ = (action, vectors_dir(None));
+    eprintln!("MERGE-PENDING");
+    EXIT_USAGE
+}
+
+async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
+    let authorization = match (&args.auth, &args.bearer) {
+        (Some(a), _) => match basic_auth(a) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        },
+        (None, Some(t)) if t.is_empty() => {
+            eprintln!("error: --bearer needs a non-empty token");
+            return EXIT_USAGE;
+        }
+        (None, Some(t)) => Some(format!("Bearer {t}")),
+        (None, None) => None,
+    };
+    let expectations = match &args.expect {
+        Some(path) => match Expectations::load(path, &catalogue) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        },
+        None => None,
+    };
+    // The embedded default target: the reference relay on an ephemeral loopback port.
+    let mut embedded = None;
+    let url = match &args.target {
+        Some(t) => t.clone(),
+        None => {
+            let mut config = slim_reference::config::ServerConfig::default();
+            config.listen = ([127, 0, 0, 1], 0).into();
+            config.relay.require_header_mac = args.require_header_mac;
+            match slim_reference::server::spawn(config).await {
+                Ok(handle) => {
+                    let url = handle.url();
+                    embedded = Some(handle);
+                    url
+                }
+                Err(e) => {
+                    eprintln!("error: cannot start the embedded reference relay: {e}");
+                    return EXIT_USAGE;
+                }
+            }
+        }
+    };
+    let target = Target {
+        url: url.clone(),
+        authorization,
+        strict_mac: args.require_header_mac,
+    };
+    let code = run_against(&args, &catalogue, target, expectations.as_ref(), embedded.is_some()).await;
+    if let Some(handle) = embedded {
+        let _ = handle.shutdown().await;
+    }
+    code
+}
+
+async fn run_against(
+    args: &RunArgs,
+    catalogue: &Catalogue,
+    target: Target,
+    expectations: Option<&Expectations>,
+    embedded: bool,
+) -> i32 {
+    let identity = match runner::probe(&target).await {
+        Ok(id) => id,
+        Err(runner::RunError::Unreachable(m)) => {
+            eprintln!(
+                "error: target {} unreachable: {m}\n  check that a SLIM node listens there (h2c gRPC, e.g. http://127.0.0.1:46357)",
+                target.url
+            );
+            return EXIT_UNREACHABLE;
+        }
+        Err(runner::RunError::Refused(m)) => {
+            eprintln!("error: {m}");
+            return EXIT_USAGE;
+        }
+    };
+    let cases = select(crate::cases::all(), &args.only, &args.skip);
+    if cases.is_empty() {
+        eprintln!("error: --only/--skip selected no case; `slim-conformance list --cases` shows the ids");
+        return EXIT_USAGE;
+    }
+    println!(
+        "slim-conformance {} against {}{} ({identity}), {} cases, header MAC {}",
+        env!("CARGO_PKG_VERSION"),
+        target.url,
+        if embedded { " (embedded reference relay)" } else { "" },
+        cases.len(),
+        if target.strict_mac { "required" } else { "not required" }
+    );
+    println!("{}", report::table_header());
+    let options = RunOptions {
+        target: target.clone(),
+        quiet: Duration::from_millis(args.quiet_ms),
+        strict: args.strict,
+    };
+    let write_reports = |results: &[runner::CaseResult], complete: bool| -> Result<(), String> {
+        let stale = expectations.map(|e| e.stale(results)).unwrap_or_default();
+        let stale = if complete { stale } else { Vec::new() };
+        let summary = Summary::of(results, args.strict, stale.len());
+        if let Some(path) = &args.json {
+            let r = report::JsonReport {
+                schema: report::JSON_SCHEMA,
+                runner: env!("CARGO_PKG_VERSION").into(),
+                target: target.url.clone(),
+                target_identity: identity.clone(),
+                complete,
+                strict: args.strict,
+                summary: summary.clone(),
+                stale_expectations: stale.clone(),
+                cases: results,
+            };
+            report::write_atomic(path, &report::json(&r))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        if let Some(path) = &args.junit {
+            report::write_atomic(path, &report::junit(results, &summary, args.strict))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        Ok(())
+    };
+    let mut write_error = None;
+    let results = runner::run_all(&cases, catalogue, &options, expectations, |r, all| {
+        println!("{}", report::table_row(r));
+        if let Err(e) = write_reports(all, false) {
+            write_error.get_or_insert(e);
+        }
+    })
+    .await;
+    if let Err(e) = write_reports(&results, true) {
+        write_error.get_or_insert(e);
+    }
+    let stale = expectations.map(|e| e.stale(&results)).unwrap_or_default();
+    for d in &stale {
+        println!(
+            "STALE expectation: {}{} now passes; remove it from {} (or run with --fix-expectations)",
+            d.requirement,
+            d.case.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
+            args.expect.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+        );
+    }
+    if args.fix_expectations {
+        if let (Some(e), Some(path)) = (expectations, &args.expect) {
+            let fixed = e.fixed(&results);
+            match fixed.save(path) {
+                Ok(()) => println!(
+                    "rewrote {} ({} deviations)",
+                    path.display(),
+                    fixed.deviations.len()
+                ),
+                Err(err) => {
+                    write_error.get_or_insert(err.to_string());
+                }
+            }
+        }
+    }
+    let summary = Summary::of(&results, args.strict, stale.len());
+    println!("{}", summary.line());
+    if let Some(e) = write_error {
+        if !e.is_empty() {
+            eprintln!("error: {e}");
+        }
+        return EXIT_USAGE;
+    }
+    summary.exit_code()
+}

@@ -1,0 +1,611 @@
+//! The runner's raw SLIM client: one `OpenChannel` stream, driven frame by frame.
+//!
+//! Built only from slim-proto wire primitives (types, names, link key agreement, header MAC), so
+//! it can do what a well-behaved client does *and* what a broken one does: send unsigned or
+//! tampered headers, malformed negotiations, raw bytes. Every frame in either direction is recorded
+//! in the case's [`FrameLog`] as evidence for the report.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BufMut;
+use prost::Message as _;
+use serde::Serialize;
+use slim_proto::link::{self, LinkKeyPair};
+use slim_proto::mac::LinkMac;
+use slim_proto::names::SlimName;
+use slim_proto::pb::{self, message::MessageType};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::MetadataValue;
+use tonic::{Status, Streaming};
+
+use crate::case::Failure;
+
+const OPEN_CHANNEL: &str = "/dataplane.proto.v1.DataPlaneService/OpenChannel";
+
+/// Where and how to reach the target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `http://host:port`.
+    pub url: String,
+    /// Value of the `authorization` header, if any.
+    pub authorization: Option<String>,
+    /// Whether the target requires the header MAC (decides which cases apply).
+    pub strict_mac: bool,
+}
+
+/// One recorded frame.
+#[derive(Debug, Clone, Serialize)]
+pub struct Frame {
+    /// Milliseconds since the case started.
+    pub at_ms: u64,
+    /// Which client (`A`, `B`, …).
+    pub link: String,
+    /// `sent`, `received` or `ended`.
+    pub dir: &'static str,
+    /// A one-line description (message kind and key fields, or the gRPC status).
+    pub summary: String,
+    /// Encoded size in bytes.
+    pub bytes: usize,
+}
+
+/// The frames of one case, shared by its clients.
+#[derive(Debug, Clone)]
+pub struct FrameLog {
+    start: Instant,
+    frames: Arc<Mutex<Vec<Frame>>>,
+}
+
+impl FrameLog {
+    /// An empty log starting now.
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            frames: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn push(&self, link: &str, dir: &'static str, summary: String, bytes: usize) {
+        let frame = Frame {
+            at_ms: self.start.elapsed().as_millis() as u64,
+            link: link.to_string(),
+            dir,
+            summary,
+            bytes,
+        };
+        if let Ok(mut f) = self.frames.lock() {
+            // Bound the evidence: the first 200 frames say what happened.
+            if f.len() < 200 {
+                f.push(frame);
+            }
+        }
+    }
+
+    /// Everything recorded so far.
+    pub fn frames(&self) -> Vec<Frame> {
+        self.frames.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+}
+
+impl Default for FrameLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A short description of a message for evidence.
+pub fn describe(msg: &pb::Message) -> String {
+    fn name(n: Option<&pb::Name>) -> String {
+        let Some(n) = n else { return "-".into() };
+        match (&n.str_name, &n.name) {
+            (Some(s), Some(e)) => format!(
+                "{}/{}/{}/{}",
+                s.str_component_0,
+                s.str_component_1,
+                s.str_component_2,
+                slim_proto::names::id_text(slim_proto::names::encoded_id(e))
+            ),
+            (None, Some(e)) => format!(
+                "#{:x}/{:x}/{:x}/{}",
+                e.component_0,
+                e.component_1,
+                e.component_2,
+                slim_proto::names::id_text(slim_proto::names::encoded_id(e))
+            ),
+            (Some(s), None) => format!(
+                "{}/{}/{}/(no hash)",
+                s.str_component_0, s.str_component_1, s.str_component_2
+            ),
+            (None, None) => "(empty name)".into(),
+        }
+    }
+    fn header(h: Option<&pb::SlimHeader>) -> String {
+        let Some(h) = h else { return "no header".into() };
+        let mut s = format!(
+            "src={} dst={} fanout={} ttl={}",
+            name(h.source.as_ref()),
+            name(h.destination.as_ref()),
+            h.fanout,
+            h.ttl
+        );
+        for (k, v) in [
+            ("incoming_conn", h.incoming_conn),
+            ("recv_from", h.recv_from),
+            ("forward_to", h.forward_to),
+        ] {
+            if let Some(v) = v {
+                s.push_str(&format!(" {k}={v}"));
+            }
+        }
+        s.push_str(match h.header_mac.as_ref().map(Vec::len) {
+            None => " mac=none",
+            Some(32) => " mac=32B",
+            Some(_) => " mac=bad-length",
+        });
+        s
+    }
+    match &msg.message_type {
+        None => "Message{} (no message_type)".into(),
+        Some(MessageType::Link(l)) => match &l.link_type {
+            None => "link{} (no payload)".into(),
+            Some(pb::link::LinkType::LinkNegotiation(p)) => format!(
+                "link_negotiation link_id={:?} version={:?} is_reply={} key={}B type={} node_id={:?} kem={}",
+                p.link_id,
+                p.slim_version,
+                p.is_reply,
+                p.link_ecdh_public_key.len(),
+                p.connection_type,
+                p.node_id,
+                p.link_kem_payload.as_ref().map_or(0, Vec::len)
+            ),
+        },
+        Some(MessageType::Subscribe(s)) => format!(
+            "subscribe id={} {}",
+            s.subscription_id,
+            header(s.header.as_ref())
+        ),
+        Some(MessageType::Unsubscribe(u)) => format!(
+            "unsubscribe id={} {}",
+            u.subscription_id,
+            header(u.header.as_ref())
+        ),
+        Some(MessageType::Publish(p)) => {
+            let blob = match p.msg.as_ref().and_then(|m| m.content_type.as_ref()) {
+                Some(pb::content::ContentType::AppPayload(a)) => {
+                    let shown: String = String::from_utf8_lossy(&a.blob).chars().take(40).collect();
+                    format!(" payload={shown:?}")
+                }
+                Some(pb::content::ContentType::CommandPayload(_)) => " command".into(),
+                None => " no-content".into(),
+            };
+            format!("publish {}{blob}", header(p.header.as_ref()))
+        }
+        Some(MessageType::SubscriptionAck(a)) => format!(
+            "subscription_ack id={} success={} error={:?}",
+            a.subscription_id, a.success, a.error
+        ),
+    }
+}
+
+/// Sends raw bytes as gRPC messages and decodes responses as `pb::Message`, so malformed frames
+/// can be sent on purpose.
+#[derive(Debug, Default)]
+struct RawCodec;
+#[derive(Debug)]
+struct RawEncoder;
+#[derive(Debug)]
+struct MessageDecoder;
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for MessageDecoder {
+    type Item = pb::Message;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<pb::Message>, Status> {
+        pb::Message::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("target sent an undecodable Message: {e}")))
+    }
+}
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = pb::Message;
+    type Encoder = RawEncoder;
+    type Decoder = MessageDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> MessageDecoder {
+        MessageDecoder
+    }
+}
+
+/// What a bounded receive saw.
+#[derive(Debug)]
+pub enum Event {
+    /// A message.
+    Message(pb::Message),
+    /// The stream ended with this status (`Code::Ok` for a clean end).
+    Ended(Status),
+    /// Nothing within the bound.
+    Silent,
+}
+
+/// One link to the target, from the runner's side.
+pub struct Link {
+    label: String,
+    tx: Option<mpsc::Sender<Vec<u8>>>,
+    rx: Streaming<pb::Message>,
+    log: FrameLog,
+    /// The MAC state once negotiated with a key.
+    pub mac: Option<LinkMac>,
+    /// The link id we sent.
+    pub link_id: String,
+    /// The negotiation reply, once received.
+    pub reply: Option<pb::LinkNegotiationPayload>,
+    ended: bool,
+}
+
+/// The negotiation request a well-behaved client sends; cases mutate it to misbehave.
+pub fn default_request(link_id: &str, public_key: Vec<u8>) -> pb::LinkNegotiationPayload {
+    pb::LinkNegotiationPayload {
+        link_id: link_id.to_string(),
+        slim_version: "3.4.6".into(),
+        is_reply: false,
+        link_ecdh_public_key: public_key,
+        connection_type: pb::LinkConnectionType::Edge as i32,
+        node_id: "slim-conformance".into(),
+        deployment_name: String::new(),
+        link_kem_payload: None,
+    }
+}
+
+impl Link {
+    /// Opens an `OpenChannel` stream without sending anything.
+    pub async fn open(target: &Target, label: &str, log: &FrameLog) -> Result<Link, Failure> {
+        let endpoint = tonic::transport::Endpoint::from_shared(target.url.clone())
+            .map_err(|e| Failure::Harness(format!("bad target URL {}: {e}", target.url)))?
+            .connect_timeout(Duration::from_secs(5));
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| Failure::Unreachable(format!("cannot connect to {}: {e}", target.url)))?;
+        // The runner must be able to send and receive frames beyond the node's limits.
+        let mut grpc = tonic::client::Grpc::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        grpc.ready()
+            .await
+            .map_err(|e| Failure::Unreachable(format!("target not ready: {e}")))?;
+        let (tx, rx) = mpsc::channel(64);
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(auth) = &target.authorization {
+            let value = MetadataValue::try_from(auth.as_str())
+                .map_err(|_| Failure::Harness("authorization value is not a valid header".into()))?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        let path = http::uri::PathAndQuery::from_static(OPEN_CHANNEL);
+        let response = tokio::time::timeout(
+            Duration::from_secs(10),
+            grpc.streaming(request, path, RawCodec),
+        )
+        .await
+        .map_err(|_| Failure::Violation {
+            expected: "the OpenChannel call is accepted (response headers) within 10 s".into(),
+            observed: "no response headers within 10 s".into(),
+        })?;
+        let rx = match response {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                log.push(label, "ended", status_text(&status), 0);
+                return Err(Failure::Rejected(status));
+            }
+        };
+        Ok(Link {
+            label: label.to_string(),
+            tx: Some(tx),
+            rx,
+            log: log.clone(),
+            mac: None,
+            link_id: String::new(),
+            reply: None,
+            ended: false,
+        })
+    }
+
+    /// Opens a stream and negotiates like a well-behaved client (X25519 key, EDGE).
+    pub async fn connect(target: &Target, label: &str, log: &FrameLog) -> Result<Link, Failure> {
+        let mut link = Self::open(target, label, log).await?;
+        link.negotiate(|_| {}).await?;
+        Ok(link)
+    }
+
+    /// Sends a negotiation request (after `tweak`) and expects a valid reply; installs the MAC key.
+    pub async fn negotiate(
+        &mut self,
+        tweak: impl FnOnce(&mut pb::LinkNegotiationPayload),
+    ) -> Result<pb::LinkNegotiationPayload, Failure> {
+        let pair = LinkKeyPair::from_secret_bytes(random32());
+        let link_id = uuid::Uuid::new_v4().to_string();
+        let mut req = default_request(&link_id, pair.public_bytes().to_vec());
+        tweak(&mut req);
+        self.link_id = req.link_id.clone();
+        self.send_message(link::negotiation_message(req)).await?;
+        let reply = match self.recv(Duration::from_secs(5)).await {
+            Event::Message(m) => m,
+            Event::Ended(s) => {
+                return Err(Failure::Violation {
+                    expected: "a link negotiation reply".into(),
+                    observed: format!("stream ended: {}", status_text(&s)),
+                })
+            }
+            Event::Silent => {
+                return Err(Failure::Violation {
+                    expected: "a link negotiation reply within 5 s".into(),
+                    observed: "nothing".into(),
+                })
+            }
+        };
+        let p = link::negotiation_payload(&reply)
+            .map_err(|e| Failure::Violation {
+                expected: "a link negotiation reply".into(),
+                observed: e.to_string(),
+            })?
+            .clone();
+        if p.link_ecdh_public_key.len() == 32 {
+            self.mac = Some(
+                pair.derive_link_mac(&p.link_ecdh_public_key, &self.link_id)
+                    .map_err(|e| Failure::Violation {
+                        expected: "a usable X25519 key in the reply".into(),
+                        observed: e.to_string(),
+                    })?,
+            );
+        }
+        self.reply = Some(p.clone());
+        Ok(p)
+    }
+
+    /// The label used in evidence.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Sends raw bytes as one gRPC message.
+    pub async fn send_raw(&self, bytes: Vec<u8>, summary: &str) -> Result<(), Failure> {
+        self.log.push(&self.label, "sent", summary.to_string(), bytes.len());
+        match &self.tx {
+            Some(tx) => tx
+                .send(bytes)
+                .await
+                .map_err(|_| Failure::Harness("request stream already closed".into())),
+            None => Err(Failure::Harness("request stream already closed".into())),
+        }
+    }
+
+    /// Sends a message exactly as given (no signing).
+    pub async fn send_message(&self, msg: pb::Message) -> Result<(), Failure> {
+        let summary = describe(&msg);
+        self.send_raw(msg.encode_to_vec(), &summary).await
+    }
+
+    /// Signs the header (if this link has a key) and sends.
+    pub async fn send(&self, mut msg: pb::Message) -> Result<(), Failure> {
+        self.sign(&mut msg);
+        self.send_message(msg).await
+    }
+
+    /// Signs a message's header with this link's key, if any.
+    pub fn sign(&self, msg: &mut pb::Message) {
+        if let (Some(mac), Some(h)) = (&self.mac, slim_proto::validate::header_mut(msg)) {
+            mac.sign(h);
+        }
+    }
+
+    /// A clone of the request-stream sender, for pipelined sending from another task.
+    pub fn sender(&self) -> Option<mpsc::Sender<Vec<u8>>> {
+        self.tx.clone()
+    }
+
+    /// Closes our sending side (half-close), as a client that goes away.
+    pub fn close_send(&mut self) {
+        self.tx = None;
+    }
+
+    /// Waits up to `within` for the next frame.
+    pub async fn recv(&mut self, within: Duration) -> Event {
+        if self.ended {
+            return Event::Ended(Status::ok("stream already ended"));
+        }
+        match tokio::time::timeout(within, self.rx.message()).await {
+            Err(_) => Event::Silent,
+            Ok(Ok(Some(m))) => {
+                self.log
+                    .push(&self.label, "received", describe(&m), m.encoded_len());
+                Event::Message(m)
+            }
+            Ok(Ok(None)) => {
+                self.ended = true;
+                let s = Status::ok("stream ended");
+                self.log.push(&self.label, "ended", status_text(&s), 0);
+                Event::Ended(s)
+            }
+            Ok(Err(s)) => {
+                self.ended = true;
+                self.log.push(&self.label, "ended", status_text(&s), 0);
+                Event::Ended(s)
+            }
+        }
+    }
+
+    /// Expects a SubscriptionAck for `id` within `within`.
+    pub async fn expect_ack(&mut self, id: u64, within: Duration) -> Result<pb::SubscriptionAck, Failure> {
+        match self.recv(within).await {
+            Event::Message(pb::Message {
+                message_type: Some(MessageType::SubscriptionAck(a)),
+                ..
+            }) if a.subscription_id == id => Ok(a),
+            other => Err(Failure::Violation {
+                expected: format!("a SubscriptionAck for subscription_id {id} on {}", self.label),
+                observed: event_text(&other),
+            }),
+        }
+    }
+
+    /// Subscribes `name` with ack id `id` (signed) and expects a successful ack.
+    pub async fn subscribe(&mut self, name: &SlimName, id: u64) -> Result<(), Failure> {
+        self.send(subscribe(name, id)).await?;
+        let ack = self.expect_ack(id, Duration::from_secs(5)).await?;
+        if !ack.success {
+            return Err(Failure::Violation {
+                expected: format!("subscription {id} to {name} acked with success"),
+                observed: format!("success=false error={:?}", ack.error),
+            });
+        }
+        Ok(())
+    }
+
+    /// Expects a Publish within `within`.
+    pub async fn expect_publish(&mut self, within: Duration) -> Result<pb::Message, Failure> {
+        match self.recv(within).await {
+            Event::Message(m) if matches!(m.message_type, Some(MessageType::Publish(_))) => Ok(m),
+            other => Err(Failure::Violation {
+                expected: format!("a Publish delivered to {}", self.label),
+                observed: event_text(&other),
+            }),
+        }
+    }
+
+    /// Expects nothing at all within `within` (the stream stays open and silent).
+    pub async fn expect_silence(&mut self, within: Duration, why: &str) -> Result<(), Failure> {
+        match self.recv(within).await {
+            Event::Silent => Ok(()),
+            other => Err(Failure::Violation {
+                expected: format!("nothing on {} ({why})", self.label),
+                observed: event_text(&other),
+            }),
+        }
+    }
+
+    /// Expects the stream to end within `within`; returns the status.
+    pub async fn expect_end(&mut self, within: Duration) -> Result<Status, Failure> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv(left).await {
+                Event::Ended(s) => return Ok(s),
+                Event::Silent => {
+                    return Err(Failure::Violation {
+                        expected: format!("the target ends {}'s stream within {within:?}", self.label),
+                        observed: "the stream stayed open".into(),
+                    })
+                }
+                Event::Message(m) => {
+                    return Err(Failure::Violation {
+                        expected: format!("the target ends {}'s stream without replying", self.label),
+                        observed: format!("received {}", describe(&m)),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Text of a gRPC status for evidence.
+pub fn status_text(s: &Status) -> String {
+    if s.message().is_empty() {
+        format!("status {:?}", s.code())
+    } else {
+        format!("status {:?}: {}", s.code(), s.message())
+    }
+}
+
+/// Text of an event for evidence.
+pub fn event_text(e: &Event) -> String {
+    match e {
+        Event::Message(m) => format!("received {}", describe(m)),
+        Event::Ended(s) => format!("stream ended with {}", status_text(s)),
+        Event::Silent => "nothing".into(),
+    }
+}
+
+fn random32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    b
+}
+
+/// A routed header from `src` to `dst` with the default TTL.
+pub fn header(src: &SlimName, dst: &SlimName, fanout: u32) -> pb::SlimHeader {
+    pb::SlimHeader {
+        source: Some(src.to_proto()),
+        destination: Some(dst.to_proto()),
+        fanout,
+        ttl: slim_proto::DEFAULT_TTL,
+        version: "3.4.6".into(),
+        ..Default::default()
+    }
+}
+
+/// A Subscribe for `name` (source = destination = name) with ack id `id`.
+pub fn subscribe(name: &SlimName, id: u64) -> pb::Message {
+    wrap(MessageType::Subscribe(pb::Subscribe {
+        header: Some(header(name, name, 1)),
+        subscription_id: id,
+    }))
+}
+
+/// An Unsubscribe for `name` with ack id `id`.
+pub fn unsubscribe(name: &SlimName, id: u64) -> pb::Message {
+    wrap(MessageType::Unsubscribe(pb::Unsubscribe {
+        header: Some(header(name, name, 1)),
+        subscription_id: id,
+    }))
+}
+
+/// A Publish with an application payload.
+pub fn publish(src: &SlimName, dst: &SlimName, fanout: u32, payload: &[u8]) -> pb::Message {
+    wrap(MessageType::Publish(pb::Publish {
+        header: Some(header(src, dst, fanout)),
+        session: Some(pb::SessionHeader {
+            session_type: pb::SessionType::PointToPoint as i32,
+            session_message_type: pb::SessionMessageType::Msg as i32,
+            session_id: 1,
+            message_id: 1,
+        }),
+        msg: Some(pb::Content {
+            content_type: Some(pb::content::ContentType::AppPayload(pb::ApplicationPayload {
+                payload_type: "msg".into(),
+                blob: payload.to_vec(),
+            })),
+        }),
+    }))
+}
+
+/// Wraps a message type.
+pub fn wrap(t: MessageType) -> pb::Message {
+    pb::Message {
+        message_type: Some(t),
+        metadata: Default::default(),
+    }
+}
+
+/// The application payload of a Publish.
+pub fn payload(msg: &pb::Message) -> Option<&[u8]> {
+    match &msg.message_type {
+        Some(MessageType::Publish(p)) => match p.msg.as_ref()?.content_type.as_ref()? {
+            pb::content::ContentType::AppPayload(a) => Some(&a.blob),
+            _ => None,
+        },
+        _ => None,
+    }
+}

@@ -1,0 +1,174 @@
+//! Known deviations of one implementation (`--expect FILE`).
+//!
+//! An implementation that knowingly breaks a requirement lists it here with a reason and the
+//! version it was observed on; its failures are then reported as XFAIL and do not fail the run.
+//! The file must shrink, never rot: an entry whose requirement now passes is reported as stale and
+//! fails the run until it is removed (`--fix-expectations` rewrites the file).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::runner::{CaseResult, Verdict};
+
+/// The expectations file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Expectations {
+    /// File format version (1).
+    pub schema: u32,
+    /// The implementation and version the file describes, e.g. `slim-bindings 3.3.8 (embedded node)`.
+    pub implementation: String,
+    /// The deviations.
+    #[serde(default)]
+    pub deviations: Vec<Deviation>,
+}
+
+/// One known deviation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Deviation {
+    /// The requirement broken.
+    pub requirement: String,
+    /// The case that shows it; absent = any case judged on this requirement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
+    /// Why the implementation deviates, or what it does instead.
+    pub reason: String,
+    /// The implementation version it was observed on.
+    pub observed_on: String,
+}
+
+/// The file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ExpectationsError {
+    /// Read or write failed.
+    #[error("expectations file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Not valid for the schema.
+    #[error("expectations file {path}: {message} (expected keys: schema, implementation, deviations[requirement, case, reason, observed_on])")]
+    Parse {
+        /// The file.
+        path: String,
+        /// serde_yaml's explanation.
+        message: String,
+    },
+    /// Unsupported schema version.
+    #[error("expectations file {path}: schema {schema} is not supported; this runner reads schema 1")]
+    Schema {
+        /// The file.
+        path: String,
+        /// The version found.
+        schema: u32,
+    },
+    /// A deviation cites a requirement the catalogue does not have.
+    #[error("expectations file {path}: deviation cites unknown requirement {requirement}; `slim-conformance list` shows the catalogue")]
+    UnknownRequirement {
+        /// The file.
+        path: String,
+        /// The id.
+        requirement: String,
+    },
+}
+
+impl Expectations {
+    /// Loads and checks a file against the catalogue.
+    pub fn load(path: &Path, catalogue: &crate::catalogue::Catalogue) -> Result<Self, ExpectationsError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ExpectationsError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let e: Expectations = serde_yaml::from_str(&text).map_err(|err| ExpectationsError::Parse {
+            path: p.clone(),
+            message: err.to_string(),
+        })?;
+        if e.schema != 1 {
+            return Err(ExpectationsError::Schema {
+                path: p,
+                schema: e.schema,
+            });
+        }
+        if let Some(d) = e.deviations.iter().find(|d| catalogue.get(&d.requirement).is_none()) {
+            return Err(ExpectationsError::UnknownRequirement {
+                path: p,
+                requirement: d.requirement.clone(),
+            });
+        }
+        Ok(e)
+    }
+
+    /// The deviation that covers a failure of `requirement` in case `case`, if any.
+    pub fn find(&self, requirement: &str, case: &str) -> Option<&Deviation> {
+        self.deviations
+            .iter()
+            .find(|d| d.requirement == requirement && d.case.as_deref().is_none_or(|c| c == case))
+    }
+
+    /// Entries that no longer describe a failure: their requirement (and case) ran and nothing
+    /// was judged XFAIL against them.
+    pub fn stale<'a>(&'a self, results: &[CaseResult]) -> Vec<&'a Deviation> {
+        self.deviations
+            .iter()
+            .filter(|d| {
+                let relevant: Vec<&CaseResult> = results
+                    .iter()
+                    .filter(|r| d.case.as_deref().map_or_else(
+                        || r.requirements.iter().any(|q| q.id == d.requirement),
+                        |c| c == r.id,
+                    ))
+                    .filter(|r| !matches!(r.verdict, Verdict::Unsupported | Verdict::Error))
+                    .collect();
+                !relevant.is_empty()
+                    && !relevant.iter().any(|r| {
+                        r.verdict == Verdict::Xfail && r.judged_requirement == d.requirement
+                    })
+            })
+            .collect()
+    }
+
+    /// The file as it should be after this run: stale entries dropped, new failures added with
+    /// what was observed as the reason.
+    pub fn fixed(&self, results: &[CaseResult]) -> Expectations {
+        let stale = self.stale(results);
+        let mut deviations: Vec<Deviation> = self
+            .deviations
+            .iter()
+            .filter(|d| !stale.contains(d))
+            .cloned()
+            .collect();
+        for r in results {
+            if matches!(r.verdict, Verdict::Fail | Verdict::Warn) {
+                deviations.push(Deviation {
+                    requirement: r.judged_requirement.clone(),
+                    case: Some(r.id.clone()),
+                    reason: r.observed.clone().unwrap_or_default(),
+                    observed_on: self.implementation.clone(),
+                });
+            }
+        }
+        Expectations {
+            schema: 1,
+            implementation: self.implementation.clone(),
+            deviations,
+        }
+    }
+
+    /// Writes the file.
+    pub fn save(&self, path: &Path) -> Result<(), ExpectationsError> {
+        let text = serde_yaml::to_string(self).map_err(|e| ExpectationsError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let header = "# Known deviations for `slim-conformance run --expect`. Each entry: the requirement broken,\n# the case that shows it, why, and the version it was observed on. Entries that start passing\n# fail the run until removed (`--fix-expectations`).\n";
+        std::fs::write(path, format!("{header}{text}")).map_err(|source| ExpectationsError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}

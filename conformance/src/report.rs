@@ -1,0 +1,225 @@
+//! Reports: the console table, the JSON report (versioned schema), JUnit XML and coverage.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::case::Case;
+use crate::catalogue::{Catalogue, Level};
+use crate::expectations::Deviation;
+use crate::runner::{CaseResult, Summary, Verdict};
+
+/// Identifies the JSON report format; bumped on incompatible changes.
+pub const JSON_SCHEMA: &str = "slim-conformance/report/v1";
+
+/// The JSON report.
+#[derive(Debug, Serialize)]
+pub struct JsonReport<'a> {
+    /// [`JSON_SCHEMA`].
+    pub schema: &'static str,
+    /// Runner version.
+    pub runner: String,
+    /// Target URL.
+    pub target: String,
+    /// What the target said about itself in the probe negotiation.
+    pub target_identity: String,
+    /// Whether the run is complete (false while cases are still running).
+    pub complete: bool,
+    /// `--strict`.
+    pub strict: bool,
+    /// Counts.
+    pub summary: Summary,
+    /// Expectation entries that now pass.
+    pub stale_expectations: Vec<&'a Deviation>,
+    /// Per case.
+    pub cases: &'a [CaseResult],
+}
+
+/// The header row and one row per case.
+pub fn table_header() -> String {
+    format!(
+        "{:<44} {:<16} {:<6} {:<11} {:>7}",
+        "CASE", "REQUIREMENT", "LEVEL", "VERDICT", "TIME"
+    )
+}
+
+/// One console row, plus indented expected/observed lines for anything but PASS.
+pub fn table_row(r: &CaseResult) -> String {
+    let mut s = format!(
+        "{:<44} {:<16} {:<6} {:<11} {:>5}ms",
+        r.id,
+        r.judged_requirement,
+        r.level.to_string(),
+        r.verdict.label(),
+        r.duration_ms
+    );
+    if r.verdict != Verdict::Pass {
+        if let Some(e) = &r.expected {
+            let _ = write!(s, "\n      expected: {e}");
+        }
+        if let Some(o) = &r.observed {
+            let _ = write!(s, "\n      observed: {o}");
+        }
+        if let Some(d) = &r.expected_deviation {
+            let _ = write!(s, "\n      known deviation: {d}");
+        }
+        for n in &r.notes {
+            let _ = write!(s, "\n      note: {n}");
+        }
+    }
+    s
+}
+
+/// Serialises the JSON report.
+pub fn json(report: &JsonReport<'_>) -> String {
+    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JUnit XML: one testsuite, a testcase per case (classname = area). FAIL is a failure, WARN a
+/// failure only with `strict`, UNSUPPORTED is skipped, ERROR an error.
+pub fn junit(results: &[CaseResult], summary: &Summary, strict: bool) -> String {
+    let total_ms: u64 = results.iter().map(|r| r.duration_ms).sum();
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<testsuite name=\"slim-conformance\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\">",
+        results.len(),
+        summary.failed,
+        summary.errors,
+        summary.skipped,
+        total_ms as f64 / 1000.0
+    );
+    for r in results {
+        let area = r.id.split('/').next().unwrap_or("");
+        let _ = write!(
+            x,
+            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">",
+            xml_escape(area),
+            xml_escape(&format!("{} [{}]", r.id, r.judged_requirement)),
+            r.duration_ms as f64 / 1000.0
+        );
+        let detail = format!(
+            "expected: {}\nobserved: {}",
+            r.expected.as_deref().unwrap_or(""),
+            r.observed.as_deref().unwrap_or("")
+        );
+        match r.verdict {
+            Verdict::Fail => {
+                let _ = write!(x, "<failure message=\"{} {} broken\">{}</failure>", r.judged_requirement, r.level, xml_escape(&detail));
+            }
+            Verdict::Warn if strict => {
+                let _ = write!(x, "<failure message=\"{} SHOULD broken\">{}</failure>", r.judged_requirement, xml_escape(&detail));
+            }
+            Verdict::Unsupported => {
+                let _ = write!(x, "<skipped message=\"{}\"/>", xml_escape(r.observed.as_deref().unwrap_or("")));
+            }
+            Verdict::Error => {
+                let _ = write!(x, "<error message=\"harness error\">{}</error>", xml_escape(&detail));
+            }
+            _ => {}
+        }
+        let mut out = String::new();
+        for q in &r.requirements {
+            let _ = writeln!(out, "{} ({}): {}", q.id, q.level, q.text);
+        }
+        let _ = writeln!(out, "verdict: {}", r.verdict.label());
+        if r.verdict != Verdict::Pass {
+            let _ = writeln!(out, "{detail}");
+        }
+        for f in &r.frames {
+            let _ = writeln!(out, "{:>6}ms {} {} {}", f.at_ms, f.link, f.dir, f.summary);
+        }
+        let _ = writeln!(x, "<system-out>{}</system-out></testcase>", xml_escape(&out));
+    }
+    x.push_str("</testsuite>\n");
+    x
+}
+
+/// One requirement's coverage.
+#[derive(Debug, Serialize)]
+pub struct CoverageRow {
+    /// Requirement id.
+    pub id: String,
+    /// Level.
+    pub level: Level,
+    /// Title.
+    pub title: String,
+    /// Case ids that cite it.
+    pub cases: Vec<String>,
+    /// Why no case checks it, when none does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untested: Option<String>,
+}
+
+/// Every requirement with the cases that check it.
+pub fn coverage(catalogue: &Catalogue, cases: &[Case]) -> Vec<CoverageRow> {
+    catalogue
+        .iter()
+        .map(|r| CoverageRow {
+            id: r.id.clone(),
+            level: r.level,
+            title: r.title.clone(),
+            cases: cases
+                .iter()
+                .filter(|c| c.requirements.contains(&r.id))
+                .map(|c| c.id.clone())
+                .collect(),
+            untested: r.untested.clone(),
+        })
+        .collect()
+}
+
+/// The coverage report as text.
+pub fn coverage_text(rows: &[CoverageRow]) -> String {
+    let mut s = String::new();
+    let covered = rows.iter().filter(|r| !r.cases.is_empty()).count();
+    for r in rows {
+        let what = if !r.cases.is_empty() {
+            r.cases.join(", ")
+        } else if let Some(u) = &r.untested {
+            format!("(untested: {u})")
+        } else {
+            "(NO CASE)".into()
+        };
+        let _ = writeln!(s, "{:<16} {:<6} {:<40} {}", r.id, r.level.to_string(), r.title, what);
+    }
+    let _ = writeln!(
+        s,
+        "{covered} of {} requirements are checked by at least one case",
+        rows.len()
+    );
+    s
+}
+
+/// The catalogue as text (`slim-conformance list`).
+pub fn list_text(catalogue: &Catalogue) -> String {
+    let mut s = String::new();
+    for r in catalogue.iter() {
+        let _ = writeln!(s, "{:<16} {:<6} {}", r.id, r.level.to_string(), r.title);
+    }
+    s
+}
+
+/// Writes `text` to `path` atomically (write then rename), so a crash never leaves half a report.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,381 @@
+//! Runs cases one by one against a target and turns their outcomes into verdicts.
+//!
+//! Each case runs in its own task with its own links and names and an upper time bound, so a
+//! target that hangs, crashes or closes a stream fails that case with evidence and the run goes
+//! on. Results are handed to a callback as soon as each case ends, so partial reports are always
+//! written.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::case::{Case, Ctx, Failure, Finding, Need};
+use crate::catalogue::{Catalogue, Level};
+use crate::client::{Frame, Link, Target};
+use crate::expectations::Expectations;
+
+/// A case's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    /// The target did what the requirements demand.
+    Pass,
+    /// Behaviour recorded; a MAY, or an observation that no requirement judges.
+    Info,
+    /// A SHOULD broken (a failure with `--strict`).
+    Warn,
+    /// A MUST broken.
+    Fail,
+    /// A failure listed in the expectations file for this implementation.
+    Xfail,
+    /// The target does not offer what the case needs; not run.
+    Unsupported,
+    /// The runner could not do its job.
+    Error,
+}
+
+impl Verdict {
+    /// Upper-case label for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Info => "INFO",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+            Verdict::Xfail => "XFAIL",
+            Verdict::Unsupported => "UNSUPPORTED",
+            Verdict::Error => "ERROR",
+        }
+    }
+}
+
+/// A cited requirement, with its text, for self-contained reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequirementRef {
+    /// `SLIM-…` id.
+    pub id: String,
+    /// Its level.
+    pub level: Level,
+    /// The normative sentence.
+    pub text: String,
+}
+
+/// The outcome of one case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    /// Case id (`area/slug`).
+    pub id: String,
+    /// What the case checks.
+    pub title: String,
+    /// Level of the primary requirement.
+    pub level: Level,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The requirement the verdict is about (the primary one, or the one a finding broke).
+    pub judged_requirement: String,
+    /// Every requirement the case cites, with its text.
+    pub requirements: Vec<RequirementRef>,
+    /// Wall time of the case in milliseconds.
+    pub duration_ms: u64,
+    /// What was expected (absent on PASS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// What was observed (absent on PASS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
+    /// Secondary findings (SHOULD or MAY broken inside the case).
+    pub findings: Vec<Finding>,
+    /// Notes (recorded behaviour).
+    pub notes: Vec<String>,
+    /// The reason from the expectations file when the verdict is XFAIL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_deviation: Option<String>,
+    /// The frames sent and received.
+    pub frames: Vec<Frame>,
+}
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The target.
+    pub target: Target,
+    /// How long negative checks wait for silence.
+    pub quiet: Duration,
+    /// Treat WARN as failure.
+    pub strict: bool,
+}
+
+/// Why the run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Nothing listens at the target, or it does not speak gRPC.
+    #[error("target unreachable: {0}")]
+    Unreachable(String),
+    /// The target refused the runner (credentials) or its negotiation failed.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Checks that the target accepts a link at all before running cases.
+pub async fn probe(target: &Target) -> Result<String, RunError> {
+    let log = crate::client::FrameLog::new();
+    let link = Link::connect(target, "probe", &log).await;
+    match link {
+        Ok(link) => {
+            let reply = link.reply.clone().unwrap_or_default();
+            Ok(format!(
+                "node_id {:?}, slim_version {:?}",
+                reply.node_id, reply.slim_version
+            ))
+        }
+        Err(Failure::Unreachable(m)) => Err(RunError::Unreachable(m)),
+        Err(Failure::Rejected(s)) if s.code() == tonic::Code::Unauthenticated => Err(RunError::Refused(format!(
+            "the target requires credentials ({}); pass --auth basic:USER:PASS or --bearer TOKEN",
+            s.message()
+        ))),
+        Err(f) => {
+            let (expected, observed) = f.texts();
+            Err(RunError::Refused(format!(
+                "the target does not complete a link negotiation, so no case can run: expected {expected}; observed {observed}"
+            )))
+        }
+    }
+}
+
+fn level_verdict(level: Level) -> Verdict {
+    match level {
+        Level::Must => Verdict::Fail,
+        Level::Should => Verdict::Warn,
+        Level::May => Verdict::Info,
+    }
+}
+
+fn unmet(need: Need, target: &Target) -> Option<String> {
+    match need {
+        Need::StrictMac if !target.strict_mac => {
+            Some("the target was declared not to require the header MAC (--require-header-mac false)".into())
+        }
+        Need::LaxMac if target.strict_mac => Some(
+            "the target requires the header MAC; run with --require-header-mac false against a non-strict node".into(),
+        ),
+        Need::Auth if target.authorization.is_none() => Some(
+            "the target is not protected by credentials (pass --auth or --bearer for a protected target)".into(),
+        ),
+        _ => None,
+    }
+}
+
+/// Runs one case and judges it.
+pub async fn run_case(
+    case: &Case,
+    catalogue: &Catalogue,
+    options: &RunOptions,
+    expectations: Option<&Expectations>,
+    run_id: &str,
+    index: usize,
+) -> CaseResult {
+    let requirements: Vec<RequirementRef> = case
+        .requirements
+        .iter()
+        .map(|id| match catalogue.get(id) {
+            Some(r) => RequirementRef {
+                id: r.id.clone(),
+                level: r.level,
+                text: r.text.clone(),
+            },
+            None => RequirementRef {
+                id: id.clone(),
+                level: Level::Must,
+                text: "(not in the catalogue)".into(),
+            },
+        })
+        .collect();
+    let primary = requirements.first().map(|r| (r.id.clone(), r.level));
+    let (primary_id, primary_level) = primary.unwrap_or_else(|| (String::new(), Level::May));
+    let mut result = CaseResult {
+        id: case.id.clone(),
+        title: case.title.clone(),
+        level: primary_level,
+        verdict: Verdict::Pass,
+        judged_requirement: primary_id.clone(),
+        requirements,
+        duration_ms: 0,
+        expected: None,
+        observed: None,
+        findings: Vec::new(),
+        notes: Vec::new(),
+        expected_deviation: None,
+        frames: Vec::new(),
+    };
+    if let Some(reason) = case.needs.iter().find_map(|n| unmet(*n, &options.target)) {
+        result.verdict = Verdict::Unsupported;
+        result.observed = Some(reason);
+        return result;
+    }
+    let org = format!("c{run_id}-{index:03}");
+    let cx = Ctx::new(options.target.clone(), org, options.quiet);
+    let started = Instant::now();
+    let task = tokio::spawn((case.run)(cx.clone()));
+    let abort = task.abort_handle();
+    let outcome = tokio::time::timeout(case.timeout, task).await;
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    let failure = match outcome {
+        Err(_) => {
+            abort.abort();
+            Some(Failure::violation(
+                format!("the case completes within {:?}", case.timeout),
+                "the target stopped responding (the case hit its time bound)",
+            ))
+        }
+        Ok(Err(join)) => Some(Failure::Harness(format!("the case panicked: {join}"))),
+        Ok(Ok(Ok(()))) => None,
+        Ok(Ok(Err(f))) => Some(f),
+    };
+    result.findings = cx.findings();
+    result.notes = cx.notes();
+    result.frames = cx.log.frames();
+    match failure {
+        None => {
+            // The worst secondary finding decides; otherwise a pass.
+            let worst = result
+                .findings
+                .iter()
+                .filter_map(|f| catalogue.get(&f.requirement).map(|r| (r.level, f)))
+                .min_by_key(|(level, _)| *level);
+            if let Some((level, f)) = worst {
+                result.verdict = level_verdict(level);
+                result.judged_requirement = f.requirement.clone();
+                result.expected = Some(f.expected.clone());
+                result.observed = Some(f.observed.clone());
+            }
+        }
+        Some(Failure::Harness(m)) => {
+            result.verdict = Verdict::Error;
+            result.observed = Some(format!("harness error: {m}"));
+        }
+        Some(Failure::Unsupported(m)) => {
+            result.verdict = Verdict::Unsupported;
+            result.observed = Some(m);
+        }
+        Some(f) => {
+            let (expected, observed) = f.texts();
+            result.verdict = level_verdict(primary_level);
+            result.expected = Some(expected);
+            result.observed = Some(observed);
+        }
+    }
+    if matches!(result.verdict, Verdict::Fail | Verdict::Warn) {
+        if let Some(entry) = expectations.and_then(|e| e.find(&result.judged_requirement, &result.id)) {
+            result.verdict = Verdict::Xfail;
+            result.expected_deviation = Some(entry.reason.clone());
+        }
+    }
+    result
+}
+
+/// Runs `cases` in order, calling `on_result` after each.
+pub async fn run_all(
+    cases: &[Case],
+    catalogue: &Catalogue,
+    options: &RunOptions,
+    expectations: Option<&Expectations>,
+    mut on_result: impl FnMut(&CaseResult, &[CaseResult]),
+) -> Vec<CaseResult> {
+    let run_id: String = uuid::Uuid::new_v4().simple().to_string().chars().take(8).collect();
+    let mut results: Vec<CaseResult> = Vec::with_capacity(cases.len());
+    for (i, case) in cases.iter().enumerate() {
+        let r = run_case(case, catalogue, options, expectations, &run_id, i).await;
+        results.push(r);
+        if let Some(last) = results.last() {
+            on_result(last, &results);
+        }
+    }
+    results
+}
+
+/// Counts of verdicts.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    /// PASS and INFO.
+    pub passed: usize,
+    /// FAIL (and WARN with `--strict`).
+    pub failed: usize,
+    /// UNSUPPORTED.
+    pub skipped: usize,
+    /// WARN (counted in `failed` too with `--strict`).
+    pub warnings: usize,
+    /// XFAIL.
+    pub expected_failures: usize,
+    /// INFO (counted in `passed`).
+    pub info: usize,
+    /// ERROR.
+    pub errors: usize,
+    /// Expectation entries whose requirement now passes.
+    pub stale_expectations: usize,
+}
+
+impl Summary {
+    /// Counts `results`.
+    pub fn of(results: &[CaseResult], strict: bool, stale: usize) -> Self {
+        let mut s = Summary {
+            stale_expectations: stale,
+            ..Summary::default()
+        };
+        for r in results {
+            match r.verdict {
+                Verdict::Pass => s.passed += 1,
+                Verdict::Info => {
+                    s.passed += 1;
+                    s.info += 1
+                }
+                Verdict::Warn => {
+                    s.warnings += 1;
+                    if strict {
+                        s.failed += 1
+                    }
+                }
+                Verdict::Fail => s.failed += 1,
+                Verdict::Xfail => s.expected_failures += 1,
+                Verdict::Unsupported => s.skipped += 1,
+                Verdict::Error => s.errors += 1,
+            }
+        }
+        s
+    }
+
+    /// The one-line summary printed last.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "{} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.skipped
+        );
+        let mut extra = Vec::new();
+        if self.warnings > 0 {
+            extra.push(format!("{} warnings", self.warnings));
+        }
+        if self.expected_failures > 0 {
+            extra.push(format!("{} expected failures", self.expected_failures));
+        }
+        if self.errors > 0 {
+            extra.push(format!("{} errors", self.errors));
+        }
+        if self.stale_expectations > 0 {
+            extra.push(format!("{} stale expectations", self.stale_expectations));
+        }
+        if !extra.is_empty() {
+            line.push_str(&format!(" ({})", extra.join(", ")));
+        }
+        line
+    }
+
+    /// Exit code: 1 on failures or stale expectations, 2 on harness errors, else 0.
+    pub fn exit_code(&self) -> i32 {
+        if self.failed > 0 || self.stale_expectations > 0 {
+            1
+        } else if self.errors > 0 {
+            2
+        } else {
+            0
+        }
+    }
+}
