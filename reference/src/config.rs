@@ -2,6 +2,15 @@
 //!
 //! Every key is optional; an unknown key is an error that names it, so a typo never silently
 //! falls back to a default.
+//!
+//! `auth` (optional) makes the relay require credentials on every `OpenChannel` call, as the real
+//! node's `auth: basic` / `auth: jwt` do (see [`crate::auth`]):
+//!
+//! ```yaml
+//! auth: {basic: {username: alice, password: s3cret}}
+//! # or
+//! auth: {bearer: {token: my-token}}
+//! ```
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,6 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::AuthConfig;
 use crate::relay::RelayConfig;
 
 /// Default listen address: loopback on SLIM's port (SLIM-TRANS-001).
@@ -30,6 +40,10 @@ pub struct FileConfig {
     pub queue_capacity: Option<usize>,
     /// Subscription records one connection may hold (default 100000).
     pub max_subscriptions_per_connection: Option<usize>,
+    /// Credentials every `OpenChannel` call must carry (default: none, anyone may connect).
+    /// Written as a one-key map, `{basic: {…}}` or `{bearer: {…}}`, rather than a YAML tag.
+    #[serde(default, with = "serde_yaml::with::singleton_map")]
+    pub auth: Option<AuthConfig>,
 }
 
 /// A configuration file that could not be used.
@@ -98,6 +112,9 @@ impl FileConfig {
         if cfg.negotiation_timeout_ms == Some(0) {
             return Err(invalid("negotiation_timeout_ms must be at least 1"));
         }
+        if let Some(auth) = &cfg.auth {
+            auth.validate().map_err(|m| invalid(&m))?;
+        }
         Ok(cfg)
     }
 }
@@ -111,6 +128,8 @@ pub struct ServerConfig {
     pub queue_capacity: usize,
     /// The relay core's configuration.
     pub relay: RelayConfig,
+    /// Credentials required at call setup; `None` accepts every call (SLIM-AUTH-001).
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for ServerConfig {
@@ -142,6 +161,7 @@ impl FileConfig {
                     .max_subscriptions_per_connection
                     .unwrap_or(defaults.max_subscriptions_per_connection),
             },
+            auth: self.auth,
         }
     }
 }
@@ -198,5 +218,70 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn auth_is_off_by_default() {
+        let cfg = FileConfig::parse("", "r.yaml").expect("valid");
+        assert_eq!(cfg.into_server_config().auth, None);
+    }
+
+    #[test]
+    fn auth_basic_and_bearer_are_read() {
+        let cfg = FileConfig::parse("auth: {basic: {username: u, password: p}}", "r.yaml")
+            .expect("valid")
+            .into_server_config();
+        assert_eq!(
+            cfg.auth,
+            Some(AuthConfig::Basic {
+                username: "u".into(),
+                password: "p".into()
+            })
+        );
+        let cfg = FileConfig::parse("auth:\n  bearer:\n    token: t0k\n", "r.yaml")
+            .expect("valid")
+            .into_server_config();
+        assert_eq!(
+            cfg.auth,
+            Some(AuthConfig::Bearer {
+                token: "t0k".into()
+            })
+        );
+    }
+
+    #[test]
+    fn auth_mistakes_are_named() {
+        let err = |text: &str| {
+            FileConfig::parse(text, "r.yaml")
+                .expect_err(text)
+                .to_string()
+        };
+        let e = err("auth: {basic: {username: u}}");
+        assert!(e.contains("missing field `password`"), "{e}");
+        let e = err("auth: {basic: {username: u, pasword: p}}");
+        assert!(e.contains("unknown field `pasword`"), "{e}");
+        let e = err("auth: {basci: {username: u, password: p}}");
+        assert!(e.contains("unknown variant `basci`"), "{e}");
+        assert!(
+            e.contains("basic") && e.contains("bearer"),
+            "lists the schemes: {e}"
+        );
+        let e = err("auth: {bearer: {token: t, extra: 1}}");
+        assert!(e.contains("unknown field `extra`"), "{e}");
+        let e = err("auth: {basic: {username: '', password: p}}");
+        assert!(e.contains("auth.basic.username must not be empty"), "{e}");
+        let e = err("auth: {bearer: {token: ''}}");
+        assert!(e.contains("auth.bearer.token must not be empty"), "{e}");
+        let e = err("auth: {basic: {username: u, password: secret-pw}, bearer: {token: t}}");
+        assert!(!e.contains("secret-pw"), "{e}");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let cfg = FileConfig::parse("auth: {basic: {username: u, password: hunter2}}", "r.yaml")
+            .expect("valid")
+            .into_server_config();
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }

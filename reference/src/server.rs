@@ -14,6 +14,12 @@
 //! Transport errors (SLIM-TRANS-003..005, SLIM-VAL-005): a frame larger than 4 MiB ends that stream
 //! with `RESOURCE_EXHAUSTED`, undecodable bytes with `INVALID_ARGUMENT`; in both cases the
 //! connection's subscriptions are removed and other connections are unaffected.
+//!
+//! Authentication (SLIM-AUTH-001..003): when [`ServerConfig::auth`] is set, `open_channel` checks
+//! the `authorization` header with [`auth::check`] before anything else. A refused call ends at
+//! call setup with `UNAUTHENTICATED`; it never reaches the relay core, so it gets no connection
+//! index and no negotiation reply, and is logged once with its reason and peer address (counted
+//! in [`ShellStats::refused_unauthenticated`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,6 +38,7 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
+use crate::auth::{self, AuthConfig};
 use crate::config::ServerConfig;
 use crate::relay::{CloseCode, CloseReason, ConnId, Output, Relay, Stats};
 
@@ -40,6 +47,8 @@ use crate::relay::{CloseCode, CloseReason, ConnId, Output, Relay, Stats};
 pub struct ShellStats {
     /// Messages dropped because the receiver's queue was full.
     pub dropped_queue_full: AtomicU64,
+    /// `OpenChannel` calls refused for missing or wrong credentials.
+    pub refused_unauthenticated: AtomicU64,
 }
 
 /// The shell's handle on one connection.
@@ -57,6 +66,7 @@ struct Shared {
     state: Mutex<State>,
     timer: Notify,
     queue_capacity: usize,
+    auth: Option<AuthConfig>,
     shell_stats: ShellStats,
 }
 
@@ -145,6 +155,23 @@ impl DataPlaneService for RelayService {
         request: Request<Streaming<pb::Message>>,
     ) -> Result<Response<Self::OpenChannelStream>, Status> {
         let peer = request.remote_addr();
+        // SLIM-AUTH-001/002: credentials are checked at call setup, before the core sees the
+        // stream. A refusal consumes no connection index and sends no negotiation reply.
+        // SLIM-AUTH-003: with valid credentials we fall through to the usual path.
+        if let Some(expected) = &self.shared.auth {
+            let header = request
+                .metadata()
+                .get("authorization")
+                .map(|v| v.as_bytes());
+            if let Err(why) = auth::check(expected, header) {
+                self.shared
+                    .shell_stats
+                    .refused_unauthenticated
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(?peer, reason = %why, "OpenChannel refused: UNAUTHENTICATED");
+                return Err(Status::unauthenticated(why.to_string()));
+            }
+        }
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(self.shared.queue_capacity);
         let (close_tx, close_rx) = oneshot::channel();
@@ -294,6 +321,14 @@ impl RelayHandle {
             .load(Ordering::Relaxed)
     }
 
+    /// `OpenChannel` calls refused for missing or wrong credentials.
+    pub fn refused_unauthenticated(&self) -> u64 {
+        self.shared
+            .shell_stats
+            .refused_unauthenticated
+            .load(Ordering::Relaxed)
+    }
+
     /// Number of open connections.
     pub fn connections(&self) -> usize {
         self.shared.lock().relay.connections()
@@ -363,7 +398,8 @@ pub async fn run(
         addr: config.listen,
         source,
     })?;
-    info!(%addr, require_header_mac = config.relay.require_header_mac, node_id = %config.relay.node_id, "slim-relay listening");
+    let auth = config.auth.as_ref().map_or("none", |a| a.scheme().as_str());
+    info!(%addr, require_header_mac = config.relay.require_header_mac, node_id = %config.relay.node_id, auth = %auth, "slim-relay listening");
     serve(listener, new_shared(&config), shutdown).await
 }
 
@@ -377,6 +413,7 @@ fn new_shared(config: &ServerConfig) -> Arc<Shared> {
         }),
         timer: Notify::new(),
         queue_capacity: config.queue_capacity,
+        auth: config.auth.clone(),
         shell_stats: ShellStats::default(),
     })
 }

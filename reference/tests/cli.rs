@@ -166,3 +166,83 @@ async fn sigint_stops_the_relay_and_closes_are_logged() {
     relay.signal("-INT");
     assert!(relay.wait_exit().success());
 }
+
+#[test]
+fn malformed_auth_flags_are_usage_errors() {
+    let out = relay_bin()
+        .args(["--auth-basic", "nocolon"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--auth-basic"), "{err}");
+    assert!(err.contains("expected USER:PASS"), "says the form: {err}");
+    assert!(
+        !err.contains("nocolon"),
+        "does not repeat the secret: {err}"
+    );
+
+    let out = relay_bin()
+        .args(["--auth-bearer", ""])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the token must not be empty"), "{err}");
+
+    let out = relay_bin()
+        .args(["--auth-basic", "u:p", "--auth-bearer", "t"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the two schemes exclude each other"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot be used with"), "{err}");
+}
+
+#[test]
+fn auth_in_config_with_missing_password_is_named() {
+    let dir = std::env::temp_dir().join(format!("slim-relay-cli-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let path = dir.join("relay.yaml");
+    std::fs::write(&path, "auth: {basic: {username: u}}\n").expect("write");
+    let out = relay_bin()
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing field `password`"), "{err}");
+    assert!(err.contains("auth.basic"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_bearer_flag_refuses_a_client_without_token() {
+    // SLIM-AUTH-001/002: refused at call setup, logged with the reason, no connection index used.
+    let relay = Running::start(&["--listen", "127.0.0.1:0", "--auth-bearer", "t0ken"]);
+    let url = listening_url(&relay);
+    let status = match RawLink::try_open(&url, None).await {
+        Ok(_) => panic!("a client without token was accepted"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(
+        status.message().contains("missing authorization header"),
+        "{status:?}"
+    );
+    let refused = strip_ansi(&relay.wait_for("OpenChannel refused"));
+    assert!(
+        refused.contains("missing authorization header"),
+        "{refused}"
+    );
+    assert!(refused.contains("127.0.0.1"), "names the peer: {refused}");
+    // SLIM-AUTH-003: the token opens a link, and it is the first connection the core has seen.
+    let _link = RawLink::connect_with(&url, "Bearer t0ken").await;
+    let opened = strip_ansi(&relay.wait_for("connection opened"));
+    assert!(opened.contains("conn=0"), "{opened}");
+}

@@ -2,24 +2,30 @@
 //!
 //! With no arguments it listens on 127.0.0.1:46357 (h2c gRPC), requires the header MAC, and runs
 //! until SIGINT or SIGTERM.
+//!
+//! `--auth-basic USER:PASS` or `--auth-bearer TOKEN` (or `auth` in `--config`) makes it refuse
+//! `OpenChannel` calls without those credentials with `UNAUTHENTICATED`, as a SLIM node with
+//! `auth: basic` / `auth: jwt` does.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+use slim_reference::auth::AuthConfig;
 use slim_reference::config::FileConfig;
 use tracing_subscriber::EnvFilter;
 
 /// Reference SLIM relay: routes SLIM messages between links (h2c gRPC, DataPlaneService.OpenChannel).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "slim-relay", version, about)]
 struct Args {
     /// Address to listen on [default: 127.0.0.1:46357, or `listen` in --config]
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
 
     /// YAML configuration file (keys: listen, node_id, require_header_mac, negotiation_timeout_ms,
-    /// queue_capacity, max_subscriptions_per_connection)
+    /// queue_capacity, max_subscriptions_per_connection, auth)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -30,10 +36,70 @@ struct Args {
     /// node_id announced in link negotiation replies [default: slim-relay]
     #[arg(long, value_name = "ID")]
     node_id: Option<String>,
+
+    /// Require `authorization: Basic base64(USER:PASS)` on every OpenChannel call (overrides
+    /// `auth` in --config). Visible to other local users in the process list: prefer --config for
+    /// real secrets
+    #[arg(long, value_name = "USER:PASS", conflicts_with = "auth_bearer")]
+    auth_basic: Option<String>,
+
+    /// Require `authorization: Bearer TOKEN` on every OpenChannel call (overrides `auth` in
+    /// --config)
+    #[arg(long, value_name = "TOKEN")]
+    auth_bearer: Option<String>,
+}
+
+impl Args {
+    /// The credentials given with --auth-basic or --auth-bearer, if any. A malformed value is a
+    /// usage error (exit code 2) that says what is wrong without repeating the secret, which
+    /// clap's own "invalid value" message would do.
+    fn auth(&self) -> Option<AuthConfig> {
+        let (flag, parsed) = match (&self.auth_basic, &self.auth_bearer) {
+            (Some(v), _) => ("--auth-basic", parse_basic(v)),
+            (None, Some(v)) => ("--auth-bearer", parse_bearer(v)),
+            (None, None) => return None,
+        };
+        match parsed {
+            Ok(auth) => Some(auth),
+            Err(why) => Args::command()
+                .error(ErrorKind::InvalidValue, format!("invalid {flag}: {why}"))
+                .exit(),
+        }
+    }
+}
+
+/// `USER:PASS` → Basic credentials. The user-id ends at the first colon (RFC 7617: it cannot
+/// contain one); the password may contain colons.
+fn parse_basic(value: &str) -> Result<AuthConfig, String> {
+    let Some((username, password)) = value.split_once(':') else {
+        return Err(
+            "expected USER:PASS with a colon between the user name and the password, \
+             e.g. --auth-basic alice:s3cret"
+                .into(),
+        );
+    };
+    let auth = AuthConfig::Basic {
+        username: username.into(),
+        password: password.into(),
+    };
+    auth.validate()
+        .map_err(|m| m.replace("auth.basic.username", "the user name"))?;
+    Ok(auth)
+}
+
+/// `TOKEN` → Bearer credentials.
+fn parse_bearer(value: &str) -> Result<AuthConfig, String> {
+    let auth = AuthConfig::Bearer {
+        token: value.into(),
+    };
+    auth.validate()
+        .map_err(|m| m.replace("auth.bearer.token", "the token"))?;
+    Ok(auth)
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let auth = args.auth();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("SLIM_RELAY_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -59,6 +125,9 @@ fn main() -> ExitCode {
     }
     if args.node_id.is_some() {
         file.node_id = args.node_id;
+    }
+    if auth.is_some() {
+        file.auth = auth;
     }
     let config = file.into_server_config();
 

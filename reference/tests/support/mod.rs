@@ -68,6 +68,12 @@ pub const WAIT: Duration = Duration::from_secs(5);
 impl RawLink {
     /// Opens a stream without negotiating.
     pub async fn open(url: &str) -> RawLink {
+        Self::try_open(url, None).await.expect("OpenChannel")
+    }
+
+    /// Opens a stream without negotiating, sending `authorization` as the header of that name
+    /// when given; `Err` is the status the call was refused with.
+    pub async fn try_open(url: &str, authorization: Option<&str>) -> Result<RawLink, Status> {
         let channel = tonic::transport::Endpoint::from_shared(url.to_string())
             .expect("url")
             .connect()
@@ -79,20 +85,35 @@ impl RawLink {
         let path = http::uri::PathAndQuery::from_static(
             "/dataplane.proto.v1.DataPlaneService/OpenChannel",
         );
-        let response = grpc
-            .streaming(tonic::Request::new(ReceiverStream::new(rx)), path, RawCodec)
-            .await
-            .expect("OpenChannel");
-        RawLink {
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(value) = authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.parse().expect("header value"));
+        }
+        let response = grpc.streaming(request, path, RawCodec).await?;
+        Ok(RawLink {
             tx,
             rx: response.into_inner(),
             mac: None,
-        }
+        })
     }
 
     /// Opens a stream and negotiates a MAC key.
     pub async fn connect(url: &str) -> RawLink {
-        let mut link = Self::open(url).await;
+        Self::negotiate(Self::open(url).await).await
+    }
+
+    /// Opens a stream with an `authorization` header and negotiates a MAC key.
+    pub async fn connect_with(url: &str, authorization: &str) -> RawLink {
+        let link = Self::try_open(url, Some(authorization))
+            .await
+            .expect("OpenChannel with credentials");
+        Self::negotiate(link).await
+    }
+
+    /// Negotiates a MAC key on an open stream.
+    pub async fn negotiate(mut link: RawLink) -> RawLink {
         let pair = LinkKeyPair::from_secret_bytes(rand_bytes());
         let link_id = uuid::Uuid::new_v4().to_string();
         link.send_raw(
