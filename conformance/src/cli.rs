@@ -259,6 +259,18 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
             let mut config = slim_reference::config::ServerConfig::default();
             config.listen = ([127, 0, 0, 1], 0).into();
             config.relay.require_header_mac = args.require_header_mac;
+            // Given credentials, the embedded relay is protected with them, so the
+            // authentication cases run against it too.
+            config.auth = match (&args.auth, &args.bearer) {
+                (Some(a), _) => a.strip_prefix("basic:").and_then(|r| r.split_once(':')).map(|(u, p)| {
+                    slim_reference::auth::AuthConfig::Basic {
+                        username: u.to_string(),
+                        password: p.to_string(),
+                    }
+                }),
+                (None, Some(t)) => Some(slim_reference::auth::AuthConfig::Bearer { token: t.clone() }),
+                (None, None) => None,
+            };
             match slim_reference::server::spawn(config).await {
                 Ok(handle) => {
                     let url = handle.url();

@@ -79,7 +79,18 @@ impl Shared {
 
 impl State {
     /// Carries out the core's outputs. Never blocks: sends are `try_send`.
-    fn dispatch(&mut self, outputs: Vec<Output>, shell_stats: &ShellStats) {
+    ///
+    /// A message for a full queue is dropped for that receiver (SLIM-TRANS-006), except one
+    /// addressed back to `ingress`, the link whose message is being handled: replies to a link's
+    /// own requests (SubscriptionAcks) are returned instead, and the caller waits for room before
+    /// reading that link again, so a client that floods requests slows only itself.
+    fn dispatch(
+        &mut self,
+        outputs: Vec<Output>,
+        shell_stats: &ShellStats,
+        ingress: Option<ConnId>,
+    ) -> Vec<pb::Message> {
+        let mut deferred = Vec::new();
         for output in outputs {
             match output {
                 Output::Send { conn, message } => {
@@ -88,6 +99,9 @@ impl State {
                     };
                     match link.tx.try_send(Ok(message)) {
                         Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(Ok(message))) if Some(conn) == ingress => {
+                            deferred.push(message);
+                        }
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             let n = shell_stats
                                 .dropped_queue_full
@@ -106,6 +120,7 @@ impl State {
                 }
             }
         }
+        deferred
     }
 }
 
@@ -220,9 +235,36 @@ async fn connection_task(
             item = inbound.message() => match item {
                 Ok(Some(msg)) => {
                     let mut out = Vec::new();
-                    let mut state = shared.lock();
-                    state.relay.handle(conn, msg, Instant::now(), &mut out);
-                    state.dispatch(out, &shared.shell_stats);
+                    let deferred = {
+                        let mut state = shared.lock();
+                        state.relay.handle(conn, msg, Instant::now(), &mut out);
+                        state.dispatch(out, &shared.shell_stats, Some(conn))
+                    };
+                    // Backpressure on this link only: stop reading it until its replies fit.
+                    let mut ended = None;
+                    for reply in deferred {
+                        tokio::select! {
+                            biased;
+                            closed = &mut close_rx => {
+                                ended = Some(match closed {
+                                    Ok(status) => {
+                                        let why = format!("{:?}: {}", status.code(), status.message());
+                                        send_final(&tx, status).await;
+                                        why
+                                    }
+                                    Err(_) => "closed".to_string(),
+                                });
+                                break;
+                            }
+                            sent = tx.send(Ok(reply)) => if sent.is_err() {
+                                ended = Some("peer stopped receiving".to_string());
+                                break;
+                            },
+                        }
+                    }
+                    if let Some(why) = ended {
+                        break why;
+                    }
                 }
                 Ok(None) => break "peer closed the stream".into(),
                 Err(err) => {
@@ -263,7 +305,7 @@ async fn timer_task(shared: Arc<Shared>) {
                         let mut out = Vec::new();
                         let mut state = shared.lock();
                         state.relay.handle_timeout(Instant::now(), &mut out);
-                        state.dispatch(out, &shared.shell_stats);
+                        state.dispatch(out, &shared.shell_stats, None);
                     }
                     _ = shared.timer.notified() => {}
                 }
@@ -435,7 +477,7 @@ async fn serve(
         let mut out = Vec::new();
         let mut state = closing.lock();
         state.relay.shutdown(&mut out);
-        state.dispatch(out, &closing.shell_stats);
+        state.dispatch(out, &closing.shell_stats, None);
     });
     // HTTP/2 keepalive as the real node: PING every 120 s, drop a peer that does not answer in 20 s.
     let server = tonic::transport::Server::builder()
