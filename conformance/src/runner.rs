@@ -244,6 +244,7 @@ pub async fn run_case(
                 .min_by_key(|(level, _)| *level);
             if let Some((level, f)) = worst {
                 result.verdict = level_verdict(level);
+                result.level = level;
                 result.judged_requirement = f.requirement.clone();
                 result.expected = Some(f.expected.clone());
                 result.observed = Some(f.observed.clone());

@@ -38,7 +38,7 @@ pub struct FileConfig {
     pub negotiation_timeout_ms: Option<u64>,
     /// Messages queued per connection before further messages to it are dropped (default 1024).
     pub queue_capacity: Option<usize>,
-    /// Subscription records one connection may hold (default 100000).
+    /// Subscription records one connection may hold (default 10000).
     pub max_subscriptions_per_connection: Option<usize>,
     /// Credentials every `OpenChannel` call must carry (default: none, anyone may connect).
     /// Written as a one-key map, `{basic: {…}}` or `{bearer: {…}}`, rather than a YAML tag.

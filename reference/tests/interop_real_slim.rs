@@ -16,58 +16,15 @@ use serde_json::Value;
 use slim_reference::config::ServerConfig;
 use slim_reference::server::{spawn, RelayHandle};
 
-/// slim-bindings version the wire facts were checked with.
-const SLIM_BINDINGS: &str = "slim-bindings==3.3.8";
+#[path = "support/venv.rs"]
+mod venv;
+use venv::{interop_dir, python};
+
 /// Upper bound for one scenario (the drivers bound their own waits well below this).
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// Serialises venv creation and scenarios: they share 2 cores and one venv.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
-}
-
-/// The venv's python, creating the venv and installing the wheel if needed.
-fn python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-venv");
-    let py = venv.join("bin/python");
-    let stamp = venv.join(".installed");
-    let requirements = interop_dir().join("requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).expect("tests/interop/requirements.txt");
-    assert!(
-        wanted.lines().any(|l| l.trim() == SLIM_BINDINGS),
-        "requirements.txt must pin {SLIM_BINDINGS}"
-    );
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && py.exists() {
-        return py;
-    }
-    let host_python = std::env::var("SLIM_INTEROP_PYTHON").unwrap_or_else(|_| "python3".into());
-    run_setup(
-        std::process::Command::new(&host_python).args(["-m", "venv", "--clear"]).arg(&venv),
-        &format!("create a Python virtualenv with `{host_python} -m venv` (install python3 and python3-venv, or set SLIM_INTEROP_PYTHON)"),
-    );
-    run_setup(
-        std::process::Command::new(&py)
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "-q", "-r"])
-            .arg(&requirements),
-        &format!("install {SLIM_BINDINGS} from PyPI into {} (the interop tests need PyPI access; they are never skipped)", venv.display()),
-    );
-    std::fs::write(&stamp, wanted).expect("write venv stamp");
-    py
-}
-
-fn run_setup(cmd: &mut std::process::Command, what: &str) {
-    match cmd.output() {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "interop setup failed: could not {what}.\nexit: {}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!("interop setup failed: could not {what}: {e}"),
-    }
-}
 
 async fn relay() -> RelayHandle {
     let cfg = ServerConfig {

@@ -232,9 +232,11 @@ pub(super) fn cases() -> Vec<Case> {
             "the node bounds subscriptions per link and refuses one beyond the bound, stating the limit",
             &["SLIM-SUB-009"],
             |cx: Ctx| async move {
-                const N: u64 = 150_000;
+                // Probe up to 20 000 subscriptions or 30 s, whichever comes first; a bound above
+                // that is reported as not found (a WARN, not a FAIL: SLIM-SUB-009 is a SHOULD).
+                const N: u64 = 20_000;
                 let mut a = cx.link("A").await?;
-                let acks = subscribe_many(&cx, &mut a, N, Duration::from_secs(100)).await?;
+                let acks = subscribe_many(&cx, &mut a, N, Duration::from_secs(30)).await?;
                 let accepted = acks.iter().filter(|x| x.success).count();
                 match acks.iter().find(|x| !x.success) {
                     Some(r) => {
@@ -246,13 +248,13 @@ pub(super) fn cases() -> Vec<Case> {
                         }
                     }
                     None => Err(Failure::violation(
-                        format!("a refusal within {N} subscriptions on one link"),
+                        format!("a refusal within {N} subscriptions on one link (probed for at most 30 s)"),
                         format!("{} acks received, all with success", acks.len()),
                     )),
                 }
             },
         )
-        .timeout(Duration::from_secs(120)),
+        .timeout(Duration::from_secs(45)),
         Case::new(
             "subscriptions/barrier-sanity",
             "two subscribers of one name under broadcast both receive (the runner's barrier is sound)",

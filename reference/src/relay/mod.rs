@@ -52,7 +52,7 @@ impl Default for RelayConfig {
             require_header_mac: true,
             node_id: "slim-relay".to_string(),
             negotiation_timeout: Duration::from_secs(5),
-            max_subscriptions_per_connection: 100_000,
+            max_subscriptions_per_connection: 10_000,
         }
     }
 }
