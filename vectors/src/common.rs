@@ -82,7 +82,49 @@ pub fn to_yaml<T: Serialize>(file: &str, value: &T) -> Result<String, VectorErro
         file: file.to_string(),
         message: e.to_string(),
     })?;
-    Ok(format!("{BANNER}{body}"))
+    Ok(format!("{BANNER}{}", quote_big_numbers(&body)))
+}
+
+/// Single-quotes plain scalars that look like integers too large for 64 bits.
+///
+/// serde_yaml leaves a string such as `0x1ffffffffffffffffffffffffffffffff` or 2048 decimal
+/// digits unquoted because *it* cannot read them as a number, but YAML 1.1 and 1.2 readers in
+/// other languages read them as integers. Every such scalar in these files is a string, and
+/// quoting does not change what serde_yaml reads.
+fn quote_big_numbers(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    for line in yaml.lines() {
+        let mut start = line.len() - line.trim_start().len();
+        while line[start..].starts_with("- ") {
+            start += 2;
+        }
+        if let Some(colon) = line[start..].find(": ") {
+            start += colon + 2;
+        }
+        let value = &line[start..];
+        let big = match value.strip_prefix("0x") {
+            Some(h) => {
+                !h.is_empty()
+                    && h.bytes().all(|b| b.is_ascii_hexdigit())
+                    && u64::from_str_radix(h, 16).is_err()
+            }
+            None => {
+                !value.is_empty()
+                    && value.bytes().all(|b| b.is_ascii_digit())
+                    && value.parse::<u64>().is_err()
+            }
+        };
+        if big {
+            out.push_str(&line[..start]);
+            out.push('\'');
+            out.push_str(value);
+            out.push('\'');
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Parses a file struct, naming the file in the error.
@@ -244,5 +286,36 @@ pub fn id_text(id: u128) -> String {
         WILDCARD_TEXT.to_string()
     } else {
         uuid_text(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_integer_lookalikes_are_quoted_and_read_back_as_strings() {
+        let big_hex = "0x1ffffffffffffffffffffffffffffffff";
+        let big_dec = "7".repeat(40);
+        let v: Vec<String> = vec![big_hex.into(), big_dec.clone(), "0x42".into(), "12".into()];
+        let text = to_yaml("t.yaml", &v).expect("render");
+        assert!(text.contains(&format!("- '{big_hex}'")), "{text}");
+        assert!(text.contains(&format!("- '{big_dec}'")), "{text}");
+        let back: Vec<String> = from_yaml("t.yaml", &text).expect("parse");
+        assert_eq!(back, v);
+        // Real numbers stay numbers.
+        let n: Vec<u64> = vec![1, u64::MAX];
+        let text = to_yaml("n.yaml", &n).expect("render");
+        assert!(text.ends_with("- 1\n- 18446744073709551615\n"), "{text}");
+    }
+
+    #[test]
+    fn uuid_text_matches_the_hyphenated_layout() {
+        assert_eq!(uuid_text(0x42), "00000000-0000-0000-0000-000000000042");
+        assert_eq!(id_text(WILDCARD), "NULL_COMPONENT");
+        assert_eq!(
+            uuid_text(0x0b7c6f6e_2d3a_4d6c_9a3e_1f2e3d4c5b6a),
+            "0b7c6f6e-2d3a-4d6c-9a3e-1f2e3d4c5b6a"
+        );
     }
 }

@@ -11,6 +11,7 @@
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
+use slim_proto::mac::LinkMac;
 use slim_proto::pb;
 use slim_proto::validate::{self, Kind, ValidationError};
 
@@ -702,12 +703,19 @@ fn check(v: &EncodingVector) -> Result<(), String> {
             }
             let kind =
                 validate::validate(&m).map_err(|e| format!("decoded message is invalid: {e}"))?;
-            match &v.kind {
-                Some(k) if k != kind_name(kind) => {
-                    Err(format!("decodes as {}, expected {k}", kind_name(kind)))
+            if let Some(k) = &v.kind {
+                if k != kind_name(kind) {
+                    return Err(format!("decodes as {}, expected {k}", kind_name(kind)));
                 }
-                _ => Ok(()),
             }
+            // Every routed header here is signed on the link of link.yaml tc_id 1 (SLIM-MAC-002).
+            if let Some(h) = validate::header(&m) {
+                let key = crate::link::rfc_link_key().map_err(|e| e.to_string())?;
+                LinkMac::new(key, crate::link::LINK_ID)
+                    .verify(h)
+                    .map_err(|e| format!("header_mac does not verify: {e}"))?;
+            }
+            Ok(())
         }
         _ => match (v.error.as_deref(), decoded) {
             (Some("no_message_type"), Ok(m)) => match validate::validate(&m) {
