@@ -220,9 +220,47 @@ pub fn main() -> i32 {
 }
 
 fn vectors(action: VectorsAction) -> i32 {
-    let _ = (action, vectors_dir(None));
-    eprintln!("MERGE-PENDING");
-    EXIT_USAGE
+    match action {
+        VectorsAction::Generate { dir } => {
+            let dir = vectors_dir(dir);
+            match slim_vectors::generate(&dir) {
+                Ok(paths) => {
+                    for p in paths {
+                        println!("wrote {}", p.display());
+                    }
+                    EXIT_OK
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    EXIT_USAGE
+                }
+            }
+        }
+        VectorsAction::Verify { dir } => {
+            let dir = vectors_dir(dir);
+            match slim_vectors::verify(&dir) {
+                Ok(report) => {
+                    for f in &report.per_file {
+                        println!("{:<16} {:>4} checked {:>4} passed", f.file, f.checked, f.passed);
+                        for failure in &f.failures {
+                            println!("  FAIL {failure}");
+                        }
+                    }
+                    if report.ok() {
+                        println!("all vectors verified");
+                        EXIT_OK
+                    } else {
+                        println!("vector verification failed");
+                        EXIT_FAIL
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    EXIT_USAGE
+                }
+            }
+        }
+    }
 }
 
 async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {

@@ -39,7 +39,7 @@ pub struct JsonReport<'a> {
 /// The header row and one row per case.
 pub fn table_header() -> String {
     format!(
-        "{:<44} {:<16} {:<6} {:<11} {:>7}",
+        "{:<52} {:<16} {:<6} {:<11} {:>7}",
         "CASE", "REQUIREMENT", "LEVEL", "VERDICT", "TIME"
     )
 }
@@ -47,7 +47,7 @@ pub fn table_header() -> String {
 /// One console row, plus indented expected/observed lines for anything but PASS.
 pub fn table_row(r: &CaseResult) -> String {
     let mut s = format!(
-        "{:<44} {:<16} {:<6} {:<11} {:>5}ms",
+        "{:<52} {:<16} {:<6} {:<11} {:>5}ms",
         r.id,
         r.judged_requirement,
         r.level.to_string(),
