@@ -4,58 +4,14 @@
 //! nor keeps a stale entry), and the known real-node defects must each be reported by a failing
 //! case. If the wheel cannot be installed the test fails and says so; it is never skipped.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use serde_json::Value;
 
-#[path = "../../reference/tests/support/venv.rs"]
-mod venv;
-
-/// Kills the real node when the test ends, pass or fail.
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral port")
-}
-
-fn start_real_node() -> (Node, String) {
-    let py = venv::python();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(&py)
-        .arg(venv::interop_dir().join("serve_real_node.py"))
-        .args(["--listen", &listen])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start serve_real_node.py with the venv's python");
-    let stdout = child.stdout.take().expect("stdout");
-    let node = Node(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("\"ready\"") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the real SLIM node (slim-bindings) did not report ready within 60 s");
-    (node, format!("http://{listen}"))
-}
+mod support;
+use support::start_real_node;
 
 #[test]
 fn real_node_deviations_are_exactly_the_expected_ones() {

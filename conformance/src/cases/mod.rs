@@ -34,6 +34,9 @@ pub fn all() -> Vec<Case> {
     v.extend(subscriptions::cases());
     v.extend(routing::cases());
     v.extend(auth::cases());
+    // Heavy load last: a target these wedge cannot take other verdicts down with it.
+    v.extend(subscriptions::heavy_cases());
+    v.extend(transport::heavy_cases());
     v
 }
 

@@ -228,6 +228,27 @@ pub(super) fn cases() -> Vec<Case> {
         )
         .timeout(Duration::from_secs(60)),
         Case::new(
+            "subscriptions/barrier-sanity",
+            "two subscribers of one name under broadcast both receive (the runner's barrier is sound)",
+            &["SLIM-ROUTE-006"],
+            |cx: Ctx| async move {
+                let name = cx.name("svc", Some(1));
+                let (a, mut b) = pair(&cx, &name).await?;
+                let mut c = cx.link("C").await?;
+                c.subscribe(&name, 2).await?;
+                a.send(client::publish(&name, &name, slim_proto::BROADCAST_FANOUT, b"both")).await?;
+                expect_payload(&mut b, "both").await?;
+                expect_payload(&mut c, "both").await?;
+                b.expect_silence(cx.quiet, "exactly one copy per subscriber").await
+            },
+        ),
+    ]
+}
+
+/// The subscription-limit probe: heavy, run last.
+pub(super) fn heavy_cases() -> Vec<Case> {
+    vec![
+        Case::new(
             "subscriptions/limit-per-link",
             "the node bounds subscriptions per link and refuses one beyond the bound, stating the limit",
             &["SLIM-SUB-009"],
@@ -255,20 +276,5 @@ pub(super) fn cases() -> Vec<Case> {
             },
         )
         .timeout(Duration::from_secs(45)),
-        Case::new(
-            "subscriptions/barrier-sanity",
-            "two subscribers of one name under broadcast both receive (the runner's barrier is sound)",
-            &["SLIM-ROUTE-006"],
-            |cx: Ctx| async move {
-                let name = cx.name("svc", Some(1));
-                let (a, mut b) = pair(&cx, &name).await?;
-                let mut c = cx.link("C").await?;
-                c.subscribe(&name, 2).await?;
-                a.send(client::publish(&name, &name, slim_proto::BROADCAST_FANOUT, b"both")).await?;
-                expect_payload(&mut b, "both").await?;
-                expect_payload(&mut c, "both").await?;
-                b.expect_silence(cx.quiet, "exactly one copy per subscriber").await
-            },
-        ),
     ]
 }

@@ -43,6 +43,13 @@ pub(super) fn cases() -> Vec<Case> {
             &["SLIM-VAL-005", "SLIM-TRANS-005", "SLIM-TRANS-002"],
             garbage,
         ),
+    ]
+}
+
+/// Cases that load the target heavily; they run last so a target they wedge cannot take
+/// the verdicts of other cases down with it.
+pub(super) fn heavy_cases() -> Vec<Case> {
+    vec![
         Case::new(
             "transport/slow-consumer-isolation",
             "a receiver that stops reading delays neither the sender nor other receivers",

@@ -1,0 +1,177 @@
+//! The `slim-conformance` binary end to end against the embedded reference relay: verdicts,
+//! reports, exit codes, expectations files and usage errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn runner(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_slim-conformance"))
+        .args(args)
+        .output()
+        .expect("run slim-conformance")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-run-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+#[test]
+fn the_reference_relay_passes_every_must_case() {
+    let dir = scratch("full");
+    let json = dir.join("report.json");
+    let junit = dir.join("report.xml");
+    let out = runner(&[
+        "run",
+        "--json",
+        json.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    println!("{stdout}");
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(
+        last.contains(" passed, 0 failed, ") && last.contains(" skipped"),
+        "summary line: {last}"
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["schema"], "slim-conformance/report/v1");
+    assert_eq!(report["complete"], true);
+    let cases = report["cases"].as_array().unwrap();
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+    for c in cases {
+        let verdict = c["verdict"].as_str().unwrap();
+        assert!(
+            matches!(verdict, "PASS" | "INFO" | "UNSUPPORTED"),
+            "{} is {verdict}: expected {:?}, observed {:?}",
+            c["id"],
+            c["expected"],
+            c["observed"]
+        );
+        // Every case carries its requirements' text, so the report stands alone.
+        assert!(c["requirements"][0]["text"].as_str().is_some_and(|t| !t.is_empty()));
+    }
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.starts_with("<?xml") && xml.contains("<testsuite name=\"slim-conformance\""));
+    assert_eq!(xml.matches("<testcase ").count(), cases.len());
+    assert!(!xml.contains("<failure"));
+}
+
+#[test]
+fn authentication_cases_run_when_credentials_are_given() {
+    let out = runner(&["run", "--auth", "basic:alice:s3cret", "--only", "auth/*"]);
+    let (stdout, stderr) = text(&out);
+    println!("{stdout}");
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    assert!(stdout.contains("4 passed, 0 failed, 0 skipped"), "{stdout}");
+    let out = runner(&["run", "--bearer", "t0ken", "--only", "auth/*"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).0);
+}
+
+#[test]
+fn lax_cases_run_against_a_non_strict_relay() {
+    let out = runner(&["run", "--require-header-mac", "false", "--only", "mac/*"]);
+    let (stdout, stderr) = text(&out);
+    println!("{stdout}");
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    assert!(stdout.contains("mac/lax-unsigned-accepted") && !stdout.contains("FAIL"));
+}
+
+#[test]
+fn an_unreachable_target_exits_3_and_says_so() {
+    let out = runner(&["run", "--target", "http://127.0.0.1:1"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("unreachable"), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_reason() {
+    for (args, needle) in [
+        (vec!["run", "--auth", "alice:pw"], "expected basic:USER:PASS"),
+        (vec!["run", "--auth", "basic:alice"], "no ':'"),
+        (vec!["run", "--only", "no-such-case*"], "selected no case"),
+        (vec!["run", "--expect", "/nonexistent/expect.yaml"], "expectations file"),
+        (vec!["run", "--require-header-mac", "maybe"], "invalid value"),
+    ] {
+        let out = runner(&args);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_stale_expectation_fails_the_run_until_fixed() {
+    let dir = scratch("stale");
+    let file = dir.join("expect.yaml");
+    std::fs::write(
+        &file,
+        "schema: 1\nimplementation: slim-relay (test)\ndeviations:\n  - requirement: SLIM-ROUTE-007\n    reason: pretend the relay echoes\n    observed_on: test\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = runner(&["run", "--only", "routing/vector-no-echo", "--expect", f]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("STALE expectation: SLIM-ROUTE-007"), "{stdout}");
+    let out = runner(&["run", "--only", "routing/vector-no-echo", "--expect", f, "--fix-expectations"]);
+    assert!(text(&out).0.contains("rewrote"), "{}", text(&out).0);
+    let fixed = std::fs::read_to_string(&file).unwrap();
+    assert!(!fixed.contains("SLIM-ROUTE-007"), "{fixed}");
+    let out = runner(&["run", "--only", "routing/vector-no-echo", "--expect", f]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).0);
+}
+
+#[test]
+fn list_and_coverage_are_stable() {
+    let out = runner(&["list"]);
+    assert_eq!(out.status.code(), Some(0));
+    insta::assert_snapshot!("list", text(&out).0);
+    let out = runner(&["list", "--cases"]);
+    insta::assert_snapshot!("list_cases", text(&out).0);
+    let out = runner(&["coverage"]);
+    let (stdout, _) = text(&out);
+    assert!(!stdout.contains("(NO CASE)") || !stdout.lines().any(|l| l.contains(" MUST ") && l.contains("(NO CASE)")));
+    insta::assert_snapshot!("coverage", stdout);
+}
+
+#[test]
+fn vectors_verify_passes_on_the_committed_files() {
+    let out = runner(&["vectors", "verify"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("all vectors verified"));
+}
+
+#[test]
+fn vectors_generate_is_byte_for_byte_reproducible() {
+    let a = scratch("gen-a");
+    let b = scratch("gen-b");
+    for d in [&a, &b] {
+        let out = runner(&["vectors", "generate", "--dir", d.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    }
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors");
+    for f in slim_vectors::FILES {
+        let x = std::fs::read(a.join(f)).unwrap();
+        assert_eq!(x, std::fs::read(b.join(f)).unwrap(), "{f} differs between two runs");
+        assert_eq!(
+            x,
+            std::fs::read(committed.join(f)).unwrap(),
+            "vectors/{f} is out of date: run `cargo run -p slim-conformance -- vectors generate`"
+        );
+    }
+}
