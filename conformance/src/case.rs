@@ -140,7 +140,12 @@ impl Ctx {
     }
 
     /// Records a secondary finding against `requirement`.
-    pub fn finding(&self, requirement: &str, expected: impl Into<String>, observed: impl Into<String>) {
+    pub fn finding(
+        &self,
+        requirement: &str,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+    ) {
         if let Ok(mut f) = self.findings.lock() {
             f.push(Finding {
                 requirement: requirement.to_string(),
@@ -233,7 +238,11 @@ impl Case {
 }
 
 /// Fails with a violation unless `cond` holds.
-pub fn ensure(cond: bool, expected: impl Into<String>, observed: impl Into<String>) -> Result<(), Failure> {
+pub fn ensure(
+    cond: bool,
+    expected: impl Into<String>,
+    observed: impl Into<String>,
+) -> Result<(), Failure> {
     if cond {
         Ok(())
     } else {

@@ -124,7 +124,9 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
         match p.split_first() {
             None => t.is_empty(),
             Some((b'*', rest)) => (0..=t.len()).any(|i| rec(rest, &t[i..])),
-            Some((c, rest)) => t.split_first().is_some_and(|(d, tt)| c == d && rec(rest, tt)),
+            Some((c, rest)) => t
+                .split_first()
+                .is_some_and(|(d, tt)| c == d && rec(rest, tt)),
         }
     }
     rec(pattern.as_bytes(), text.as_bytes())
@@ -133,9 +135,8 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// Cases selected by `--only` / `--skip`.
 pub fn select(cases: Vec<Case>, only: &[String], skip: &[String]) -> Vec<Case> {
     let hit = |c: &Case, pats: &[String]| {
-        pats.iter().any(|p| {
-            glob_match(p, &c.id) || c.requirements.iter().any(|r| glob_match(p, r))
-        })
+        pats.iter()
+            .any(|p| glob_match(p, &c.id) || c.requirements.iter().any(|r| glob_match(p, r)))
     };
     cases
         .into_iter()
@@ -146,12 +147,12 @@ pub fn select(cases: Vec<Case>, only: &[String], skip: &[String]) -> Vec<Case> {
 
 /// Parses `basic:USER:PASS` into an `authorization` header value.
 pub fn basic_auth(spec: &str) -> Result<String, String> {
-    let rest = spec
-        .strip_prefix("basic:")
-        .ok_or_else(|| format!("--auth {spec:?}: expected basic:USER:PASS (e.g. --auth basic:alice:secret)"))?;
-    let (user, pass) = rest
-        .split_once(':')
-        .ok_or_else(|| format!("--auth {spec:?}: expected basic:USER:PASS, found no ':' between user and password"))?;
+    let rest = spec.strip_prefix("basic:").ok_or_else(|| {
+        format!("--auth {spec:?}: expected basic:USER:PASS (e.g. --auth basic:alice:secret)")
+    })?;
+    let (user, pass) = rest.split_once(':').ok_or_else(|| {
+        format!("--auth {spec:?}: expected basic:USER:PASS, found no ':' between user and password")
+    })?;
     if user.is_empty() {
         return Err(format!("--auth {spec:?}: the user name is empty"));
     }
@@ -207,7 +208,10 @@ pub fn main() -> i32 {
         }
         Command::Vectors { action } => vectors(action),
         Command::Run(args) => {
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");
@@ -241,7 +245,10 @@ fn vectors(action: VectorsAction) -> i32 {
             match slim_vectors::verify(&dir) {
                 Ok(report) => {
                     for f in &report.per_file {
-                        println!("{:<16} {:>4} checked {:>4} passed", f.file, f.checked, f.passed);
+                        println!(
+                            "{:<16} {:>4} checked {:>4} passed",
+                            f.file, f.checked, f.passed
+                        );
                         for failure in &f.failures {
                             println!("  FAIL {failure}");
                         }
@@ -294,19 +301,24 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
     let url = match &args.target {
         Some(t) => t.clone(),
         None => {
-            let mut config = slim_reference::config::ServerConfig::default();
-            config.listen = ([127, 0, 0, 1], 0).into();
+            let mut config = slim_reference::config::ServerConfig {
+                listen: ([127, 0, 0, 1], 0).into(),
+                ..Default::default()
+            };
             config.relay.require_header_mac = args.require_header_mac;
             // Given credentials, the embedded relay is protected with them, so the
             // authentication cases run against it too.
             config.auth = match (&args.auth, &args.bearer) {
-                (Some(a), _) => a.strip_prefix("basic:").and_then(|r| r.split_once(':')).map(|(u, p)| {
-                    slim_reference::auth::AuthConfig::Basic {
+                (Some(a), _) => a
+                    .strip_prefix("basic:")
+                    .and_then(|r| r.split_once(':'))
+                    .map(|(u, p)| slim_reference::auth::AuthConfig::Basic {
                         username: u.to_string(),
                         password: p.to_string(),
-                    }
-                }),
-                (None, Some(t)) => Some(slim_reference::auth::AuthConfig::Bearer { token: t.clone() }),
+                    }),
+                (None, Some(t)) => {
+                    Some(slim_reference::auth::AuthConfig::Bearer { token: t.clone() })
+                }
                 (None, None) => None,
             };
             match slim_reference::server::spawn(config).await {
@@ -327,7 +339,14 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
         authorization,
         strict_mac: args.require_header_mac,
     };
-    let code = run_against(&args, &catalogue, target, expectations.as_ref(), embedded.is_some()).await;
+    let code = run_against(
+        &args,
+        &catalogue,
+        target,
+        expectations.as_ref(),
+        embedded.is_some(),
+    )
+    .await;
     if let Some(handle) = embedded {
         let _ = handle.shutdown().await;
     }
@@ -357,16 +376,26 @@ async fn run_against(
     };
     let cases = select(crate::cases::all(), &args.only, &args.skip);
     if cases.is_empty() {
-        eprintln!("error: --only/--skip selected no case; `slim-conformance list --cases` shows the ids");
+        eprintln!(
+            "error: --only/--skip selected no case; `slim-conformance list --cases` shows the ids"
+        );
         return EXIT_USAGE;
     }
     println!(
         "slim-conformance {} against {}{} ({identity}), {} cases, header MAC {}",
         env!("CARGO_PKG_VERSION"),
         target.url,
-        if embedded { " (embedded reference relay)" } else { "" },
+        if embedded {
+            " (embedded reference relay)"
+        } else {
+            ""
+        },
         cases.len(),
-        if target.strict_mac { "required" } else { "not required" }
+        if target.strict_mac {
+            "required"
+        } else {
+            "not required"
+        }
     );
     println!("{}", report::table_header());
     let options = RunOptions {

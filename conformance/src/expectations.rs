@@ -59,7 +59,9 @@ pub enum ExpectationsError {
         message: String,
     },
     /// Unsupported schema version.
-    #[error("expectations file {path}: schema {schema} is not supported; this runner reads schema 1")]
+    #[error(
+        "expectations file {path}: schema {schema} is not supported; this runner reads schema 1"
+    )]
     Schema {
         /// The file.
         path: String,
@@ -78,23 +80,31 @@ pub enum ExpectationsError {
 
 impl Expectations {
     /// Loads and checks a file against the catalogue.
-    pub fn load(path: &Path, catalogue: &crate::catalogue::Catalogue) -> Result<Self, ExpectationsError> {
+    pub fn load(
+        path: &Path,
+        catalogue: &crate::catalogue::Catalogue,
+    ) -> Result<Self, ExpectationsError> {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ExpectationsError::Io {
             path: p.clone(),
             source,
         })?;
-        let e: Expectations = serde_yaml::from_str(&text).map_err(|err| ExpectationsError::Parse {
-            path: p.clone(),
-            message: err.to_string(),
-        })?;
+        let e: Expectations =
+            serde_yaml::from_str(&text).map_err(|err| ExpectationsError::Parse {
+                path: p.clone(),
+                message: err.to_string(),
+            })?;
         if e.schema != 1 {
             return Err(ExpectationsError::Schema {
                 path: p,
                 schema: e.schema,
             });
         }
-        if let Some(d) = e.deviations.iter().find(|d| catalogue.get(&d.requirement).is_none()) {
+        if let Some(d) = e
+            .deviations
+            .iter()
+            .find(|d| catalogue.get(&d.requirement).is_none())
+        {
             return Err(ExpectationsError::UnknownRequirement {
                 path: p,
                 requirement: d.requirement.clone(),
@@ -118,10 +128,12 @@ impl Expectations {
             .filter(|d| {
                 let relevant: Vec<&CaseResult> = results
                     .iter()
-                    .filter(|r| d.case.as_deref().map_or_else(
-                        || r.requirements.iter().any(|q| q.id == d.requirement),
-                        |c| c == r.id,
-                    ))
+                    .filter(|r| {
+                        d.case.as_deref().map_or_else(
+                            || r.requirements.iter().any(|q| q.id == d.requirement),
+                            |c| c == r.id,
+                        )
+                    })
                     .filter(|r| !matches!(r.verdict, Verdict::Unsupported | Verdict::Error))
                     .collect();
                 !relevant.is_empty()

@@ -122,16 +122,35 @@ pub fn junit(results: &[CaseResult], summary: &Summary, strict: bool) -> String 
         );
         match r.verdict {
             Verdict::Fail => {
-                let _ = write!(x, "<failure message=\"{} {} broken\">{}</failure>", r.judged_requirement, r.level, xml_escape(&detail));
+                let _ = write!(
+                    x,
+                    "<failure message=\"{} {} broken\">{}</failure>",
+                    r.judged_requirement,
+                    r.level,
+                    xml_escape(&detail)
+                );
             }
             Verdict::Warn if strict => {
-                let _ = write!(x, "<failure message=\"{} SHOULD broken\">{}</failure>", r.judged_requirement, xml_escape(&detail));
+                let _ = write!(
+                    x,
+                    "<failure message=\"{} SHOULD broken\">{}</failure>",
+                    r.judged_requirement,
+                    xml_escape(&detail)
+                );
             }
             Verdict::Unsupported => {
-                let _ = write!(x, "<skipped message=\"{}\"/>", xml_escape(r.observed.as_deref().unwrap_or("")));
+                let _ = write!(
+                    x,
+                    "<skipped message=\"{}\"/>",
+                    xml_escape(r.observed.as_deref().unwrap_or(""))
+                );
             }
             Verdict::Error => {
-                let _ = write!(x, "<error message=\"harness error\">{}</error>", xml_escape(&detail));
+                let _ = write!(
+                    x,
+                    "<error message=\"harness error\">{}</error>",
+                    xml_escape(&detail)
+                );
             }
             _ => {}
         }
@@ -146,7 +165,11 @@ pub fn junit(results: &[CaseResult], summary: &Summary, strict: bool) -> String 
         for f in &r.frames {
             let _ = writeln!(out, "{:>6}ms {} {} {}", f.at_ms, f.link, f.dir, f.summary);
         }
-        let _ = writeln!(x, "<system-out>{}</system-out></testcase>", xml_escape(&out));
+        let _ = writeln!(
+            x,
+            "<system-out>{}</system-out></testcase>",
+            xml_escape(&out)
+        );
     }
     x.push_str("</testsuite>\n");
     x
@@ -198,7 +221,14 @@ pub fn coverage_text(rows: &[CoverageRow]) -> String {
         } else {
             "(NO CASE)".into()
         };
-        let _ = writeln!(s, "{:<16} {:<6} {:<40} {}", r.id, r.level.to_string(), r.title, what);
+        let _ = writeln!(
+            s,
+            "{:<16} {:<6} {:<40} {}",
+            r.id,
+            r.level.to_string(),
+            r.title,
+            what
+        );
     }
     let _ = writeln!(
         s,

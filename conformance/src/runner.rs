@@ -129,10 +129,12 @@ pub async fn probe(target: &Target) -> Result<String, RunError> {
             ))
         }
         Err(Failure::Unreachable(m)) => Err(RunError::Unreachable(m)),
-        Err(Failure::Rejected(s)) if s.code() == tonic::Code::Unauthenticated => Err(RunError::Refused(format!(
+        Err(Failure::Rejected(s)) if s.code() == tonic::Code::Unauthenticated => {
+            Err(RunError::Refused(format!(
             "the target requires credentials ({}); pass --auth basic:USER:PASS or --bearer TOKEN",
             s.message()
-        ))),
+        )))
+        }
         Err(f) => {
             let (expected, observed) = f.texts();
             Err(RunError::Refused(format!(
@@ -266,7 +268,9 @@ pub async fn run_case(
         }
     }
     if matches!(result.verdict, Verdict::Fail | Verdict::Warn) {
-        if let Some(entry) = expectations.and_then(|e| e.find(&result.judged_requirement, &result.id)) {
+        if let Some(entry) =
+            expectations.and_then(|e| e.find(&result.judged_requirement, &result.id))
+        {
             result.verdict = Verdict::Xfail;
             result.expected_deviation = Some(entry.reason.clone());
         }
@@ -282,7 +286,12 @@ pub async fn run_all(
     expectations: Option<&Expectations>,
     mut on_result: impl FnMut(&CaseResult, &[CaseResult]),
 ) -> Vec<CaseResult> {
-    let run_id: String = uuid::Uuid::new_v4().simple().to_string().chars().take(8).collect();
+    let run_id: String = uuid::Uuid::new_v4()
+        .simple()
+        .to_string()
+        .chars()
+        .take(8)
+        .collect();
     let mut results: Vec<CaseResult> = Vec::with_capacity(cases.len());
     for (i, case) in cases.iter().enumerate() {
         let r = run_case(case, catalogue, options, expectations, &run_id, i).await;

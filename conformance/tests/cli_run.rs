@@ -21,7 +21,8 @@ fn text(o: &Output) -> (String, String) {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-run-{}-{name}", std::process::id()));
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli-run-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).expect("scratch dir");
     d
 }
@@ -61,7 +62,9 @@ fn the_reference_relay_passes_every_must_case() {
             c["observed"]
         );
         // Every case carries its requirements' text, so the report stands alone.
-        assert!(c["requirements"][0]["text"].as_str().is_some_and(|t| !t.is_empty()));
+        assert!(c["requirements"][0]["text"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()));
     }
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.starts_with("<?xml") && xml.contains("<testsuite name=\"slim-conformance\""));
@@ -100,11 +103,20 @@ fn an_unreachable_target_exits_3_and_says_so() {
 #[test]
 fn usage_errors_exit_2_with_a_reason() {
     for (args, needle) in [
-        (vec!["run", "--auth", "alice:pw"], "expected basic:USER:PASS"),
+        (
+            vec!["run", "--auth", "alice:pw"],
+            "expected basic:USER:PASS",
+        ),
         (vec!["run", "--auth", "basic:alice"], "no ':'"),
         (vec!["run", "--only", "no-such-case*"], "selected no case"),
-        (vec!["run", "--expect", "/nonexistent/expect.yaml"], "expectations file"),
-        (vec!["run", "--require-header-mac", "maybe"], "invalid value"),
+        (
+            vec!["run", "--expect", "/nonexistent/expect.yaml"],
+            "expectations file",
+        ),
+        (
+            vec!["run", "--require-header-mac", "maybe"],
+            "invalid value",
+        ),
     ] {
         let out = runner(&args);
         let (_, stderr) = text(&out);
@@ -126,8 +138,18 @@ fn a_stale_expectation_fails_the_run_until_fixed() {
     let out = runner(&["run", "--only", "routing/vector-no-echo", "--expect", f]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("STALE expectation: SLIM-ROUTE-007"), "{stdout}");
-    let out = runner(&["run", "--only", "routing/vector-no-echo", "--expect", f, "--fix-expectations"]);
+    assert!(
+        stdout.contains("STALE expectation: SLIM-ROUTE-007"),
+        "{stdout}"
+    );
+    let out = runner(&[
+        "run",
+        "--only",
+        "routing/vector-no-echo",
+        "--expect",
+        f,
+        "--fix-expectations",
+    ]);
     assert!(text(&out).0.contains("rewrote"), "{}", text(&out).0);
     let fixed = std::fs::read_to_string(&file).unwrap();
     assert!(!fixed.contains("SLIM-ROUTE-007"), "{fixed}");
@@ -144,7 +166,12 @@ fn list_and_coverage_are_stable() {
     insta::assert_snapshot!("list_cases", text(&out).0);
     let out = runner(&["coverage"]);
     let (stdout, _) = text(&out);
-    assert!(!stdout.contains("(NO CASE)") || !stdout.lines().any(|l| l.contains(" MUST ") && l.contains("(NO CASE)")));
+    assert!(
+        !stdout.contains("(NO CASE)")
+            || !stdout
+                .lines()
+                .any(|l| l.contains(" MUST ") && l.contains("(NO CASE)"))
+    );
     insta::assert_snapshot!("coverage", stdout);
 }
 
@@ -167,7 +194,11 @@ fn vectors_generate_is_byte_for_byte_reproducible() {
     let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors");
     for f in slim_vectors::FILES {
         let x = std::fs::read(a.join(f)).unwrap();
-        assert_eq!(x, std::fs::read(b.join(f)).unwrap(), "{f} differs between two runs");
+        assert_eq!(
+            x,
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs between two runs"
+        );
         assert_eq!(
             x,
             std::fs::read(committed.join(f)).unwrap(),

@@ -18,10 +18,18 @@ fn real_node_deviations_are_exactly_the_expected_ones() {
     let (_node, url) = start_real_node();
     let dir = tempdir();
     let json = dir.join("real.json");
-    let expect = Path::new(env!("CARGO_MANIFEST_DIR")).join("expectations/slim-bindings-3.3.8.yaml");
+    let expect =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("expectations/slim-bindings-3.3.8.yaml");
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_slim-conformance"))
-        .args(["run", "--target", &url, "--require-header-mac", "false", "--json"])
+        .args([
+            "run",
+            "--target",
+            &url,
+            "--require-header-mac",
+            "false",
+            "--json",
+        ])
         .arg(&json)
         .arg("--expect")
         .arg(&expect)
@@ -38,7 +46,8 @@ fn real_node_deviations_are_exactly_the_expected_ones() {
         expect.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json report")).expect("json");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json report")).expect("json");
     assert_eq!(report["complete"], true);
     let verdict = |id: &str| -> (String, String) {
         let case = report["cases"]
@@ -47,7 +56,10 @@ fn real_node_deviations_are_exactly_the_expected_ones() {
             .unwrap_or_else(|| panic!("case {id} missing from the report"));
         (
             case["verdict"].as_str().unwrap_or("").to_string(),
-            case["judged_requirement"].as_str().unwrap_or("").to_string(),
+            case["judged_requirement"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
         )
     };
     // The real-node defects of WIRE.md §10 and §13 that are observable on the wire, each
@@ -57,7 +69,10 @@ fn real_node_deviations_are_exactly_the_expected_ones() {
         ("validation/unknown-oneof", "SLIM-VAL-001"),
         ("validation/subscribe-no-string-name", "SLIM-VAL-003"),
         ("subscriptions/recv-from-foreign", "SLIM-SUB-010"),
-        ("subscriptions/unsubscribe-recv-from-foreign", "SLIM-SUB-010"),
+        (
+            "subscriptions/unsubscribe-recv-from-foreign",
+            "SLIM-SUB-010",
+        ),
         ("transport/slow-consumer-isolation", "SLIM-TRANS-006"),
         ("transport/oversize-ends-stream", "SLIM-TRANS-004"),
         ("transport/undecodable-frame", "SLIM-TRANS-005"),
@@ -75,13 +90,23 @@ fn real_node_deviations_are_exactly_the_expected_ones() {
         );
     }
     // And the basics the real node does right are passes, so the runner is not just failing.
-    for case in ["transport/open-channel", "mac/egress-signed", "routing/delivered-header", "names/hash-form-decides"] {
-        assert_eq!(verdict(case).0, "PASS", "{case} passes against the real node");
+    for case in [
+        "transport/open-channel",
+        "mac/egress-signed",
+        "routing/delivered-header",
+        "names/hash-form-decides",
+    ] {
+        assert_eq!(
+            verdict(case).0,
+            "PASS",
+            "{case} passes against the real node"
+        );
     }
 }
 
 fn tempdir() -> std::path::PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("real-node-{}", std::process::id()));
+    let d =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("real-node-{}", std::process::id()));
     std::fs::create_dir_all(&d).expect("temp dir");
     d
 }

@@ -23,7 +23,8 @@ use support::{start_real_node, venv, Node};
 /// `component -> hash` for every valid component vector of vectors/names.yaml.
 fn name_vectors() -> std::collections::BTreeMap<String, u64> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/names.yaml");
-    let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).expect("names.yaml")).expect("yaml");
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).expect("names.yaml")).expect("yaml");
     let mut out = std::collections::BTreeMap::new();
     for v in doc["components"].as_sequence().expect("components") {
         if v["result"].as_str() == Some("valid") {
@@ -38,7 +39,11 @@ fn name_vectors() -> std::collections::BTreeMap<String, u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn name_id_and_mac_vectors_match_the_real_slim() {
     let hashes = name_vectors();
-    let h = |s: &str| *hashes.get(s).unwrap_or_else(|| panic!("names.yaml has no vector for {s:?}"));
+    let h = |s: &str| {
+        *hashes
+            .get(s)
+            .unwrap_or_else(|| panic!("names.yaml has no vector for {s:?}"))
+    };
     let (_node, url) = start_real_node();
     let target = Target {
         url: url.clone(),
@@ -46,8 +51,13 @@ async fn name_id_and_mac_vectors_match_the_real_slim() {
         strict_mac: false,
     };
     let log = FrameLog::new();
-    let mut link = Link::connect(&target, "runner", &log).await.expect("negotiate with the real node");
-    assert!(link.mac.is_some(), "the real node answered with an X25519 key");
+    let mut link = Link::connect(&target, "runner", &log)
+        .await
+        .expect("negotiate with the real node");
+    assert!(
+        link.mac.is_some(),
+        "the real node answered with an X25519 key"
+    );
 
     // Subscribe org/default/app (wildcard id) built from the vector hashes, signed.
     let dest = pb::Name {
@@ -66,13 +76,19 @@ async fn name_id_and_mac_vectors_match_the_real_slim() {
             str_component_2: "app".into(),
         }),
     };
-    let mut sub = client::subscribe(&slim_proto::names::SlimName::new("org", "default", "app"), 4242);
+    let mut sub = client::subscribe(
+        &slim_proto::names::SlimName::new("org", "default", "app"),
+        4242,
+    );
     if let Some(hdr) = slim_proto::validate::header_mut(&mut sub) {
         hdr.source = Some(dest.clone());
         hdr.destination = Some(dest.clone());
     }
     link.send(sub).await.expect("send");
-    let ack = link.expect_ack(4242, Duration::from_secs(5)).await.expect("the real node acks our signed Subscribe");
+    let ack = link
+        .expect_ack(4242, Duration::from_secs(5))
+        .await
+        .expect("the real node acks our signed Subscribe");
     assert!(ack.success, "ack: {ack:?}");
 
     // A real SLIM app opens a session to org/default/app.
@@ -80,7 +96,14 @@ async fn name_id_and_mac_vectors_match_the_real_slim() {
     let mut app = Node(
         Command::new(&py)
             .arg(venv::interop_dir().join("crosscheck_discovery.py"))
-            .args(["--node", &url, "--me", "agntcy/ns/alice", "--dest", "org/default/app"])
+            .args([
+                "--node",
+                &url,
+                "--me",
+                "agntcy/ns/alice",
+                "--dest",
+                "org/default/app",
+            ])
             .current_dir(venv::interop_dir())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -101,18 +124,43 @@ async fn name_id_and_mac_vectors_match_the_real_slim() {
     let hdr = slim_proto::validate::header(&msg).expect("header").clone();
 
     // Name vectors: the SDK's hashes of both names equal the vector hashes.
-    let d = hdr.destination.as_ref().and_then(|n| n.name.as_ref()).expect("hashed destination");
-    assert_eq!((d.component_0, d.component_1, d.component_2), (h("org"), h("default"), h("app")));
-    let s = hdr.source.as_ref().and_then(|n| n.name.as_ref()).expect("hashed source");
-    assert_eq!((s.component_0, s.component_1, s.component_2), (h("agntcy"), h("ns"), h("alice")));
+    let d = hdr
+        .destination
+        .as_ref()
+        .and_then(|n| n.name.as_ref())
+        .expect("hashed destination");
+    assert_eq!(
+        (d.component_0, d.component_1, d.component_2),
+        (h("org"), h("default"), h("app"))
+    );
+    let s = hdr
+        .source
+        .as_ref()
+        .and_then(|n| n.name.as_ref())
+        .expect("hashed source");
+    assert_eq!(
+        (s.component_0, s.component_1, s.component_2),
+        (h("agntcy"), h("ns"), h("alice"))
+    );
     // Id vectors: the discovery goes to the wildcard (all ones, or no name_id) and the app's own
     // id is a specific one, carried in two halves.
-    assert!(d.name_id.as_ref().is_none_or(|i| i.id_0 == u64::MAX && i.id_1 == u64::MAX), "destination id {:?}", d.name_id);
+    assert!(
+        d.name_id
+            .as_ref()
+            .is_none_or(|i| i.id_0 == u64::MAX && i.id_1 == u64::MAX),
+        "destination id {:?}",
+        d.name_id
+    );
     let sid = s.name_id.as_ref().expect("the app's source carries its id");
-    assert_ne!((sid.id_0, sid.id_1), (u64::MAX, u64::MAX), "the app's own id is specific");
+    assert_ne!(
+        (sid.id_0, sid.id_1),
+        (u64::MAX, u64::MAX),
+        "the app's own id is specific"
+    );
     // MAC vectors: the node signed the frame with our link key, over the vector preimage.
     let mac = link.mac.as_ref().expect("link key");
-    mac.verify(&hdr).expect("the real node's header MAC verifies under the vector procedure");
+    mac.verify(&hdr)
+        .expect("the real node's header MAC verifies under the vector procedure");
     println!(
         "cross-check: real SLIM hashed org/default/app and agntcy/ns/alice as vectors/names.yaml says; \
          app id = {}; node MAC verified",

@@ -99,7 +99,9 @@ impl State {
                     };
                     match link.tx.try_send(Ok(message)) {
                         Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(Ok(message))) if Some(conn) == ingress => {
+                        Err(mpsc::error::TrySendError::Full(Ok(message)))
+                            if Some(conn) == ingress =>
+                        {
                             deferred.push(message);
                         }
                         Err(mpsc::error::TrySendError::Full(_)) => {

@@ -8,7 +8,7 @@
 //! (so traffic cannot short-cut inside one SDK process) and prints a JSON summary as its last
 //! line. The test also checks the relay's own counters, so a pass proves the messages crossed it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 

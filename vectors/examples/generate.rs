@@ -1,8 +1,7 @@
 //! Writes the vector files into `vectors/` (or the directory given as the first argument) and
 //! verifies them.
 //!
-//! `cargo run -p slim-vectors --example generate` is the stand-in for
-//! `cargo run -p slim-conformance -- vectors generate` until the CLI exists.
+//! The same as `cargo run -p slim-conformance -- vectors generate`, without building the runner.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

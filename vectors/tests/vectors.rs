@@ -59,8 +59,7 @@ fn committed_files_are_up_to_date() {
         assert!(
             on_disk == text,
             "vectors/{file} is not what the generator produces now. Run `{REGENERATE}` \
-             (until that CLI exists: `cargo run -p slim-vectors --example generate`) and commit \
-             the result; never edit the file by hand."
+             and commit the result; never edit the file by hand."
         );
     }
 }

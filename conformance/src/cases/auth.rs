@@ -9,7 +9,11 @@ use crate::client::{self, describe, status_text, Event, Link, Target};
 
 /// Opens a link with `authorization` replaced, sends a valid negotiation if the call was
 /// accepted, and expects UNAUTHENTICATED before any reply.
-async fn expect_unauthenticated(cx: &Ctx, authorization: Option<String>, what: &str) -> Result<(), Failure> {
+async fn expect_unauthenticated(
+    cx: &Ctx,
+    authorization: Option<String>,
+    what: &str,
+) -> Result<(), Failure> {
     let target = Target {
         authorization,
         ..cx.target.clone()
@@ -26,9 +30,14 @@ async fn expect_unauthenticated(cx: &Ctx, authorization: Option<String>, what: &
         Ok(l) => l,
     };
     let pair = slim_proto::link::LinkKeyPair::from_secret_bytes([1u8; 32]);
-    let req = client::default_request(&uuid::Uuid::new_v4().to_string(), pair.public_bytes().to_vec());
+    let req = client::default_request(
+        &uuid::Uuid::new_v4().to_string(),
+        pair.public_bytes().to_vec(),
+    );
     // The call may be refused as soon as the client sends; a send error is part of the refusal.
-    let _ = link.send_message(slim_proto::link::negotiation_message(req)).await;
+    let _ = link
+        .send_message(slim_proto::link::negotiation_message(req))
+        .await;
     match link.recv(PROMPT).await {
         Event::Ended(s) if s.code() == Code::Unauthenticated => Ok(()),
         Event::Ended(s) => Err(Failure::violation(
@@ -85,7 +94,12 @@ pub(super) fn cases() -> Vec<Case> {
             "a protected node refuses an authorization header with an unknown scheme",
             &["SLIM-AUTH-001"],
             |cx: Ctx| async move {
-                expect_unauthenticated(&cx, Some("Digest username=\"x\"".into()), "with an unknown scheme").await
+                expect_unauthenticated(
+                    &cx,
+                    Some("Digest username=\"x\"".into()),
+                    "with an unknown scheme",
+                )
+                .await
             },
         )
         .needs(Need::Auth),

@@ -19,9 +19,13 @@ fn refusal(
     Case::new(id, title, reqs, move |cx| async move {
         let mut a = cx.raw_link("A").await?;
         let pair = slim_proto::link::LinkKeyPair::from_secret_bytes([7u8; 32]);
-        let mut req = client::default_request(&uuid::Uuid::new_v4().to_string(), pair.public_bytes().to_vec());
+        let mut req = client::default_request(
+            &uuid::Uuid::new_v4().to_string(),
+            pair.public_bytes().to_vec(),
+        );
         tweak(&mut req);
-        a.send_message(slim_proto::link::negotiation_message(req)).await?;
+        a.send_message(slim_proto::link::negotiation_message(req))
+            .await?;
         expect_refused(&cx, &mut a, what, "INVALID_ARGUMENT").await?;
         still_serves(&cx, what).await
     })
@@ -72,9 +76,13 @@ fn reply_check(
     Case::new(id, title, reqs, move |cx| async move {
         let mut a = cx.raw_link("A").await?;
         let pair = slim_proto::link::LinkKeyPair::from_secret_bytes([9u8; 32]);
-        let mut req = client::default_request(&uuid::Uuid::new_v4().to_string(), pair.public_bytes().to_vec());
+        let mut req = client::default_request(
+            &uuid::Uuid::new_v4().to_string(),
+            pair.public_bytes().to_vec(),
+        );
         tweak(&mut req);
-        a.send_message(slim_proto::link::negotiation_message(req.clone())).await?;
+        a.send_message(slim_proto::link::negotiation_message(req.clone()))
+            .await?;
         let reply = match a.recv(PROMPT).await {
             Event::Message(m) => match slim_proto::link::negotiation_payload(&m) {
                 Ok(p) => p.clone(),
@@ -85,7 +93,12 @@ fn reply_check(
                     ))
                 }
             },
-            other => return Err(Failure::violation("a LinkNegotiation reply", client::event_text(&other))),
+            other => {
+                return Err(Failure::violation(
+                    "a LinkNegotiation reply",
+                    client::event_text(&other),
+                ))
+            }
         };
         check(&req, &reply)
     })
@@ -359,13 +372,20 @@ pub(super) fn cases() -> Vec<Case> {
     ]
 }
 
-fn check_type_and_node(req: &pb::LinkNegotiationPayload, rep: &pb::LinkNegotiationPayload) -> Result<(), Failure> {
+fn check_type_and_node(
+    req: &pb::LinkNegotiationPayload,
+    rep: &pb::LinkNegotiationPayload,
+) -> Result<(), Failure> {
     ensure(
         rep.connection_type == req.connection_type,
         format!("connection_type {} echoed", req.connection_type),
         format!("connection_type {}", rep.connection_type),
     )?;
-    ensure(!rep.node_id.is_empty(), "the responder's node_id", "an empty node_id")
+    ensure(
+        !rep.node_id.is_empty(),
+        "the responder's node_id",
+        "an empty node_id",
+    )
 }
 
 fn is_semver(v: &str) -> bool {
@@ -374,6 +394,8 @@ fn is_semver(v: &str) -> bool {
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() == 3
         && parts.iter().all(|p| {
-            !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && (p.len() == 1 || !p.starts_with('0'))
+            !p.is_empty()
+                && p.chars().all(|c| c.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
         })
 }

@@ -7,7 +7,12 @@ use crate::case::{Case, Ctx, Failure, Need};
 use crate::client::{self, event_text, Event};
 
 /// The MAC-covered header fields, each with a tamper that keeps routing unchanged.
-const COVERED: &[(&str, fn(&mut pb::SlimHeader))] = &[
+/// A named edit of a header.
+type HeaderEdit = (&'static str, fn(&mut pb::SlimHeader));
+/// A named edit of a whole message.
+type MessageEdit = (&'static str, fn(&mut pb::Message));
+
+const COVERED: &[HeaderEdit] = &[
     ("source-string", |h| {
         if let Some(s) = h.source.as_mut().and_then(|n| n.str_name.as_mut()) {
             s.str_component_0.push('x');
@@ -30,7 +35,7 @@ const COVERED: &[(&str, fn(&mut pb::SlimHeader))] = &[
 ];
 
 /// Fields outside the MAC, each with a change that must not stop delivery.
-const UNCOVERED: &[(&str, fn(&mut pb::Message))] = &[
+const UNCOVERED: &[MessageEdit] = &[
     ("incoming-conn", |m| {
         if let Some(h) = slim_proto::validate::header_mut(m) {
             h.incoming_conn = Some(12345);
@@ -50,13 +55,16 @@ const UNCOVERED: &[(&str, fn(&mut pb::Message))] = &[
     }),
     ("payload", |m| {
         if let Some(pb::message::MessageType::Publish(p)) = &mut m.message_type {
-            if let Some(pb::content::ContentType::AppPayload(a)) = p.msg.as_mut().and_then(|c| c.content_type.as_mut()) {
+            if let Some(pb::content::ContentType::AppPayload(a)) =
+                p.msg.as_mut().and_then(|c| c.content_type.as_mut())
+            {
                 a.payload_type = "changed".into();
             }
         }
     }),
     ("metadata", |m| {
-        m.metadata.insert("x-added-after-signing".into(), "yes".into());
+        m.metadata
+            .insert("x-added-after-signing".into(), "yes".into());
     }),
 ];
 
@@ -74,7 +82,14 @@ fn tamper_case(field: &'static str, tamper: fn(&mut pb::SlimHeader)) -> Case {
                 tamper(h);
             }
             a.send_message(m).await?;
-            barrier(&a, &name, &mut b, &name, &format!("a Publish whose MAC-covered {field} was changed after signing")).await
+            barrier(
+                &a,
+                &name,
+                &mut b,
+                &name,
+                &format!("a Publish whose MAC-covered {field} was changed after signing"),
+            )
+            .await
         },
     )
 }
@@ -108,7 +123,14 @@ fn bad_publish_mac(id: &str, title: &str, reqs: &[&str], mac: Option<Vec<u8>>) -
                 h.header_mac = mac;
             }
             a.send_message(m).await?;
-            barrier(&a, &name, &mut b, &name, "a Publish with a missing or wrong header MAC").await
+            barrier(
+                &a,
+                &name,
+                &mut b,
+                &name,
+                "a Publish with a missing or wrong header MAC",
+            )
+            .await
         }
     })
 }
@@ -125,18 +147,33 @@ fn bad_subscribe_mac(id: &str, title: &str, reqs: &[&str], mac: Option<Vec<u8>>)
                 h.header_mac = mac;
             }
             a.send_message(m).await?;
-            let ack = expect_not_accepted(&mut a, 21, cx.quiet, "a Subscribe with a missing or wrong header MAC").await?;
+            let ack = expect_not_accepted(
+                &mut a,
+                21,
+                cx.quiet,
+                "a Subscribe with a missing or wrong header MAC",
+            )
+            .await?;
             match ack {
                 Some(a) if a.error.to_lowercase().contains("mac") => {}
-                Some(a) => cx.finding("SLIM-MAC-007", "a refusal ack whose error names the MAC problem", format!("error {:?}", a.error)),
-                None => cx.finding("SLIM-MAC-007", "a SubscriptionAck with success false naming the MAC problem", "no ack"),
+                Some(a) => cx.finding(
+                    "SLIM-MAC-007",
+                    "a refusal ack whose error names the MAC problem",
+                    format!("error {:?}", a.error),
+                ),
+                None => cx.finding(
+                    "SLIM-MAC-007",
+                    "a SubscriptionAck with success false naming the MAC problem",
+                    "no ack",
+                ),
             }
             // Nothing was installed: a Publish to the name does not reach A.
             let b = cx.link("B").await?;
             let other = cx.name("other", Some(2));
             let mut c = cx.link("C").await?;
             c.subscribe(&other, 1).await?;
-            b.send(client::publish(&other, &name, 1, b"must-not-arrive")).await?;
+            b.send(client::publish(&other, &name, 1, b"must-not-arrive"))
+                .await?;
             match a.recv(cx.quiet).await {
                 Event::Silent => {}
                 other => {

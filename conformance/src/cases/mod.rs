@@ -52,8 +52,14 @@ pub(crate) async fn pair(cx: &Ctx, name: &SlimName) -> Result<(Link, Link), Fail
 }
 
 /// Publishes `text` from `from` to `to` (fanout 1) and signs it.
-pub(crate) async fn send_text(from: &Link, src: &SlimName, to: &SlimName, text: &str) -> Result<(), Failure> {
-    from.send(client::publish(src, to, 1, text.as_bytes())).await
+pub(crate) async fn send_text(
+    from: &Link,
+    src: &SlimName,
+    to: &SlimName,
+    text: &str,
+) -> Result<(), Failure> {
+    from.send(client::publish(src, to, 1, text.as_bytes()))
+        .await
 }
 
 /// Waits for the next Publish on `link` and checks its payload.
@@ -133,7 +139,12 @@ pub(crate) async fn still_serves(cx: &Ctx, after: &str) -> Result<(), Failure> {
 }
 
 /// Checks that `link` is still usable: a fresh subscription on it is acked with success.
-pub(crate) async fn still_usable(cx: &Ctx, link: &mut Link, id: u64, after: &str) -> Result<(), Failure> {
+pub(crate) async fn still_usable(
+    cx: &Ctx,
+    link: &mut Link,
+    id: u64,
+    after: &str,
+) -> Result<(), Failure> {
     let probe = cx.name("probe", Some(u128::from(id)));
     link.send(client::subscribe(&probe, id)).await?;
     loop {
@@ -146,7 +157,10 @@ pub(crate) async fn still_usable(cx: &Ctx, link: &mut Link, id: u64, after: &str
             Event::Message(_) => continue,
             other => {
                 return Err(Failure::violation(
-                    format!("{}'s link stays open and usable after {after} (a new Subscribe is acked)", link.label()),
+                    format!(
+                        "{}'s link stays open and usable after {after} (a new Subscribe is acked)",
+                        link.label()
+                    ),
                     event_text(&other),
                 ))
             }

@@ -67,7 +67,14 @@ pub(super) fn cases() -> Vec<Case> {
                     }
                 })
                 .await?;
-                barrier(&a, &name, &mut b, &name, "a Publish whose component_2 hash differs").await
+                barrier(
+                    &a,
+                    &name,
+                    &mut b,
+                    &name,
+                    "a Publish whose component_2 hash differs",
+                )
+                .await
             },
         ),
         Case::new(
@@ -94,7 +101,8 @@ pub(super) fn cases() -> Vec<Case> {
                 let name = cx.name("svc", Some(42));
                 let (a, mut b) = pair(&cx, &name).await?;
                 let wildcard = cx.name("svc", None);
-                a.send(client::publish(&name, &wildcard, 1, b"all-ones")).await?;
+                a.send(client::publish(&name, &wildcard, 1, b"all-ones"))
+                    .await?;
                 expect_payload(&mut b, "all-ones").await.map(|_| ())
             },
         ),
@@ -108,7 +116,14 @@ pub(super) fn cases() -> Vec<Case> {
                 let high = cx.name("svc", Some(0x42u128 << 64));
                 let (a, mut b) = pair(&cx, &low).await?;
                 a.send(client::publish(&low, &high, 1, b"swapped")).await?;
-                barrier(&a, &low, &mut b, &low, "a Publish to the id with swapped halves").await
+                barrier(
+                    &a,
+                    &low,
+                    &mut b,
+                    &low,
+                    "a Publish to the id with swapped halves",
+                )
+                .await
             },
         ),
         Case::new(

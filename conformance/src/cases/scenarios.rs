@@ -24,15 +24,17 @@ pub(super) fn cases() -> Vec<Case> {
             let id = format!("routing/vector-{}", s.id);
             let title = s.comment.clone();
             let scenario = s.clone();
-            Case::new(&id, &title, &reqs, move |cx: Ctx| play(cx, scenario.clone()))
+            Case::new(&id, &title, &reqs, move |cx: Ctx| {
+                play(cx, scenario.clone())
+            })
         })
         .collect()
 }
 
 fn name_for(cx: &Ctx, text: &str) -> Result<SlimName, Failure> {
-    let parsed: SlimName = text
-        .parse()
-        .map_err(|e| Failure::Harness(format!("routing vector name {text:?} does not parse: {e}")))?;
+    let parsed: SlimName = text.parse().map_err(|e| {
+        Failure::Harness(format!("routing vector name {text:?} does not parse: {e}"))
+    })?;
     let [_, ns, svc] = parsed.components();
     Ok(SlimName::new(cx.org(), ns, svc).with_id(parsed.id()))
 }
@@ -64,7 +66,9 @@ async fn play(cx: Ctx, scenario: Scenario) -> Result<(), Failure> {
             .ok_or_else(|| Failure::Harness(format!("{what}: link {} is not open", step.link)))?;
         match step.op {
             Op::Close => {
-                let mut l = links.remove(&step.link).ok_or_else(|| Failure::Harness(what.clone()))?;
+                let mut l = links
+                    .remove(&step.link)
+                    .ok_or_else(|| Failure::Harness(what.clone()))?;
                 l.close_send();
                 drop(l);
                 // Give the node a moment to notice the stream's end before the next step.
@@ -94,7 +98,10 @@ async fn play(cx: Ctx, scenario: Scenario) -> Result<(), Failure> {
                             format!(
                                 "{what}: SubscriptionAck{{{id}, success {}{}}}",
                                 want.success,
-                                want.error.as_ref().map(|e| format!(", error {e:?}")).unwrap_or_default()
+                                want.error
+                                    .as_ref()
+                                    .map(|e| format!(", error {e:?}"))
+                                    .unwrap_or_default()
                             ),
                             format!("success {} error {:?}", ack.success, ack.error),
                         ));
@@ -104,7 +111,10 @@ async fn play(cx: Ctx, scenario: Scenario) -> Result<(), Failure> {
                     match link.recv(cx.quiet).await {
                         Event::Silent => {}
                         other => {
-                            return Err(Failure::violation(format!("{what}: no SubscriptionAck"), event_text(&other)))
+                            return Err(Failure::violation(
+                                format!("{what}: no SubscriptionAck"),
+                                event_text(&other),
+                            ))
                         }
                     }
                 }
@@ -115,8 +125,15 @@ async fn play(cx: Ctx, scenario: Scenario) -> Result<(), Failure> {
                 let count = step.count.unwrap_or(1) as usize;
                 let tag = format!("s{}-", i + 1);
                 for k in 0..count {
-                    let mut m = client::publish(&src, &name, step.fanout.unwrap_or(1), format!("{tag}{k}").as_bytes());
-                    if let (Some(ttl), Some(h)) = (step.ttl, slim_proto::validate::header_mut(&mut m)) {
+                    let mut m = client::publish(
+                        &src,
+                        &name,
+                        step.fanout.unwrap_or(1),
+                        format!("{tag}{k}").as_bytes(),
+                    );
+                    if let (Some(ttl), Some(h)) =
+                        (step.ttl, slim_proto::validate::header_mut(&mut m))
+                    {
                         h.ttl = ttl;
                     }
                     link.send(m).await?;
@@ -159,19 +176,20 @@ async fn collect(
 ) -> Result<BTreeMap<String, usize>, Failure> {
     let mut got: BTreeMap<String, usize> = links.keys().map(|k| (k.clone(), 0)).collect();
     let deadline = tokio::time::Instant::now() + PROMPT;
-    let take = |label: &str, m: pb::Message, got: &mut BTreeMap<String, usize>| -> Result<(), Failure> {
-        let p = client::payload(&m).map(|p| String::from_utf8_lossy(p).into_owned());
-        match p {
-            Some(p) if p.starts_with(tag) => {
-                *got.entry(label.to_string()).or_default() += 1;
-                Ok(())
+    let take =
+        |label: &str, m: pb::Message, got: &mut BTreeMap<String, usize>| -> Result<(), Failure> {
+            let p = client::payload(&m).map(|p| String::from_utf8_lossy(p).into_owned());
+            match p {
+                Some(p) if p.starts_with(tag) => {
+                    *got.entry(label.to_string()).or_default() += 1;
+                    Ok(())
+                }
+                _ => Err(Failure::violation(
+                    format!("{what}: only this step's Publishes arrive"),
+                    format!("{label} received {}", describe(&m)),
+                )),
             }
-            _ => Err(Failure::violation(
-                format!("{what}: only this step's Publishes arrive"),
-                format!("{label} received {}", describe(&m)),
-            )),
-        }
-    };
+        };
     while got.values().sum::<usize>() < expected && tokio::time::Instant::now() < deadline {
         for (label, link) in links.iter_mut() {
             if let Event::Message(m) = link.recv(Duration::from_millis(10)).await {
@@ -188,19 +206,31 @@ async fn collect(
     Ok(got)
 }
 
-fn judge(what: &str, expect: Option<&Delivery>, count: usize, got: &BTreeMap<String, usize>) -> Result<(), Failure> {
+fn judge(
+    what: &str,
+    expect: Option<&Delivery>,
+    count: usize,
+    got: &BTreeMap<String, usize>,
+) -> Result<(), Failure> {
     let observed = format!("copies received: {got:?}");
     let others_zero = |allowed: &[String]| got.iter().all(|(l, n)| allowed.contains(l) || *n == 0);
     match expect {
         Some(Delivery::To(to)) => {
-            let ok = to.iter().all(|l| got.get(l).copied().unwrap_or(0) == count) && others_zero(to);
+            let ok =
+                to.iter().all(|l| got.get(l).copied().unwrap_or(0) == count) && others_zero(to);
             if !ok {
-                return Err(Failure::violation(format!("{what}: {count} copies to each of {to:?}, none elsewhere"), observed));
+                return Err(Failure::violation(
+                    format!("{what}: {count} copies to each of {to:?}, none elsewhere"),
+                    observed,
+                ));
             }
         }
         Some(Delivery::OneOf(of)) => {
             let total: usize = of.iter().map(|l| got.get(l).copied().unwrap_or(0)).sum();
-            let even = count % of.len() != 0 || of.iter().all(|l| got.get(l).copied().unwrap_or(0) == count / of.len());
+            let even = count % of.len() != 0
+                || of
+                    .iter()
+                    .all(|l| got.get(l).copied().unwrap_or(0) == count / of.len());
             if total != count || !others_zero(of) || !even {
                 return Err(Failure::violation(
                     format!("{what}: {count} copies in total spread round robin over {of:?} ({} each), none elsewhere", count / of.len().max(1)),
@@ -210,7 +240,10 @@ fn judge(what: &str, expect: Option<&Delivery>, count: usize, got: &BTreeMap<Str
         }
         Some(Delivery::Nobody(_)) | None => {
             if got.values().any(|n| *n > 0) {
-                return Err(Failure::violation(format!("{what}: nobody receives it"), observed));
+                return Err(Failure::violation(
+                    format!("{what}: nobody receives it"),
+                    observed,
+                ));
             }
         }
     }

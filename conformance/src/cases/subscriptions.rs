@@ -12,8 +12,15 @@ use crate::client::{self, event_text, Event, Link};
 /// Sends `n` Subscribes (ids 1..=n, names `svc/<i>`) from `link` while reading acks; returns the
 /// acks in arrival order. Sending and reading run concurrently so neither side's flow control
 /// can stall the other.
-async fn subscribe_many(cx: &Ctx, link: &mut Link, n: u64, within: Duration) -> Result<Vec<pb::SubscriptionAck>, Failure> {
-    let tx = link.sender().ok_or_else(|| Failure::Harness("sender closed".into()))?;
+async fn subscribe_many(
+    cx: &Ctx,
+    link: &mut Link,
+    n: u64,
+    within: Duration,
+) -> Result<Vec<pb::SubscriptionAck>, Failure> {
+    let tx = link
+        .sender()
+        .ok_or_else(|| Failure::Harness("sender closed".into()))?;
     let mut frames = Vec::with_capacity(n as usize);
     for i in 1..=n {
         let mut m = client::subscribe(&cx.name("many", Some(u128::from(i))), i);

@@ -49,15 +49,13 @@ pub(super) fn cases() -> Vec<Case> {
 /// Cases that load the target heavily; they run last so a target they wedge cannot take
 /// the verdicts of other cases down with it.
 pub(super) fn heavy_cases() -> Vec<Case> {
-    vec![
-        Case::new(
-            "transport/slow-consumer-isolation",
-            "a receiver that stops reading delays neither the sender nor other receivers",
-            &["SLIM-TRANS-006"],
-            slow_consumer,
-        )
-        .timeout(Duration::from_secs(60)),
-    ]
+    vec![Case::new(
+        "transport/slow-consumer-isolation",
+        "a receiver that stops reading delays neither the sender nor other receivers",
+        &["SLIM-TRANS-006"],
+        slow_consumer,
+    )
+    .timeout(Duration::from_secs(60))]
 }
 
 async fn open_channel(cx: Ctx) -> Result<(), Failure> {
@@ -80,7 +78,13 @@ async fn concurrent_links(cx: Ctx) -> Result<(), Failure> {
     let sender = cx.link("S").await?;
     let src = cx.name("sender", None);
     for i in 0..20u128 {
-        send_text(&sender, &src, &cx.name("many", Some(i + 1)), &format!("to-{i}")).await?;
+        send_text(
+            &sender,
+            &src,
+            &cx.name("many", Some(i + 1)),
+            &format!("to-{i}"),
+        )
+        .await?;
     }
     for (i, l) in links.iter_mut().enumerate() {
         expect_payload(l, &format!("to-{i}")).await?;
@@ -89,7 +93,12 @@ async fn concurrent_links(cx: Ctx) -> Result<(), Failure> {
 }
 
 /// A Publish whose encoding is exactly `total` bytes (payload padded).
-fn publish_of_size(src: &slim_proto::names::SlimName, dst: &slim_proto::names::SlimName, total: usize, link: &client::Link) -> pb::Message {
+fn publish_of_size(
+    src: &slim_proto::names::SlimName,
+    dst: &slim_proto::names::SlimName,
+    total: usize,
+    link: &client::Link,
+) -> pb::Message {
     let mut m = client::publish(src, dst, 1, b"");
     link.sign(&mut m);
     let base = m.encoded_len();
@@ -99,7 +108,7 @@ fn publish_of_size(src: &slim_proto::names::SlimName, dst: &slim_proto::names::S
         let mut probe = client::publish(src, dst, 1, &vec![b'x'; pad]);
         link.sign(&mut probe);
         let len = probe.encoded_len();
-        if len == total || len > total || pad == 0 {
+        if len >= total || pad == 0 {
             return probe;
         }
         pad += total - len;
@@ -128,7 +137,12 @@ async fn oversize(cx: Ctx) -> Result<(), Failure> {
     a.subscribe(&name, 1).await?;
     let mut b = cx.link("B").await?;
     b.subscribe(&name, 2).await?;
-    let m = publish_of_size(&name, &cx.name("elsewhere", None), slim_proto::MAX_MESSAGE_SIZE + 1, &a);
+    let m = publish_of_size(
+        &name,
+        &cx.name("elsewhere", None),
+        slim_proto::MAX_MESSAGE_SIZE + 1,
+        &a,
+    );
     let size = m.encoded_len();
     a.send_message(m).await?;
     let status = a.expect_end(Duration::from_secs(10)).await.map_err(|_| {
@@ -170,8 +184,11 @@ async fn garbage(cx: Ctx) -> Result<(), Failure> {
     let mut b = cx.link("B").await?;
     b.subscribe(&name, 2).await?;
     // A length-delimited field 1 whose length runs past the end: not a valid Message.
-    a.send_raw(vec![0x0a, 0xff, 0xff, 0x03, 0x01], "5 bytes that do not decode as a Message")
-        .await?;
+    a.send_raw(
+        vec![0x0a, 0xff, 0xff, 0x03, 0x01],
+        "5 bytes that do not decode as a Message",
+    )
+    .await?;
     match a.recv(PROMPT).await {
         Event::Ended(s) => {
             if s.code() != tonic::Code::InvalidArgument {

@@ -4,30 +4,47 @@ use std::time::Duration;
 
 use slim_proto::pb::{self, message::MessageType};
 
-use super::{barrier, expect_not_accepted, expect_payload, pair, send_text, still_serves, still_usable, PROMPT};
+use super::{
+    barrier, expect_not_accepted, expect_payload, pair, send_text, still_serves, still_usable,
+    PROMPT,
+};
 use crate::case::{Case, Ctx, Failure};
 use crate::client::{self, event_text, Event};
 
 /// A message the node cannot type (empty, or an unknown oneof field) on an established,
 /// subscribed link: the link must keep working and keep being served.
 fn untyped(id: &str, title: &str, bytes: &'static [u8], what: &'static str) -> Case {
-    Case::new(id, title, &["SLIM-VAL-001", "SLIM-VAL-005"], move |cx: Ctx| async move {
-        let name = cx.name("svc", Some(1));
-        let (a, mut b) = pair(&cx, &name).await?;
-        b.send_raw(bytes.to_vec(), what).await?;
-        // B still processes its own input...
-        still_usable(&cx, &mut b, 2, what).await?;
-        // ...and is still served.
-        send_text(&a, &name, &name, "after").await?;
-        expect_payload(&mut b, "after").await.map_err(|f| {
-            Failure::violation(format!("B is still delivered to after sending {what}"), f.texts().1)
-        })?;
-        still_serves(&cx, what).await
-    })
+    Case::new(
+        id,
+        title,
+        &["SLIM-VAL-001", "SLIM-VAL-005"],
+        move |cx: Ctx| async move {
+            let name = cx.name("svc", Some(1));
+            let (a, mut b) = pair(&cx, &name).await?;
+            b.send_raw(bytes.to_vec(), what).await?;
+            // B still processes its own input...
+            still_usable(&cx, &mut b, 2, what).await?;
+            // ...and is still served.
+            send_text(&a, &name, &name, "after").await?;
+            expect_payload(&mut b, "after").await.map_err(|f| {
+                Failure::violation(
+                    format!("B is still delivered to after sending {what}"),
+                    f.texts().1,
+                )
+            })?;
+            still_serves(&cx, what).await
+        },
+    )
 }
 
 /// A routed message made invalid by `edit` must be dropped without harm to the link.
-fn dropped_publish(id: &str, title: &str, reqs: &[&str], what: &'static str, edit: fn(&mut pb::Message)) -> Case {
+fn dropped_publish(
+    id: &str,
+    title: &str,
+    reqs: &[&str],
+    what: &'static str,
+    edit: fn(&mut pb::Message),
+) -> Case {
     Case::new(id, title, reqs, move |cx: Ctx| async move {
         let name = cx.name("svc", Some(1));
         let (a, mut b) = pair(&cx, &name).await?;
@@ -39,7 +56,13 @@ fn dropped_publish(id: &str, title: &str, reqs: &[&str], what: &'static str, edi
 }
 
 /// A Subscribe made invalid by `edit` must not be accepted; the link stays usable.
-fn refused_subscribe(id: &str, title: &str, reqs: &[&str], what: &'static str, edit: fn(&mut pb::Message)) -> Case {
+fn refused_subscribe(
+    id: &str,
+    title: &str,
+    reqs: &[&str],
+    what: &'static str,
+    edit: fn(&mut pb::Message),
+) -> Case {
     Case::new(id, title, reqs, move |cx: Ctx| async move {
         let mut a = cx.link("A").await?;
         let mut m = client::subscribe(&cx.name("svc", Some(1)), 41);
@@ -140,7 +163,10 @@ pub(super) fn cases() -> Vec<Case> {
                 let mut a = cx.link("A").await?;
                 let mut m = client::subscribe(&name, 51);
                 if let Some(h) = header_of(&mut m) {
-                    for n in [h.source.as_mut(), h.destination.as_mut()].into_iter().flatten() {
+                    for n in [h.source.as_mut(), h.destination.as_mut()]
+                        .into_iter()
+                        .flatten()
+                    {
                         n.str_name = None;
                     }
                 }
@@ -157,12 +183,10 @@ pub(super) fn cases() -> Vec<Case> {
                             ));
                         }
                     }
-                    other => {
-                        return Err(Failure::violation(
-                            "SubscriptionAck{51, success false, error about the missing string name}",
-                            event_text(&other),
-                        ))
-                    }
+                    other => return Err(Failure::violation(
+                        "SubscriptionAck{51, success false, error about the missing string name}",
+                        event_text(&other),
+                    )),
                 }
                 still_usable(&cx, &mut a, 52, "a Subscribe without string name").await?;
                 still_serves(&cx, "a Subscribe without string name").await
@@ -218,7 +242,10 @@ pub(super) fn cases() -> Vec<Case> {
                         message_type: Some(MessageType::Publish(p)),
                         ..
                     }) if p.msg.is_none() => Ok(()),
-                    other => Err(Failure::violation("the content-less Publish is delivered", event_text(&other))),
+                    other => Err(Failure::violation(
+                        "the content-less Publish is delivered",
+                        event_text(&other),
+                    )),
                 }
             },
         ),
@@ -239,8 +266,17 @@ pub(super) fn cases() -> Vec<Case> {
                 a.send(m).await?;
                 let got = expect_payload(&mut b, "enums").await?;
                 match &got.message_type {
-                    Some(MessageType::Publish(p)) if p.session.as_ref().is_some_and(|s| s.session_type == 77 && s.session_message_type == 99) => Ok(()),
-                    _ => Err(Failure::violation("session_type 77 and session_message_type 99 delivered unchanged", client::describe(&got))),
+                    Some(MessageType::Publish(p))
+                        if p.session.as_ref().is_some_and(|s| {
+                            s.session_type == 77 && s.session_message_type == 99
+                        }) =>
+                    {
+                        Ok(())
+                    }
+                    _ => Err(Failure::violation(
+                        "session_type 77 and session_message_type 99 delivered unchanged",
+                        client::describe(&got),
+                    )),
                 }
             },
         ),
@@ -251,11 +287,13 @@ pub(super) fn cases() -> Vec<Case> {
             |cx: Ctx| async move {
                 let name = cx.name("svc", Some(1));
                 let (a, mut b) = pair(&cx, &name).await?;
-                a.send_message(client::wrap(MessageType::SubscriptionAck(pb::SubscriptionAck {
-                    subscription_id: 1,
-                    success: true,
-                    error: String::new(),
-                })))
+                a.send_message(client::wrap(MessageType::SubscriptionAck(
+                    pb::SubscriptionAck {
+                        subscription_id: 1,
+                        success: true,
+                        error: String::new(),
+                    },
+                )))
                 .await?;
                 send_text(&a, &name, &name, "after-ack").await?;
                 expect_payload(&mut b, "after-ack").await.map(|_| ())

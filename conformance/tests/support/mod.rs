@@ -51,4 +51,3 @@ pub fn start_real_node() -> (Node, String) {
         .expect("the real SLIM node (slim-bindings) did not report ready within 60 s");
     (node, format!("http://{listen}"))
 }
-

@@ -53,4 +53,3 @@ fn run_setup(cmd: &mut std::process::Command, what: &str) {
         Err(e) => panic!("interop setup failed: could not {what}: {e}"),
     }
 }
-
