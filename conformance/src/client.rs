@@ -8,16 +8,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::BufMut;
 use prost::Message as _;
 use serde::Serialize;
 use slim_proto::link::{self, LinkKeyPair};
 use slim_proto::mac::LinkMac;
 use slim_proto::names::SlimName;
 use slim_proto::pb::{self, message::MessageType};
+use slim_proto::raw::RawCodec;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::MetadataValue;
 use tonic::{Status, Streaming};
 
@@ -188,47 +187,6 @@ pub fn describe(msg: &pb::Message) -> String {
             "subscription_ack id={} success={} error={:?}",
             a.subscription_id, a.success, a.error
         ),
-    }
-}
-
-/// Sends raw bytes as gRPC messages and decodes responses as `pb::Message`, so malformed frames
-/// can be sent on purpose.
-#[derive(Debug, Default)]
-struct RawCodec;
-#[derive(Debug)]
-struct RawEncoder;
-#[derive(Debug)]
-struct MessageDecoder;
-
-impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for MessageDecoder {
-    type Item = pb::Message;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<pb::Message>, Status> {
-        pb::Message::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("target sent an undecodable Message: {e}")))
-    }
-}
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = pb::Message;
-    type Encoder = RawEncoder;
-    type Decoder = MessageDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> MessageDecoder {
-        MessageDecoder
     }
 }
 

@@ -6,55 +6,15 @@
 
 use std::time::Duration;
 
-use bytes::BufMut;
 use prost::Message as _;
 use slim_proto::link::{self, LinkKeyPair};
 use slim_proto::mac::LinkMac;
 use slim_proto::names::SlimName;
 use slim_proto::pb::{self, message::MessageType};
+use slim_proto::raw::RawCodec;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Status, Streaming};
-
-/// Sends raw bytes as gRPC messages, decodes responses as `pb::Message`.
-#[derive(Default)]
-pub struct RawCodec;
-
-pub struct RawEncoder;
-pub struct MessageDecoder;
-
-impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for MessageDecoder {
-    type Item = pb::Message;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<pb::Message>, Status> {
-        pb::Message::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(e.to_string()))
-    }
-}
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = pb::Message;
-    type Encoder = RawEncoder;
-    type Decoder = MessageDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> MessageDecoder {
-        MessageDecoder
-    }
-}
 
 /// One `OpenChannel` stream.
 pub struct RawLink {
