@@ -206,3 +206,97 @@ fn vectors_generate_is_byte_for_byte_reproducible() {
         );
     }
 }
+
+/// Waits for `child` at most `secs`, killing it (and failing) if it hangs.
+fn wait_bounded(mut child: std::process::Child, secs: u64) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match child.try_wait().expect("try_wait") {
+            Some(_) => return child.wait_with_output().expect("output"),
+            None if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "slim-conformance hung for {secs} s; stdout:\n{}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+}
+
+#[test]
+fn a_target_that_accepts_tcp_but_never_speaks_is_reported_not_waited_on() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    // Accept connections and hold them open without a byte of HTTP/2.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let child = Command::new(env!("CARGO_BIN_EXE_slim-conformance"))
+        .args(["run", "--target", &url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child, 60);
+    let (_, stderr) = text(&out);
+    assert!(
+        matches!(out.status.code(), Some(2 | 3)),
+        "{:?}: {stderr}",
+        out.status
+    );
+    assert!(stderr.contains("error:"), "{stderr}");
+}
+
+#[test]
+fn a_target_that_dies_mid_run_fails_the_remaining_cases_and_the_report_is_complete() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let handle = rt
+        .block_on(slim_reference::server::spawn(
+            slim_reference::config::ServerConfig {
+                listen: ([127, 0, 0, 1], 0).into(),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    let url = handle.url();
+    let dir = scratch("dies");
+    let json = dir.join("report.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_slim-conformance"))
+        .args([
+            "run", "--target", &url, "--only", "link/*", "--only", "names/*", "--json",
+        ])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let some cases pass, then take the target away.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    rt.block_on(handle.shutdown()).unwrap();
+    let out = wait_bounded(child, 120);
+    let (stdout, _) = text(&out);
+    println!("{stdout}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["complete"], true);
+    let cases = report["cases"].as_array().unwrap();
+    assert!(
+        cases.iter().any(|c| c["verdict"] == "PASS"),
+        "some cases ran before the target died"
+    );
+    let last = cases.last().unwrap();
+    assert_eq!(last["verdict"], "FAIL", "{last}");
+    assert!(
+        last["observed"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot connect"),
+        "{last}"
+    );
+}
