@@ -473,3 +473,40 @@ async fn run_against(
     }
     summary.exit_code()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_ids_and_requirements() {
+        assert!(glob_match("link/*", "link/empty-link-id"));
+        assert!(glob_match("SLIM-MAC-*", "SLIM-MAC-004"));
+        assert!(glob_match("*id*", "link/empty-link-id"));
+        assert!(!glob_match("link/*", "names/link"));
+        assert!(glob_match("exact", "exact") && !glob_match("exact", "exactly"));
+        let cases = crate::cases::all();
+        let n = cases.len();
+        let only_mac = select(cases.clone(), &["SLIM-MAC-00*".into()], &[]);
+        assert!(!only_mac.is_empty() && only_mac.len() < n);
+        assert!(only_mac
+            .iter()
+            .all(|c| c.requirements.iter().any(|r| r.starts_with("SLIM-MAC-00"))));
+        let skipped = select(cases, &[], &["*".into()]);
+        assert!(skipped.is_empty());
+    }
+
+    #[test]
+    fn basic_auth_is_rfc7617_and_errors_say_how_to_fix() {
+        // RFC 7617 section 2 example.
+        assert_eq!(
+            basic_auth("basic:Aladdin:open sesame").as_deref(),
+            Ok("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")
+        );
+        // The password may contain ':'.
+        assert!(basic_auth("basic:u:a:b").is_ok());
+        assert!(basic_auth("u:p").unwrap_err().contains("basic:USER:PASS"));
+        assert!(basic_auth("basic:onlyuser").unwrap_err().contains("no ':'"));
+        assert!(basic_auth("basic::pw").unwrap_err().contains("empty"));
+    }
+}

@@ -184,3 +184,111 @@ impl Expectations {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::Level;
+    use crate::runner::{CaseResult, RequirementRef, Verdict};
+
+    fn result(id: &str, req: &str, verdict: Verdict) -> CaseResult {
+        CaseResult {
+            id: id.into(),
+            title: String::new(),
+            level: Level::Must,
+            verdict,
+            judged_requirement: req.into(),
+            requirements: vec![RequirementRef {
+                id: req.into(),
+                level: Level::Must,
+                text: String::new(),
+            }],
+            duration_ms: 0,
+            expected: None,
+            observed: Some("what happened".into()),
+            findings: vec![],
+            notes: vec![],
+            expected_deviation: None,
+            frames: vec![],
+        }
+    }
+
+    fn file() -> Expectations {
+        Expectations {
+            schema: 1,
+            implementation: "impl 1.0".into(),
+            deviations: vec![
+                Deviation {
+                    requirement: "SLIM-VAL-001".into(),
+                    case: Some("validation/empty-message".into()),
+                    reason: "panics".into(),
+                    observed_on: "impl 1.0".into(),
+                },
+                Deviation {
+                    requirement: "SLIM-LINK-010".into(),
+                    case: None,
+                    reason: "status OK".into(),
+                    observed_on: "impl 1.0".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn entries_match_by_requirement_and_optional_case() {
+        let e = file();
+        assert!(e.find("SLIM-VAL-001", "validation/empty-message").is_some());
+        assert!(e.find("SLIM-VAL-001", "validation/unknown-oneof").is_none());
+        assert!(e.find("SLIM-LINK-010", "link/anything").is_some());
+        assert!(e.find("SLIM-ROUTE-001", "x").is_none());
+    }
+
+    #[test]
+    fn an_entry_is_stale_only_when_its_requirement_ran_and_did_not_fail() {
+        let e = file();
+        // Still failing: not stale.
+        let r = vec![result(
+            "validation/empty-message",
+            "SLIM-VAL-001",
+            Verdict::Xfail,
+        )];
+        assert!(e.stale(&r).is_empty());
+        // Ran and passed: stale.
+        let r = vec![result(
+            "validation/empty-message",
+            "SLIM-VAL-001",
+            Verdict::Pass,
+        )];
+        assert_eq!(e.stale(&r).len(), 1);
+        // Not run (filtered out or unsupported): not judged.
+        let r = vec![result(
+            "validation/empty-message",
+            "SLIM-VAL-001",
+            Verdict::Unsupported,
+        )];
+        assert!(e.stale(&r).is_empty());
+        assert!(e.stale(&[]).is_empty());
+    }
+
+    #[test]
+    fn fixing_drops_stale_entries_and_adds_new_failures() {
+        let e = file();
+        let r = vec![
+            result("validation/empty-message", "SLIM-VAL-001", Verdict::Pass),
+            result("routing/order-preserved", "SLIM-ROUTE-012", Verdict::Fail),
+        ];
+        let fixed = e.fixed(&r);
+        let reqs: Vec<&str> = fixed
+            .deviations
+            .iter()
+            .map(|d| d.requirement.as_str())
+            .collect();
+        assert_eq!(reqs, ["SLIM-LINK-010", "SLIM-ROUTE-012"]);
+        assert_eq!(
+            fixed.deviations[1].case.as_deref(),
+            Some("routing/order-preserved")
+        );
+        assert_eq!(fixed.deviations[1].reason, "what happened");
+        assert_eq!(fixed.deviations[1].observed_on, "impl 1.0");
+    }
+}

@@ -253,3 +253,123 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Frame;
+    use crate::runner::RequirementRef;
+
+    fn sample() -> Vec<CaseResult> {
+        let req = |id: &str, level| RequirementRef {
+            id: id.into(),
+            level,
+            text: format!("text of {id} <&>"),
+        };
+        vec![
+            CaseResult {
+                id: "link/empty-link-id".into(),
+                title: "a request with an empty link_id is refused".into(),
+                level: Level::Must,
+                verdict: Verdict::Pass,
+                judged_requirement: "SLIM-LINK-002".into(),
+                requirements: vec![req("SLIM-LINK-002", Level::Must)],
+                duration_ms: 12,
+                expected: None,
+                observed: None,
+                findings: vec![],
+                notes: vec![],
+                expected_deviation: None,
+                frames: vec![Frame {
+                    at_ms: 0,
+                    link: "A".into(),
+                    dir: "sent",
+                    summary: "link_negotiation link_id=\"\"".into(),
+                    bytes: 60,
+                }],
+            },
+            CaseResult {
+                id: "validation/empty-message".into(),
+                title: "an empty Message{} is dropped".into(),
+                level: Level::Must,
+                verdict: Verdict::Fail,
+                judged_requirement: "SLIM-VAL-001".into(),
+                requirements: vec![req("SLIM-VAL-001", Level::Must)],
+                duration_ms: 5003,
+                expected: Some("B's link stays usable".into()),
+                observed: Some("nothing".into()),
+                findings: vec![],
+                notes: vec![],
+                expected_deviation: None,
+                frames: vec![],
+            },
+            CaseResult {
+                id: "link/silent-client".into(),
+                title: "a silent stream is ended".into(),
+                level: Level::Should,
+                verdict: Verdict::Warn,
+                judged_requirement: "SLIM-LINK-010".into(),
+                requirements: vec![
+                    req("SLIM-LINK-006", Level::Must),
+                    req("SLIM-LINK-010", Level::Should),
+                ],
+                duration_ms: 5001,
+                expected: Some("DEADLINE_EXCEEDED".into()),
+                observed: Some("status Ok".into()),
+                findings: vec![],
+                notes: vec!["ended after 5.0 s".into()],
+                expected_deviation: None,
+                frames: vec![],
+            },
+            CaseResult {
+                id: "auth/valid-credentials".into(),
+                title: "credentials".into(),
+                level: Level::Must,
+                verdict: Verdict::Unsupported,
+                judged_requirement: "SLIM-AUTH-003".into(),
+                requirements: vec![req("SLIM-AUTH-003", Level::Must)],
+                duration_ms: 0,
+                expected: None,
+                observed: Some("not protected".into()),
+                findings: vec![],
+                notes: vec![],
+                expected_deviation: None,
+                frames: vec![],
+            },
+        ]
+    }
+
+    #[test]
+    fn console_rows_and_summary() {
+        let results = sample();
+        let mut text = table_header();
+        for r in &results {
+            text.push('\n');
+            text.push_str(&table_row(r));
+        }
+        let summary = Summary::of(&results, false, 0);
+        text.push('\n');
+        text.push_str(&summary.line());
+        insta::assert_snapshot!(text);
+        assert_eq!(summary.exit_code(), 1);
+        assert_eq!(Summary::of(&results[..1], true, 0).exit_code(), 0);
+        assert_eq!(
+            Summary::of(&results[2..3], true, 0).exit_code(),
+            1,
+            "--strict fails a WARN"
+        );
+        assert_eq!(
+            Summary::of(&results[..1], false, 1).exit_code(),
+            1,
+            "a stale expectation fails"
+        );
+    }
+
+    #[test]
+    fn junit_is_escaped_and_maps_verdicts() {
+        let results = sample();
+        let xml = junit(&results, &Summary::of(&results, false, 0), false);
+        insta::assert_snapshot!(xml);
+        assert!(xml.contains("&lt;&amp;&gt;") && !xml.contains("<&>"));
+    }
+}
