@@ -14,6 +14,10 @@ VERSION=3.4.6
 ROOT=target/agntcy-slim
 BIN=$ROOT/bin/slim
 if ! "$BIN" --version 2>/dev/null | grep -q "$VERSION"; then
+  command -v cmake >/dev/null || {
+    echo "error: building agntcy-slim needs cmake and libclang (for aws-lc-sys); on Debian: apt-get install cmake libclang-dev" >&2
+    exit 2
+  }
   echo "installing agntcy-slim $VERSION into $ROOT (cargo install --locked)..."
   cargo install --locked --quiet agntcy-slim --version "$VERSION" --root "$ROOT"
 fi
