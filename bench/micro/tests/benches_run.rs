@@ -1,0 +1,82 @@
+//! Runs every benchmark body once, as `cargo test` would never run the bench targets themselves,
+//! and checks it computes what the benchmark claims to measure.
+
+use slim_microbench::{codec, mac, names, relay, subscriptions as subs};
+
+#[test]
+fn names_bodies() {
+    for (label, len) in names::COMPONENT_LENGTHS {
+        let c = names::component(len);
+        assert_eq!(c.len(), len, "{label}");
+        assert_eq!(names::hash(&c), slim_proto::names::hash_component(&c));
+    }
+    assert_eq!(names::component(6), "agntcy");
+    let name = names::sample_name();
+    let wire = names::to_proto(&name);
+    assert_eq!(
+        slim_proto::names::SlimName::from_proto(&wire).expect("wire name reads back"),
+        name
+    );
+    let text = names::id_text(names::sample_id());
+    assert_eq!(names::parse_id(&text), Some(names::sample_id()));
+    assert_eq!(names::parse_name(&name.to_string()), Some(name));
+}
+
+#[test]
+fn mac_bodies() {
+    let link = mac::link_mac();
+    let mut header = mac::routed_header();
+    assert!(
+        !mac::verify(&link, &header),
+        "unsigned header must not verify"
+    );
+    mac::sign(&link, &mut header);
+    assert!(mac::verify(&link, &header));
+    assert_eq!(header, mac::signed_header(&link));
+}
+
+#[test]
+fn codec_bodies() {
+    for (label, size) in codec::PAYLOAD_SIZES {
+        let msg = codec::signed_publish(size);
+        let mut buf = Vec::new();
+        let len = codec::encode(&msg, &mut buf);
+        assert!(len > size, "{label}: {len} bytes encoded");
+        assert_eq!(codec::decode(&buf), Some(msg), "{label} round trip");
+    }
+}
+
+#[test]
+fn subscription_bodies() {
+    for n in subs::SIZES {
+        let mut fx = subs::table_fixture(n).expect("fixture");
+        assert_eq!(subs::exact_id(&fx).len(), 1, "n={n}");
+        assert_eq!(subs::wildcard_id(&fx).len(), 1, "n={n}");
+        let mut picked = std::collections::HashSet::new();
+        for _ in 0..subs::GROUP_SIZE {
+            picked.insert(subs::anycast_pick(&mut fx).expect("a group member"));
+        }
+        assert_eq!(picked.len(), subs::GROUP_SIZE, "round robin visits all");
+        assert_eq!(subs::broadcast(&fx).len(), subs::GROUP_SIZE, "n={n}");
+        assert!(!subs::broadcast(&fx).contains(&subs::PUBLISHER));
+    }
+}
+
+#[test]
+fn relay_bodies() {
+    for receivers in [1, 16] {
+        let mut fx = relay::relay_fixture(receivers).expect("fixture");
+        for round in 0..3 {
+            let mut out = Vec::new();
+            let msg = fx.publish.clone();
+            relay::publish_once(&mut fx, msg, &mut out);
+            assert_eq!(
+                relay::check_deliveries(&fx, &out),
+                Ok(receivers),
+                "{receivers} receivers, round {round}"
+            );
+        }
+        assert_eq!(fx.relay.stats().dropped_bad_mac, 0);
+    }
+    assert!(relay::relay_fixture(0).is_err());
+}
