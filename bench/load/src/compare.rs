@@ -116,7 +116,9 @@ pub fn print(
         "metric", "old", "new", "new/old"
     )?;
     for r in rows {
-        let note = if r.within_noise {
+        let note = if r.better.is_none() {
+            "same".to_string()
+        } else if r.within_noise {
             "(within noise)".to_string()
         } else {
             match r.better {
@@ -284,6 +286,7 @@ fn xml(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::result::Metrics;
 
     #[test]
     fn spreads() {
@@ -291,5 +294,38 @@ mod tests {
         let (lo, hi) = spread(&[100.0]).expect("one");
         assert!((lo - 95.0).abs() < 1e-9 && (hi - 105.0).abs() < 1e-9);
         assert_eq!(spread(&[3.0, 1.0, 2.0]), Some((1.0, 3.0)));
+    }
+
+    fn target(rates: &[f64]) -> TargetResult {
+        let rounds = rates
+            .iter()
+            .map(|&r| Metrics {
+                msgs_per_s: r,
+                ..Default::default()
+            })
+            .collect();
+        TargetResult::new("A", "u", None, rounds)
+    }
+
+    fn rate_row(old: &[f64], new: &[f64]) -> Row {
+        rows(&target(old), &target(new))
+            .into_iter()
+            .find(|r| r.key == "msgs_per_s")
+            .expect("msgs/s row")
+    }
+
+    #[test]
+    fn noise_uses_round_ranges_or_five_percent() {
+        // Overlapping min..max: within noise.
+        let r = rate_row(&[90.0, 100.0, 110.0], &[105.0, 115.0, 120.0]);
+        assert!(r.within_noise);
+        assert_eq!(r.ratio, Some(115.0 / 100.0));
+        // Disjoint ranges: a real change, and higher throughput is better.
+        let r = rate_row(&[90.0, 100.0, 110.0], &[130.0, 140.0, 150.0]);
+        assert!(!r.within_noise);
+        assert_eq!(r.better, Some(true));
+        // Single runs: ±5 %.
+        assert!(rate_row(&[100.0], &[109.0]).within_noise);
+        assert!(!rate_row(&[100.0], &[111.0]).within_noise);
     }
 }

@@ -197,10 +197,10 @@ async fn vs_alternates_five_rounds() {
             .unwrap_or(0.0)
             > 0.0
     );
-    // A vs file compares against itself with min..max spreads: everything within noise.
+    // A vs file compared with itself: every metric the same.
     let (code, out) = cli(&["compare", &p, &p, "--label", "B"]).await;
     assert_eq!(code, 0);
-    assert!(out.contains("(within noise)"), "{out}");
+    assert!(out.contains("same") && !out.contains("worse"), "{out}");
     // Fewer than 5 rounds is refused.
     let (code, _) = cli(&["vs", "--a", &au, "--b", &bu, "--rounds", "4"]).await;
     assert_eq!(code, 2);
