@@ -26,6 +26,7 @@ use slim_proto::pb;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::StreamExt as _;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 use tonic::server::{NamedService, StreamingService};
@@ -327,11 +328,18 @@ pub async fn spawn(listen: SocketAddr) -> Result<NullRelayHandle, BenchError> {
         path: listen.to_string(),
         source,
     })?;
+    // Small frames must leave at once: without TCP_NODELAY, Nagle and the peer's delayed ACK
+    // hold them for up to 40 ms at low rates.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|c| {
+            let _ = c.set_nodelay(true);
+        })
+    });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(NullRelayServer::default())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;
             }),
     );
