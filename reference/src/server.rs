@@ -35,6 +35,7 @@ use slim_proto::pb::data_plane_service_server::{DataPlaneService, DataPlaneServi
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::StreamExt as _;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
@@ -482,11 +483,19 @@ async fn serve(
         state.dispatch(out, &closing.shell_stats, None);
     });
     // HTTP/2 keepalive as the real node: PING every 120 s, drop a peer that does not answer in 20 s.
+    // Small SLIM frames must not wait for Nagle's algorithm (up to ~40 ms with delayed ACKs).
+    let incoming = TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
+            }
+        })
+    });
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(120)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop);
+        .serve_with_incoming_shutdown(incoming, stop);
     let result = server.await;
     timer.abort();
     result.map_err(ServeError::from)

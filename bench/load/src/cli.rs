@@ -1,0 +1,380 @@
+//! The command line: `run`, `vs`, `compare` and `null-relay`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::compare;
+use crate::error::BenchError;
+use crate::null_relay;
+use crate::result::{
+    fmt_num, loss_warning, print_run, Metrics, Params, ResultFile, TargetResult, METRICS,
+};
+use crate::run::{run, RunConfig};
+use crate::scenario::Scenario;
+
+/// slim-bench: load, latency, loss and duplicates of SLIM nodes over real gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "slim-bench", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Measure one node with one scenario.
+    Run(RunArgs),
+    /// Measure two nodes alternately (A B A B …) and report medians and A/B ratios.
+    Vs(VsArgs),
+    /// Compare two result files (new/old per metric, with a noise check).
+    Compare(CompareArgs),
+    /// Serve a "null relay": negotiates, acks and broadcasts every Publish (NOT a SLIM node).
+    NullRelay(NullRelayArgs),
+}
+
+/// The scenario flags shared by `run` and `vs`.
+#[derive(Debug, Clone, Args)]
+pub struct ScenarioArgs {
+    /// Traffic pattern.
+    #[arg(long, value_enum, default_value = "p2p")]
+    pub scenario: Scenario,
+    /// Payload bytes per message (at least 24).
+    #[arg(long, default_value_t = 128)]
+    pub size: usize,
+    /// Measured messages per publisher.
+    #[arg(long, default_value_t = 100_000)]
+    pub msgs: u64,
+    /// Publishing clients.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Subscribing clients (p2p: must equal --publishers).
+    #[arg(long, default_value_t = 1)]
+    pub subscribers: usize,
+    /// Total messages per second, paced across publishers; default: as fast as the window allows.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Warm-up messages per publisher, checked for loss but not measured.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// Messages in flight (sent, not yet delivered) across all publishers.
+    #[arg(long, default_value_t = 512)]
+    pub window: usize,
+    /// Seconds without a new delivery after which the rest counts as lost.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain_timeout: f64,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl ScenarioArgs {
+    fn params(&self) -> Params {
+        Params {
+            scenario: self.scenario,
+            size: self.size,
+            msgs: self.msgs,
+            publishers: self.publishers,
+            subscribers: self.subscribers,
+            rate: self.rate,
+            warmup: self.warmup,
+            window: self.window,
+            drain_timeout_s: self.drain_timeout,
+        }
+    }
+}
+
+/// `slim-bench run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The node, e.g. `http://127.0.0.1:46357`.
+    #[arg(
+        long,
+        required_unless_present = "embedded",
+        conflicts_with = "embedded"
+    )]
+    pub target: Option<String>,
+    /// Start the reference relay in this process on an ephemeral port and measure it.
+    #[arg(long)]
+    pub embedded: bool,
+    /// The node's process id: report its CPU seconds during the run and its peak RSS.
+    #[arg(long)]
+    pub target_pid: Option<u32>,
+    /// Write the result (`slim-bench/result/v1`) to this file.
+    #[arg(long)]
+    pub json: Option<String>,
+    /// Scenario flags.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+}
+
+/// `slim-bench vs`.
+#[derive(Debug, Args)]
+pub struct VsArgs {
+    /// Node A.
+    #[arg(long)]
+    pub a: String,
+    /// Node B.
+    #[arg(long)]
+    pub b: String,
+    /// Process id of node A (CPU and peak RSS).
+    #[arg(long)]
+    pub a_pid: Option<u32>,
+    /// Process id of node B (CPU and peak RSS).
+    #[arg(long)]
+    pub b_pid: Option<u32>,
+    /// Rounds per node (at least 5, so the median means something).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(5..))]
+    pub rounds: u32,
+    /// Write the result (`slim-bench/result/v1`, both targets, every round) to this file.
+    #[arg(long)]
+    pub json: Option<String>,
+    /// Scenario flags.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+}
+
+/// `slim-bench compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline result file.
+    pub old: String,
+    /// The result file to judge against it.
+    pub new: String,
+    /// Which target of each file to compare (`A`, `B`, `target`); default: the first.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Write an SVG plot (latency percentiles and throughput) to this file.
+    #[arg(long)]
+    pub plot: Option<String>,
+}
+
+/// `slim-bench null-relay`.
+#[derive(Debug, Args)]
+pub struct NullRelayArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:46358")]
+    pub listen: SocketAddr,
+}
+
+/// Parses `args` (argv, program name first), runs the command, and returns the exit code:
+/// 0 success, 1 loss or duplicates measured, 2 the benchmark could not run.
+pub async fn run_cli(args: Vec<String>, out: &mut (dyn Write + Send)) -> i32 {
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match execute(cli, args, out).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("slim-bench: {e}");
+            2
+        }
+    }
+}
+
+/// Runs a parsed command; `argv` is recorded in result files.
+pub async fn execute(
+    cli: Cli,
+    argv: Vec<String>,
+    out: &mut (dyn Write + Send),
+) -> Result<i32, BenchError> {
+    let io = |e: std::io::Error| BenchError::Io {
+        path: "stdout".into(),
+        source: e,
+    };
+    match cli.command {
+        Command::Run(a) => {
+            let params = a.scenario.params();
+            let mut relay = None;
+            let url = match (&a.target, a.embedded) {
+                (Some(t), _) => t.clone(),
+                (None, _) => {
+                    let h = slim_reference::server::spawn(slim_reference::config::ServerConfig {
+                        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| BenchError::Usage(format!("embedded relay: {e}")))?;
+                    let url = h.url();
+                    relay = Some(h);
+                    url
+                }
+            };
+            let cfg = RunConfig {
+                url: url.clone(),
+                params: params.clone(),
+                target_pid: a.target_pid,
+                progress: !a.scenario.quiet,
+            };
+            let result = run(&cfg).await;
+            if let Some(h) = relay {
+                let _ = h.shutdown().await;
+            }
+            let m = result?;
+            let shown = if a.embedded {
+                "embedded slim-relay"
+            } else {
+                &url
+            };
+            print_run(out, &params, shown, &m).map_err(io)?;
+            if let Some(path) = &a.json {
+                let label_url = if a.embedded { "embedded" } else { url.as_str() };
+                ResultFile::new(
+                    "run",
+                    argv,
+                    params,
+                    vec![TargetResult::new(
+                        "target",
+                        label_url,
+                        a.target_pid,
+                        vec![m.clone()],
+                    )],
+                )
+                .write(path)?;
+            }
+            Ok(warn_loss(out, &[&m]).map_err(io)?)
+        }
+        Command::Vs(a) => {
+            let params = a.scenario.params();
+            let mut rounds_a = Vec::new();
+            let mut rounds_b = Vec::new();
+            for r in 1..=a.rounds {
+                for (label, url, pid, rounds) in [
+                    ("A", &a.a, a.a_pid, &mut rounds_a),
+                    ("B", &a.b, a.b_pid, &mut rounds_b),
+                ] {
+                    if !a.scenario.quiet {
+                        eprintln!("round {r}/{} {label} {url}", a.rounds);
+                    }
+                    let m = run(&RunConfig {
+                        url: url.clone(),
+                        params: params.clone(),
+                        target_pid: pid,
+                        progress: !a.scenario.quiet,
+                    })
+                    .await?;
+                    rounds.push(m);
+                }
+            }
+            let ta = TargetResult::new("A", &a.a, a.a_pid, rounds_a);
+            let tb = TargetResult::new("B", &a.b, a.b_pid, rounds_b);
+            print_vs(out, &params, a.rounds, &ta, &tb).map_err(io)?;
+            let all: Vec<&Metrics> = ta.rounds.iter().chain(&tb.rounds).collect();
+            let code = warn_loss(out, &all).map_err(io)?;
+            if let Some(path) = &a.json {
+                ResultFile::new("vs", argv, params, vec![ta, tb]).write(path)?;
+            }
+            Ok(code)
+        }
+        Command::Compare(a) => {
+            let old = ResultFile::read(&a.old)?;
+            let new = ResultFile::read(&a.new)?;
+            let to = compare::pick(&old, a.label.as_deref(), &a.old)?;
+            let tn = compare::pick(&new, a.label.as_deref(), &a.new)?;
+            if old.params != new.params {
+                writeln!(
+                    out,
+                    "note: the two files measured different parameters; ratios compare unlike runs"
+                )
+                .map_err(io)?;
+            }
+            let rows = compare::rows(to, tn);
+            compare::print(out, &a.old, &a.new, &rows).map_err(io)?;
+            if let Some(path) = &a.plot {
+                std::fs::write(path, compare::svg(&a.old, &a.new, to, tn)).map_err(|source| {
+                    BenchError::Io {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            }
+            Ok(0)
+        }
+        Command::NullRelay(a) => {
+            let handle = null_relay::spawn(a.listen).await?;
+            writeln!(
+                out,
+                "slim-bench null relay listening on {} (NOT a SLIM node: it broadcasts every Publish to every other stream)",
+                handle.url()
+            )
+            .map_err(io)?;
+            out.flush().map_err(io)?;
+            let _ = tokio::signal::ctrl_c().await;
+            handle.shutdown().await;
+            Ok(0)
+        }
+    }
+}
+
+fn print_vs(
+    out: &mut dyn Write,
+    params: &Params,
+    rounds: u32,
+    a: &TargetResult,
+    b: &TargetResult,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "slim-bench vs, {} rounds each (A B A B …), {} {} B × {} msgs/publisher, {} pub / {} sub",
+        rounds,
+        params.scenario.as_str(),
+        params.size,
+        params.msgs,
+        params.publishers,
+        params.subscribers
+    )?;
+    writeln!(out, "A: {}\nB: {}", a.url, b.url)?;
+    writeln!(
+        out,
+        "{:<20} {:>14} {:>14} {:>9}   A range / B range",
+        "metric (median)", "A", "B", "A/B"
+    )?;
+    for d in METRICS {
+        let (Some(va), Some(vb)) = (a.summary.get(d.key), b.summary.get(d.key)) else {
+            continue;
+        };
+        let range = |t: &TargetResult| {
+            compare::spread(&t.values(d)).map_or("-".into(), |(lo, hi)| {
+                format!("{}..{}", fmt_num(lo), fmt_num(hi))
+            })
+        };
+        writeln!(
+            out,
+            "{:<20} {:>14} {:>14} {:>9}   {} / {}",
+            d.label,
+            fmt_num(*va),
+            fmt_num(*vb),
+            if *vb != 0.0 {
+                format!("{:.3}", va / vb)
+            } else {
+                "-".into()
+            },
+            range(a),
+            range(b)
+        )?;
+    }
+    Ok(())
+}
+
+/// Prints the loss verdict; returns the exit code (1 if any run lost or duplicated).
+fn warn_loss(out: &mut dyn Write, runs: &[&Metrics]) -> std::io::Result<i32> {
+    let mut code = 0;
+    for m in runs {
+        if let Some(w) = loss_warning(m) {
+            writeln!(out, "{w}")?;
+            eprintln!("{w}");
+            code = 1;
+        }
+    }
+    if code == 0 {
+        writeln!(out, "OK: zero loss, zero duplicates")?;
+    }
+    Ok(code)
+}

@@ -1,0 +1,31 @@
+//! slim-bench: a load generator for SLIM nodes over real gRPC.
+//!
+//! Raw protocol clients (one HTTP/2 connection and one `OpenChannel` stream each) negotiate the
+//! link, subscribe, and publish signed messages whose payload carries the publisher, a sequence
+//! number and a send timestamp. Receivers record latency in an HDR histogram and count every
+//! sequence number, so a run reports throughput, latency percentiles, loss and duplicates.
+//!
+//! - [`scenario`]: who publishes where, and how many deliveries a correct node produces.
+//! - [`client`]: the raw load client (negotiate, subscribe, pre-signed publish templates).
+//! - [`run`]: one run — flow control, stop condition, metrics.
+//! - [`result`]: metrics, the `slim-bench/result/v1` JSON document, tables.
+//! - [`compare`]: ratios between two result files, noise check, SVG plot.
+//! - [`null_relay`]: the transport floor (not a SLIM node).
+//! - [`cli`]: the command line.
+//!
+//! Usage and the JSON schema: `bench/LOAD.md`.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod client;
+pub mod compare;
+pub mod error;
+pub mod null_relay;
+pub mod payload;
+pub mod procstat;
+pub mod result;
+pub mod run;
+pub mod scenario;
+
+pub use error::BenchError;

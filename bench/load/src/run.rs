@@ -1,0 +1,501 @@
+//! One run: connect the clients, publish, count what arrives, stop, and compute the metrics.
+//!
+//! Flow control. Every publisher owns a window of messages in flight (sent and not yet delivered
+//! to all the receivers it should reach): before sending it takes `copies` permits from its
+//! semaphore, and each receiver returns one permit per first delivery. A node therefore never has
+//! more than `--window` benchmark messages queued, so a correct node with per-link queues of that
+//! size (the reference relay drops for a slow consumer past 1024) is measured without loss, and
+//! without `--rate` the publishers run as fast as that window lets them. A permit held by a lost
+//! message would shrink the window forever, so a publisher that waits longer than
+//! [`WINDOW_STALL`] sends anyway: the loss is reported at the end, the run does not hang.
+//!
+//! Stop. A coordinator polls the delivered count: the run ends when everything expected has
+//! arrived, or when nothing new arrived for `--drain-timeout`; the rest counts as lost.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::client::{publish_parts, BenchLink, PublishTemplate};
+use crate::error::BenchError;
+use crate::payload::{Stamp, HEADER_LEN};
+use crate::procstat;
+use crate::result::{Latency, Metrics, Params};
+use crate::scenario::{Names, Scenario};
+
+/// How long a publisher waits for window room before sending anyway (see the module docs).
+pub const WINDOW_STALL: Duration = Duration::from_secs(1);
+
+/// Highest latency the histogram records; larger samples are clamped to it.
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// Everything one run needs.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// `http://host:port` of the node.
+    pub url: String,
+    /// The scenario parameters.
+    pub params: Params,
+    /// The node's process, for CPU and peak RSS.
+    pub target_pid: Option<u32>,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// The shared state of a run's tasks.
+struct Shared {
+    epoch: Instant,
+    /// Distinct expected deliveries so far (progress and stop condition).
+    delivered: AtomicU64,
+    /// Per publisher: permits for messages in flight.
+    windows: Vec<Arc<Semaphore>>,
+    /// Earliest send time of a measured message (nanos since `epoch`).
+    first_measured_send: AtomicU64,
+    /// Latest delivery time of a measured message (nanos since `epoch`).
+    last_measured_recv: AtomicU64,
+}
+
+impl Shared {
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// What one receiver counted.
+struct Tally {
+    hist: Histogram<u64>,
+    /// Per publisher, a bit per sequence number seen.
+    seen: Vec<Vec<u64>>,
+    unique: u64,
+    duplicates: u64,
+    measured: u64,
+    ignored: u64,
+}
+
+impl Tally {
+    fn new(publishers: usize, total_seq: u64) -> Result<Self, BenchError> {
+        let hist = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+            .map_err(|e| BenchError::Usage(format!("histogram: {e}")))?;
+        let words = usize::try_from(total_seq.div_ceil(64))
+            .map_err(|_| BenchError::Usage("--msgs is too large".into()))?;
+        Ok(Self {
+            hist,
+            seen: vec![vec![0u64; words]; publishers],
+            unique: 0,
+            duplicates: 0,
+            measured: 0,
+            ignored: 0,
+        })
+    }
+
+    /// Marks `(publisher, seq)` seen; true if it is new.
+    fn mark(&mut self, publisher: usize, seq: u64) -> bool {
+        let (w, b) = ((seq / 64) as usize, seq % 64);
+        let Some(word) = self.seen.get_mut(publisher).and_then(|s| s.get_mut(w)) else {
+            return false;
+        };
+        let new = *word & (1 << b) == 0;
+        *word |= 1 << b;
+        if new {
+            self.unique += 1;
+        } else {
+            self.duplicates += 1;
+        }
+        new
+    }
+}
+
+/// What a receiving client does with the benchmark publishes addressed to it.
+#[derive(Clone)]
+enum Role {
+    /// Counts them (subscribers; `reqrep` publishers counting echoes from `only`).
+    Count { only: Option<u32> },
+    /// Echoes each one back to its publisher (`reqrep` subscribers); one template per publisher.
+    Echo(Arc<Vec<PublishTemplate>>),
+    /// Reads and drops everything (publishers that expect nothing).
+    Drain,
+}
+
+struct ReceiverSpec {
+    link: BenchLink,
+    /// Hashes of the destination this receiver accepts.
+    wants: [u64; 3],
+    role: Role,
+}
+
+/// Runs one benchmark against `cfg.url`.
+pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
+    let p = &cfg.params;
+    p.scenario
+        .check_counts(p.publishers, p.subscribers)
+        .map_err(BenchError::Usage)?;
+    if p.size < HEADER_LEN {
+        return Err(BenchError::Usage(format!(
+            "--size must be at least {HEADER_LEN} bytes (publisher, sequence number and timestamp)"
+        )));
+    }
+    if p.msgs == 0 || p.window == 0 {
+        return Err(BenchError::Usage(
+            "--msgs and --window must be at least 1".into(),
+        ));
+    }
+    if let Some(r) = p.rate {
+        if !(r > 0.0 && r.is_finite()) {
+            return Err(BenchError::Usage("--rate must be a positive number".into()));
+        }
+    }
+    let scenario = p.scenario;
+    let total_seq = p.warmup + p.msgs;
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let names = Names::new(&run_id);
+    let copies = scenario.copies(p.subscribers);
+    let per_pub_window = (p.window / p.publishers).max(1);
+    let shared = Arc::new(Shared {
+        epoch: Instant::now(),
+        delivered: AtomicU64::new(0),
+        windows: (0..p.publishers)
+            .map(|_| Arc::new(Semaphore::new(per_pub_window * copies as usize)))
+            .collect(),
+        first_measured_send: AtomicU64::new(u64::MAX),
+        last_measured_recv: AtomicU64::new(0),
+    });
+
+    // Subscribers first, each waiting for its ack, so no publish can miss a subscription.
+    let mut receivers = Vec::new();
+    for j in 0..p.subscribers {
+        let mut link = BenchLink::connect(&cfg.url).await?;
+        let name = names.subscription(scenario, j);
+        link.subscribe(&name, j as u64 + 1).await?;
+        receivers.push((j, link, name));
+    }
+    let mut publishers = Vec::new();
+    for i in 0..p.publishers {
+        let mut link = BenchLink::connect(&cfg.url).await?;
+        let me = names.publisher(i);
+        if scenario == Scenario::Reqrep {
+            link.subscribe(&me, 1_000_000 + i as u64).await?;
+        }
+        publishers.push((i, link, me));
+    }
+
+    // Templates and receiver roles.
+    let mut specs = Vec::new();
+    for (j, link, name) in receivers {
+        let role = if scenario == Scenario::Reqrep {
+            let src = names.subscriber_source(j);
+            let echoes = (0..p.publishers)
+                .map(|i| {
+                    PublishTemplate::new(
+                        &src,
+                        &names.publisher(i),
+                        slim_proto::ANYCAST_FANOUT,
+                        p.size,
+                        link.mac.as_ref(),
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Role::Echo(Arc::new(echoes))
+        } else {
+            Role::Count { only: None }
+        };
+        specs.push(ReceiverSpec {
+            link,
+            wants: name.hashes(),
+            role,
+        });
+    }
+    let mut senders = Vec::new();
+    for (i, link, me) in publishers {
+        let dst = names.destination(scenario, i);
+        let template =
+            PublishTemplate::new(&me, &dst, scenario.fanout(), p.size, link.mac.as_ref())?;
+        senders.push((i, link.tx.clone(), template));
+        let role = if scenario == Scenario::Reqrep {
+            Role::Count {
+                only: Some(i as u32),
+            }
+        } else {
+            Role::Drain
+        };
+        specs.push(ReceiverSpec {
+            link,
+            wants: me.hashes(),
+            role,
+        });
+    }
+
+    let expected = scenario.expected(total_seq, p.publishers, p.subscribers);
+    let (done_tx, done_rx) = watch::channel(false);
+    let self_pid = std::process::id();
+    let cpu_before = cfg.target_pid.and_then(procstat::cpu_seconds);
+    let self_cpu_before = procstat::cpu_seconds(self_pid);
+
+    let receiver_tasks: Vec<JoinHandle<Result<Tally, BenchError>>> = specs
+        .into_iter()
+        .map(|spec| {
+            tokio::spawn(receive(
+                spec,
+                shared.clone(),
+                done_rx.clone(),
+                p.publishers,
+                total_seq,
+                p.warmup,
+            ))
+        })
+        .collect();
+
+    let started = Instant::now();
+    let per_pub_rate = p.rate.map(|r| r / p.publishers as f64);
+    let publisher_tasks: Vec<JoinHandle<()>> = senders
+        .into_iter()
+        .map(|(i, tx, template)| {
+            let shared = shared.clone();
+            let warmup = p.warmup;
+            tokio::spawn(async move {
+                let window = shared.windows[i].clone();
+                let t0 = tokio::time::Instant::now();
+                for seq in 0..total_seq {
+                    if let Ok(Ok(permit)) =
+                        tokio::time::timeout(WINDOW_STALL, window.acquire_many(copies)).await
+                    {
+                        permit.forget();
+                    }
+                    if let Some(rate) = per_pub_rate {
+                        let due = t0 + Duration::from_secs_f64(seq as f64 / rate);
+                        if due > tokio::time::Instant::now() {
+                            tokio::time::sleep_until(due).await;
+                        }
+                    }
+                    let sent_nanos = shared.now_nanos();
+                    if seq == warmup {
+                        shared
+                            .first_measured_send
+                            .fetch_min(sent_nanos, Ordering::Relaxed);
+                    }
+                    let stamp = Stamp {
+                        publisher: i as u32,
+                        seq,
+                        sent_nanos,
+                    };
+                    if tx.send(template.render(stamp)).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Coordinator: progress, completion, drain timeout.
+    let bar = if cfg.progress {
+        let bar = ProgressBar::with_draw_target(Some(expected), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:40}] {pos}/{len} deliveries {per_sec} eta {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(scenario.as_str().to_string());
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let drain = Duration::from_secs_f64(p.drain_timeout_s.max(0.1));
+    let mut last = 0;
+    let mut last_progress = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = shared.delivered.load(Ordering::Relaxed);
+        bar.set_position(now);
+        if now >= expected {
+            break;
+        }
+        if now != last {
+            last = now;
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() >= drain {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let wall_s = started.elapsed().as_secs_f64();
+    let _ = done_tx.send(true);
+    for t in publisher_tasks {
+        t.abort();
+    }
+    let mut tallies = Vec::new();
+    for t in receiver_tasks {
+        match t.await {
+            Ok(Ok(tally)) => tallies.push(tally),
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(BenchError::Protocol(format!("a receiver task failed: {e}"))),
+        }
+    }
+    let cpu_after = cfg.target_pid.and_then(procstat::cpu_seconds);
+    let self_cpu_after = procstat::cpu_seconds(self_pid);
+
+    let mut m = merge(scenario, tallies, expected)?;
+    m.wall_s = wall_s;
+    let first = shared.first_measured_send.load(Ordering::Relaxed);
+    let last = shared.last_measured_recv.load(Ordering::Relaxed);
+    m.duration_s = if first != u64::MAX && last > first {
+        (last - first) as f64 / 1e9
+    } else {
+        0.0
+    };
+    if m.duration_s > 0.0 {
+        m.msgs_per_s = m.measured as f64 / m.duration_s;
+        m.bytes_per_s = m.msgs_per_s * p.size as f64;
+    }
+    m.target_cpu_s = cpu_before.zip(cpu_after).map(|(a, b)| b - a);
+    m.target_peak_rss_kib = cfg.target_pid.and_then(procstat::peak_rss_kib);
+    m.client_cpu_s = self_cpu_before.zip(self_cpu_after).map(|(a, b)| b - a);
+    Ok(m)
+}
+
+/// One receiving client's loop, until the run is done or the stream ends.
+async fn receive(
+    spec: ReceiverSpec,
+    shared: Arc<Shared>,
+    mut done: watch::Receiver<bool>,
+    publishers: usize,
+    total_seq: u64,
+    warmup: u64,
+) -> Result<Tally, BenchError> {
+    let ReceiverSpec {
+        mut link,
+        wants,
+        role,
+    } = spec;
+    let mut tally = Tally::new(
+        if matches!(role, Role::Count { .. }) {
+            publishers
+        } else {
+            0
+        },
+        total_seq,
+    )?;
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = done.changed() => break,
+            m = link.rx.message() => match m {
+                Ok(Some(m)) => m,
+                // The node ended the stream: whatever did not arrive counts as lost.
+                Ok(None) | Err(_) => break,
+            },
+        };
+        let Some((dst, blob)) = publish_parts(&msg) else {
+            continue;
+        };
+        if matches!(role, Role::Drain) {
+            continue;
+        }
+        let stamp = match Stamp::read(blob) {
+            Some(s) if dst == wants && (s.publisher as usize) < publishers && s.seq < total_seq => {
+                s
+            }
+            _ => {
+                tally.ignored += 1;
+                continue;
+            }
+        };
+        match &role {
+            Role::Drain => {}
+            Role::Echo(templates) => {
+                if let Some(t) = templates.get(stamp.publisher as usize) {
+                    let echo = t.render_payload(blob);
+                    // A node that stops reading must not keep this task past the end of the run.
+                    let sent = tokio::select! {
+                        _ = done.changed() => break,
+                        r = link.tx.send(echo) => r,
+                    };
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+            }
+            Role::Count { only } => {
+                if only.is_some_and(|o| o != stamp.publisher) {
+                    tally.ignored += 1;
+                    continue;
+                }
+                let now = shared.now_nanos();
+                if tally.mark(stamp.publisher as usize, stamp.seq) {
+                    shared.delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Some(w) = shared.windows.get(stamp.publisher as usize) {
+                        w.add_permits(1);
+                    }
+                    if stamp.seq >= warmup {
+                        tally.measured += 1;
+                        shared.last_measured_recv.fetch_max(now, Ordering::Relaxed);
+                        let us = now.saturating_sub(stamp.sent_nanos) / 1000;
+                        tally.hist.saturating_record(us.clamp(1, MAX_LATENCY_US));
+                    }
+                }
+            }
+        }
+    }
+    Ok(tally)
+}
+
+/// Adds up the receivers' tallies. For anycast the receivers share one expectation, so their
+/// sets are united and a message seen by two receivers is a duplicate.
+fn merge(scenario: Scenario, tallies: Vec<Tally>, expected: u64) -> Result<Metrics, BenchError> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)
+        .map_err(|e| BenchError::Usage(format!("histogram: {e}")))?;
+    let mut m = Metrics {
+        expected,
+        ..Default::default()
+    };
+    let mut union: Vec<Vec<u64>> = Vec::new();
+    let mut received = 0u64;
+    for t in &tallies {
+        hist.add(&t.hist)
+            .map_err(|e| BenchError::Usage(format!("histogram: {e}")))?;
+        m.ignored += t.ignored;
+        m.duplicates += t.duplicates;
+        m.measured += t.measured;
+        m.delivered += t.unique;
+        received += t.unique;
+        if scenario == Scenario::Anycast {
+            if union.len() < t.seen.len() {
+                union.resize(t.seen.len(), Vec::new());
+            }
+            for (u, s) in union.iter_mut().zip(&t.seen) {
+                if u.len() < s.len() {
+                    u.resize(s.len(), 0);
+                }
+                for (a, b) in u.iter_mut().zip(s) {
+                    *a |= *b;
+                }
+            }
+        }
+    }
+    if scenario == Scenario::Anycast {
+        let distinct: u64 = union
+            .iter()
+            .flatten()
+            .map(|w| u64::from(w.count_ones()))
+            .sum();
+        m.duplicates += received - distinct;
+        // Measured counts stay per delivery; a cross-receiver duplicate is not a delivery.
+        m.measured = m.measured.saturating_sub(received - distinct);
+        m.delivered = distinct;
+    }
+    m.lost = expected.saturating_sub(m.delivered);
+    if !hist.is_empty() {
+        m.latency_us = Latency {
+            p50: hist.value_at_quantile(0.50) as f64,
+            p90: hist.value_at_quantile(0.90) as f64,
+            p99: hist.value_at_quantile(0.99) as f64,
+            p999: hist.value_at_quantile(0.999) as f64,
+            max: hist.max() as f64,
+            mean: hist.mean(),
+        };
+    }
+    Ok(m)
+}

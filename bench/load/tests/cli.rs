@@ -1,0 +1,210 @@
+//! End-to-end runs of the CLI over real gRPC on 127.0.0.1 ephemeral ports.
+//!
+//! Every server a test starts is shut down by the test (or by its handle's `Drop` on failure).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use slim_bench::cli::run_cli;
+use slim_bench::null_relay;
+
+fn tmp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("slim-bench-test-{}-{name}", std::process::id()))
+}
+
+async fn cli(args: &[&str]) -> (i32, String) {
+    let mut argv = vec!["slim-bench".to_string()];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let mut out = Vec::new();
+    let code = run_cli(argv, &mut out).await;
+    (code, String::from_utf8_lossy(&out).into_owned())
+}
+
+fn read_json(path: &PathBuf) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("result file written");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+async fn embedded_run(scenario: &str, subscribers: &str, publishers: &str) {
+    let path = tmp(&format!("{scenario}.json"));
+    let p = path.to_string_lossy().to_string();
+    let args = [
+        "run",
+        "--embedded",
+        "--scenario",
+        scenario,
+        "--msgs",
+        "2000",
+        "--warmup",
+        "100",
+        "--size",
+        "64",
+        "--publishers",
+        publishers,
+        "--subscribers",
+        subscribers,
+        "--quiet",
+        "--json",
+        &p,
+    ];
+    let (code, out) = cli(&args).await;
+    assert_eq!(code, 0, "{scenario}: {out}");
+    assert!(out.contains("OK: zero loss, zero duplicates"), "{out}");
+    let doc = read_json(&path);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(doc["schema"], "slim-bench/result/v1");
+    assert_eq!(doc["kind"], "run");
+    assert_eq!(doc["command_line"][1], "run");
+    assert_eq!(
+        doc["command_line"].as_array().map(Vec::len),
+        Some(args.len() + 1)
+    );
+    assert_eq!(doc["params"]["scenario"], scenario);
+    assert!(doc["machine"]["nproc"].as_u64().unwrap_or(0) >= 1);
+    let m = &doc["targets"][0]["rounds"][0];
+    let (p, s) = (
+        publishers.parse::<u64>().expect("n"),
+        subscribers.parse::<u64>().expect("n"),
+    );
+    let per_pub = 2100 * if scenario == "fanout" { s } else { 1 };
+    assert_eq!(m["expected"], per_pub * p, "{scenario}: {m}");
+    assert_eq!(m["delivered"], m["expected"], "{scenario}: {m}");
+    assert_eq!(m["lost"], 0);
+    assert_eq!(m["duplicates"], 0);
+    assert_eq!(
+        m["measured"],
+        per_pub * p * 2000 / 2100,
+        "warm-up is not measured"
+    );
+    assert!(m["msgs_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{m}");
+    let l = &m["latency_us"];
+    assert!(l["p50"].as_f64() <= l["p99"].as_f64() && l["p99"].as_f64() <= l["max"].as_f64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_through_the_reference_relay_is_lossless() {
+    embedded_run("p2p", "2", "2").await;
+    embedded_run("fanout", "3", "1").await;
+    embedded_run("anycast", "3", "2").await;
+    embedded_run("reqrep", "2", "2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_relay_carries_p2p_and_fanout() {
+    let relay = null_relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("null relay");
+    let url = relay.url();
+    for (scenario, subs) in [("p2p", "2"), ("fanout", "2")] {
+        let (code, out) = cli(&[
+            "run",
+            "--target",
+            &url,
+            "--scenario",
+            scenario,
+            "--msgs",
+            "1000",
+            "--publishers",
+            if scenario == "p2p" { "2" } else { "1" },
+            "--subscribers",
+            subs,
+            "--quiet",
+        ])
+        .await;
+        assert_eq!(code, 0, "{out}");
+        // p2p through a broadcaster: each subscriber also sees the other pair's messages.
+        if scenario == "p2p" {
+            assert!(out.contains("ignored"), "{out}");
+        }
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_prints_ratios_and_plots() {
+    let (old, new, svg) = (tmp("old.json"), tmp("new.json"), tmp("plot.svg"));
+    for path in [&old, &new] {
+        let p = path.to_string_lossy().to_string();
+        let (code, out) = cli(&[
+            "run",
+            "--embedded",
+            "--msgs",
+            "500",
+            "--quiet",
+            "--json",
+            &p,
+        ])
+        .await;
+        assert_eq!(code, 0, "{out}");
+    }
+    let (o, n, s) = (
+        old.to_string_lossy().to_string(),
+        new.to_string_lossy().to_string(),
+        svg.to_string_lossy().to_string(),
+    );
+    let (code, out) = cli(&["compare", &o, &n, "--plot", &s]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("new/old"), "{out}");
+    for label in ["msgs/s", "p50 µs", "p99.9 µs", "lost"] {
+        assert!(out.contains(label), "{label} missing: {out}");
+    }
+    let plot = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(plot.starts_with("<svg") && plot.trim_end().ends_with("</svg>"));
+    assert!(plot.contains("Throughput") && plot.contains("Latency"));
+    // A file that is not a result is refused with its path.
+    std::fs::write(&svg, "{\"schema\": \"other\"}").expect("write");
+    let (code, _) = cli(&["compare", &o, &s]).await;
+    assert_eq!(code, 2);
+    for p in [old, new, svg] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vs_alternates_five_rounds() {
+    let a = slim_reference::server::spawn(slim_reference::config::ServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Default::default()
+    })
+    .await
+    .expect("reference relay");
+    let b = null_relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("null relay");
+    let path = tmp("vs.json");
+    let p = path.to_string_lossy().to_string();
+    let (au, bu) = (a.url(), b.url());
+    let (code, out) = cli(&[
+        "vs", "--a", &au, "--b", &bu, "--rounds", "5", "--msgs", "200", "--quiet", "--json", &p,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("A/B") && out.contains("msgs/s"), "{out}");
+    let doc = read_json(&path);
+    assert_eq!(doc["kind"], "vs");
+    assert_eq!(doc["targets"][0]["label"], "A");
+    assert_eq!(
+        doc["targets"][0]["rounds"].as_array().map(Vec::len),
+        Some(5)
+    );
+    assert_eq!(
+        doc["targets"][1]["rounds"].as_array().map(Vec::len),
+        Some(5)
+    );
+    assert!(
+        doc["targets"][1]["summary"]["msgs_per_s"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    // A vs file compared with itself: every metric the same.
+    let (code, out) = cli(&["compare", &p, &p, "--label", "B"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("same") && !out.contains("worse"), "{out}");
+    // Fewer than 5 rounds is refused.
+    let (code, _) = cli(&["vs", "--a", &au, "--b", &bu, "--rounds", "4"]).await;
+    assert_eq!(code, 2);
+    let _ = std::fs::remove_file(&path);
+    b.shutdown().await;
+    a.shutdown().await.expect("relay shutdown");
+}
