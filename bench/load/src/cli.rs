@@ -90,7 +90,7 @@ impl ScenarioArgs {
 /// `slim-bench run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The node, e.g. `http://127.0.0.1:46357`.
+    /// The node, e.g. `http://127.0.0.1:46357`, or a NATS server, `nats://127.0.0.1:4222`.
     #[arg(
         long,
         required_unless_present = "embedded",
@@ -114,10 +114,10 @@ pub struct RunArgs {
 /// `slim-bench vs`.
 #[derive(Debug, Args)]
 pub struct VsArgs {
-    /// Node A.
+    /// Node A (`http://…` for a SLIM node, `nats://…` for a NATS server).
     #[arg(long)]
     pub a: String,
-    /// Node B.
+    /// Node B (`http://…` or `nats://…`).
     #[arg(long)]
     pub b: String,
     /// Process id of node A (CPU and peak RSS).
@@ -330,7 +330,14 @@ fn print_vs(
         params.publishers,
         params.subscribers
     )?;
-    writeln!(out, "A: {}\nB: {}", a.url, b.url)?;
+    writeln!(
+        out,
+        "A: {} ({})\nB: {} ({})",
+        a.url,
+        a.transport.as_str(),
+        b.url,
+        b.transport.as_str()
+    )?;
     writeln!(
         out,
         "{:<20} {:>14} {:>14} {:>9}   A range / B range",

@@ -10,6 +10,7 @@
 //! - [`run`]: one run — flow control, stop condition, metrics.
 //! - [`result`]: metrics, the `slim-bench/result/v1` JSON document, tables.
 //! - [`compare`]: ratios between two result files, noise check, SVG plot.
+//! - [`nats`]: the same scenarios over a NATS server (`nats://` targets), as a reference peer.
 //! - [`null_relay`]: the transport floor (not a SLIM node).
 //! - [`cli`]: the command line.
 //!
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod client;
 pub mod compare;
 pub mod error;
+pub mod nats;
 pub mod null_relay;
 pub mod payload;
 pub mod procstat;

@@ -10,6 +10,7 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::error::BenchError;
+use crate::nats::Transport;
 use crate::procstat::Machine;
 use crate::scenario::Scenario;
 
@@ -186,6 +187,10 @@ pub struct TargetResult {
     pub label: String,
     /// The URL measured (`embedded` for the in-process reference relay).
     pub url: String,
+    /// `slim` (gRPC clients) or `nats` (async-nats clients), from the URL's scheme. Files written
+    /// before NATS support have no such field and read as `slim`.
+    #[serde(default)]
+    pub transport: Transport,
     /// The target process, when given.
     pub pid: Option<u32>,
     /// Every round, in the order run.
@@ -207,6 +212,7 @@ impl TargetResult {
         Self {
             label: label.to_string(),
             url: url.to_string(),
+            transport: Transport::of_url(url),
             pid,
             rounds,
             summary,
@@ -350,8 +356,9 @@ pub fn print_run(
 ) -> std::io::Result<()> {
     writeln!(
         out,
-        "slim-bench {} → {url}: {} B × {} msgs/publisher, {} publisher(s), {} subscriber(s){}",
+        "slim-bench {} → {url} ({}): {} B × {} msgs/publisher, {} publisher(s), {} subscriber(s){}",
         params.scenario.as_str(),
+        Transport::of_url(url).as_str(),
         params.size,
         params.msgs,
         params.publishers,

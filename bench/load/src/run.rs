@@ -12,6 +12,7 @@
 //! Stop. A coordinator polls the delivered count: the run ends when everything expected has
 //! arrived, or when nothing new arrived for `--drain-timeout`; the rest counts as lost.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::client::{publish_parts, BenchLink, PublishTemplate};
 use crate::error::BenchError;
+use crate::nats::Transport;
 use crate::payload::{Stamp, HEADER_LEN};
 use crate::procstat;
 use crate::result::{Latency, Metrics, Params};
@@ -67,14 +69,14 @@ impl Shared {
 }
 
 /// What one receiver counted.
-struct Tally {
+pub(crate) struct Tally {
     hist: Histogram<u64>,
     /// Per publisher, a bit per sequence number seen.
     seen: Vec<Vec<u64>>,
     unique: u64,
     duplicates: u64,
     measured: u64,
-    ignored: u64,
+    pub(crate) ignored: u64,
 }
 
 impl Tally {
@@ -128,9 +130,17 @@ struct ReceiverSpec {
     role: Role,
 }
 
-/// Runs one benchmark against `cfg.url`.
+/// Runs one benchmark against `cfg.url`: over NATS when it starts with `nats://`, else over
+/// SLIM (gRPC).
 pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
-    let p = &cfg.params;
+    match Transport::of_url(&cfg.url) {
+        Transport::Nats => crate::nats::run(cfg).await,
+        Transport::Slim => run_slim(cfg).await,
+    }
+}
+
+/// Checks the scenario parameters before anything connects.
+pub fn check_params(p: &Params) -> Result<(), BenchError> {
     p.scenario
         .check_counts(p.publishers, p.subscribers)
         .map_err(BenchError::Usage)?;
@@ -149,21 +159,302 @@ pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
             return Err(BenchError::Usage("--rate must be a positive number".into()));
         }
     }
+    Ok(())
+}
+
+/// What every transport shares in one run: the parameters, the per-publisher windows, the
+/// delivery accounting, pacing, the stop condition and the final metrics. A transport connects
+/// its clients, spawns one receiver task per receiving client (built on [`Harness::accept`] and
+/// [`Harness::count`]) and one publisher per sending client ([`Harness::spawn_publisher`]), and
+/// hands the tasks to [`Harness::finish`].
+pub(crate) struct Harness {
+    /// Unique per run; every name or subject of the run contains it.
+    pub(crate) run_id: String,
+    /// The scenario parameters.
+    pub(crate) params: Params,
+    /// Warm-up plus measured messages per publisher.
+    pub(crate) total_seq: u64,
+    /// Deliveries one publish should produce.
+    pub(crate) copies: u32,
+    /// Deliveries a correct node produces in the whole run.
+    pub(crate) expected: u64,
+    shared: Arc<Shared>,
+    done_tx: watch::Sender<bool>,
+    done_rx: watch::Receiver<bool>,
+    target_pid: Option<u32>,
+    progress: bool,
+    clock: Option<Clock>,
+}
+
+/// When the measured part started, and the CPU counters at that moment.
+struct Clock {
+    started: Instant,
+    target_cpu: Option<f64>,
+    self_cpu: Option<f64>,
+}
+
+impl Harness {
+    /// Validates the parameters and prepares the shared state.
+    pub(crate) fn new(cfg: &RunConfig) -> Result<Self, BenchError> {
+        let p = &cfg.params;
+        check_params(p)?;
+        let total_seq = p.warmup + p.msgs;
+        let copies = p.scenario.copies(p.subscribers);
+        let per_pub_window = (p.window / p.publishers).max(1);
+        let shared = Arc::new(Shared {
+            epoch: Instant::now(),
+            delivered: AtomicU64::new(0),
+            windows: (0..p.publishers)
+                .map(|_| Arc::new(Semaphore::new(per_pub_window * copies as usize)))
+                .collect(),
+            first_measured_send: AtomicU64::new(u64::MAX),
+            last_measured_recv: AtomicU64::new(0),
+        });
+        let (done_tx, done_rx) = watch::channel(false);
+        Ok(Self {
+            run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            params: p.clone(),
+            total_seq,
+            copies,
+            expected: p.scenario.expected(total_seq, p.publishers, p.subscribers),
+            shared,
+            done_tx,
+            done_rx,
+            target_pid: cfg.target_pid,
+            progress: cfg.progress,
+            clock: None,
+        })
+    }
+
+    /// Fires once when the run is over; receivers stop on it.
+    pub(crate) fn done(&self) -> watch::Receiver<bool> {
+        self.done_rx.clone()
+    }
+
+    /// An empty tally; `counting` receivers keep a bit per sequence number and publisher.
+    pub(crate) fn tally(&self, counting: bool) -> Result<Tally, BenchError> {
+        Tally::new(
+            if counting { self.params.publishers } else { 0 },
+            self.total_seq,
+        )
+    }
+
+    /// A read-only view for receiver tasks.
+    pub(crate) fn counter(&self) -> Counter {
+        Counter {
+            shared: self.shared.clone(),
+            warmup: self.params.warmup,
+            publishers: self.params.publishers,
+            total_seq: self.total_seq,
+        }
+    }
+
+    /// Starts the clock and the CPU counters: call it once every client is connected and
+    /// subscribed, right before spawning the tasks.
+    pub(crate) fn start(&mut self) {
+        self.clock = Some(Clock {
+            target_cpu: self.target_pid.and_then(procstat::cpu_seconds),
+            self_cpu: procstat::cpu_seconds(std::process::id()),
+            started: Instant::now(),
+        });
+    }
+
+    /// Spawns publisher `i`: for each sequence number it takes window permits, waits for its
+    /// pace, and hands the stamp to `sink`.
+    pub(crate) fn spawn_publisher<S: StampSink>(&self, i: usize, mut sink: S) -> JoinHandle<()> {
+        let shared = self.shared.clone();
+        let warmup = self.params.warmup;
+        let total_seq = self.total_seq;
+        let copies = self.copies;
+        let per_pub_rate = self.params.rate.map(|r| r / self.params.publishers as f64);
+        tokio::spawn(async move {
+            let Some(window) = shared.windows.get(i).cloned() else {
+                return;
+            };
+            let t0 = tokio::time::Instant::now();
+            for seq in 0..total_seq {
+                if let Ok(Ok(permit)) =
+                    tokio::time::timeout(WINDOW_STALL, window.acquire_many(copies)).await
+                {
+                    permit.forget();
+                }
+                if let Some(rate) = per_pub_rate {
+                    let due = t0 + Duration::from_secs_f64(seq as f64 / rate);
+                    if due > tokio::time::Instant::now() {
+                        tokio::time::sleep_until(due).await;
+                    }
+                }
+                let sent_nanos = shared.now_nanos();
+                if seq == warmup {
+                    shared
+                        .first_measured_send
+                        .fetch_min(sent_nanos, Ordering::Relaxed);
+                }
+                let stamp = Stamp {
+                    publisher: i as u32,
+                    seq,
+                    sent_nanos,
+                };
+                if !sink.send(stamp).await {
+                    return;
+                }
+            }
+            sink.finish().await;
+        })
+    }
+
+    /// Waits until everything expected arrived or nothing new arrived for the drain timeout,
+    /// stops the tasks, and computes the metrics.
+    pub(crate) async fn finish(
+        self,
+        publisher_tasks: Vec<JoinHandle<()>>,
+        receiver_tasks: Vec<JoinHandle<Result<Tally, BenchError>>>,
+    ) -> Result<Metrics, BenchError> {
+        let p = &self.params;
+        let shared = &self.shared;
+        let expected = self.expected;
+        let bar = if self.progress {
+            let bar = ProgressBar::with_draw_target(Some(expected), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:40}] {pos}/{len} deliveries {per_sec} eta {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(p.scenario.as_str().to_string());
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        let drain = Duration::from_secs_f64(p.drain_timeout_s.max(0.1));
+        let mut last = 0;
+        let mut last_progress = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = shared.delivered.load(Ordering::Relaxed);
+            bar.set_position(now);
+            if now >= expected {
+                break;
+            }
+            if now != last {
+                last = now;
+                last_progress = Instant::now();
+            } else if last_progress.elapsed() >= drain {
+                break;
+            }
+        }
+        bar.finish_and_clear();
+        let wall_s = self
+            .clock
+            .as_ref()
+            .map_or(0.0, |c| c.started.elapsed().as_secs_f64());
+        let _ = self.done_tx.send(true);
+        for t in publisher_tasks {
+            t.abort();
+        }
+        let mut tallies = Vec::new();
+        for t in receiver_tasks {
+            match t.await {
+                Ok(Ok(tally)) => tallies.push(tally),
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(BenchError::Protocol(format!("a receiver task failed: {e}"))),
+            }
+        }
+        let cpu_after = self.target_pid.and_then(procstat::cpu_seconds);
+        let self_cpu_after = procstat::cpu_seconds(std::process::id());
+
+        let mut m = merge(p.scenario, tallies, expected)?;
+        m.wall_s = wall_s;
+        let first = shared.first_measured_send.load(Ordering::Relaxed);
+        let last = shared.last_measured_recv.load(Ordering::Relaxed);
+        m.duration_s = if first != u64::MAX && last > first {
+            (last - first) as f64 / 1e9
+        } else {
+            0.0
+        };
+        if m.duration_s > 0.0 {
+            m.msgs_per_s = m.measured as f64 / m.duration_s;
+            m.bytes_per_s = m.msgs_per_s * p.size as f64;
+        }
+        let clock = self.clock.as_ref();
+        m.target_cpu_s = clock
+            .and_then(|c| c.target_cpu)
+            .zip(cpu_after)
+            .map(|(a, b)| b - a);
+        m.target_peak_rss_kib = self.target_pid.and_then(procstat::peak_rss_kib);
+        m.client_cpu_s = clock
+            .and_then(|c| c.self_cpu)
+            .zip(self_cpu_after)
+            .map(|(a, b)| b - a);
+        Ok(m)
+    }
+}
+
+/// A publishing client as the publisher loop sees it.
+pub(crate) trait StampSink: Send + 'static {
+    /// Sends one message carrying `stamp`; `false` when the client is gone.
+    fn send(&mut self, stamp: Stamp) -> impl Future<Output = bool> + Send;
+
+    /// Called once after the last message: pushes out whatever the client still buffers, since
+    /// the sink is dropped next.
+    fn finish(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// A SLIM publisher: the pre-signed template with the stamp patched in, into the gRPC stream.
+struct SlimSink {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    template: PublishTemplate,
+}
+
+impl StampSink for SlimSink {
+    async fn send(&mut self, stamp: Stamp) -> bool {
+        self.tx.send(self.template.render(stamp)).await.is_ok()
+    }
+}
+
+/// What a receiver task needs to account for a delivery.
+#[derive(Clone)]
+pub(crate) struct Counter {
+    shared: Arc<Shared>,
+    warmup: u64,
+    publishers: usize,
+    total_seq: u64,
+}
+
+impl Counter {
+    /// The stamp of a benchmark payload of this run; `None` for anything else.
+    pub(crate) fn accept(&self, payload: &[u8]) -> Option<Stamp> {
+        Stamp::read(payload)
+            .filter(|s| (s.publisher as usize) < self.publishers && s.seq < self.total_seq)
+    }
+
+    /// Counts one delivery of `stamp`: marks it seen (a second sighting is a duplicate), returns
+    /// a window permit to its publisher, and records the latency of a measured message.
+    pub(crate) fn count(&self, tally: &mut Tally, stamp: Stamp) {
+        let shared = &self.shared;
+        let now = shared.now_nanos();
+        if tally.mark(stamp.publisher as usize, stamp.seq) {
+            shared.delivered.fetch_add(1, Ordering::Relaxed);
+            if let Some(w) = shared.windows.get(stamp.publisher as usize) {
+                w.add_permits(1);
+            }
+            if stamp.seq >= self.warmup {
+                tally.measured += 1;
+                shared.last_measured_recv.fetch_max(now, Ordering::Relaxed);
+                let us = now.saturating_sub(stamp.sent_nanos) / 1000;
+                tally.hist.saturating_record(us.clamp(1, MAX_LATENCY_US));
+            }
+        }
+    }
+}
+
+/// One run over SLIM: raw gRPC clients, one connection each.
+async fn run_slim(cfg: &RunConfig) -> Result<Metrics, BenchError> {
+    let mut h = Harness::new(cfg)?;
+    let p = h.params.clone();
     let scenario = p.scenario;
-    let total_seq = p.warmup + p.msgs;
-    let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    let names = Names::new(&run_id);
-    let copies = scenario.copies(p.subscribers);
-    let per_pub_window = (p.window / p.publishers).max(1);
-    let shared = Arc::new(Shared {
-        epoch: Instant::now(),
-        delivered: AtomicU64::new(0),
-        windows: (0..p.publishers)
-            .map(|_| Arc::new(Semaphore::new(per_pub_window * copies as usize)))
-            .collect(),
-        first_measured_send: AtomicU64::new(u64::MAX),
-        last_measured_recv: AtomicU64::new(0),
-    });
+    let names = Names::new(&h.run_id);
 
     // Subscribers first, each waiting for its ack, so no publish can miss a subscription.
     let mut receivers = Vec::new();
@@ -229,155 +520,31 @@ pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
         });
     }
 
-    let expected = scenario.expected(total_seq, p.publishers, p.subscribers);
-    let (done_tx, done_rx) = watch::channel(false);
-    let self_pid = std::process::id();
-    let cpu_before = cfg.target_pid.and_then(procstat::cpu_seconds);
-    let self_cpu_before = procstat::cpu_seconds(self_pid);
-
-    let receiver_tasks: Vec<JoinHandle<Result<Tally, BenchError>>> = specs
+    h.start();
+    let mut receiver_tasks = Vec::new();
+    for spec in specs {
+        let tally = h.tally(matches!(spec.role, Role::Count { .. }))?;
+        receiver_tasks.push(tokio::spawn(receive(spec, tally, h.counter(), h.done())));
+    }
+    let publisher_tasks = senders
         .into_iter()
-        .map(|spec| {
-            tokio::spawn(receive(
-                spec,
-                shared.clone(),
-                done_rx.clone(),
-                p.publishers,
-                total_seq,
-                p.warmup,
-            ))
-        })
+        .map(|(i, tx, template)| h.spawn_publisher(i, SlimSink { tx, template }))
         .collect();
-
-    let started = Instant::now();
-    let per_pub_rate = p.rate.map(|r| r / p.publishers as f64);
-    let publisher_tasks: Vec<JoinHandle<()>> = senders
-        .into_iter()
-        .map(|(i, tx, template)| {
-            let shared = shared.clone();
-            let warmup = p.warmup;
-            tokio::spawn(async move {
-                let window = shared.windows[i].clone();
-                let t0 = tokio::time::Instant::now();
-                for seq in 0..total_seq {
-                    if let Ok(Ok(permit)) =
-                        tokio::time::timeout(WINDOW_STALL, window.acquire_many(copies)).await
-                    {
-                        permit.forget();
-                    }
-                    if let Some(rate) = per_pub_rate {
-                        let due = t0 + Duration::from_secs_f64(seq as f64 / rate);
-                        if due > tokio::time::Instant::now() {
-                            tokio::time::sleep_until(due).await;
-                        }
-                    }
-                    let sent_nanos = shared.now_nanos();
-                    if seq == warmup {
-                        shared
-                            .first_measured_send
-                            .fetch_min(sent_nanos, Ordering::Relaxed);
-                    }
-                    let stamp = Stamp {
-                        publisher: i as u32,
-                        seq,
-                        sent_nanos,
-                    };
-                    if tx.send(template.render(stamp)).await.is_err() {
-                        break;
-                    }
-                }
-            })
-        })
-        .collect();
-
-    // Coordinator: progress, completion, drain timeout.
-    let bar = if cfg.progress {
-        let bar = ProgressBar::with_draw_target(Some(expected), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:40}] {pos}/{len} deliveries {per_sec} eta {eta}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(scenario.as_str().to_string());
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let drain = Duration::from_secs_f64(p.drain_timeout_s.max(0.1));
-    let mut last = 0;
-    let mut last_progress = Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = shared.delivered.load(Ordering::Relaxed);
-        bar.set_position(now);
-        if now >= expected {
-            break;
-        }
-        if now != last {
-            last = now;
-            last_progress = Instant::now();
-        } else if last_progress.elapsed() >= drain {
-            break;
-        }
-    }
-    bar.finish_and_clear();
-    let wall_s = started.elapsed().as_secs_f64();
-    let _ = done_tx.send(true);
-    for t in publisher_tasks {
-        t.abort();
-    }
-    let mut tallies = Vec::new();
-    for t in receiver_tasks {
-        match t.await {
-            Ok(Ok(tally)) => tallies.push(tally),
-            Ok(Err(e)) => return Err(e),
-            Err(e) => return Err(BenchError::Protocol(format!("a receiver task failed: {e}"))),
-        }
-    }
-    let cpu_after = cfg.target_pid.and_then(procstat::cpu_seconds);
-    let self_cpu_after = procstat::cpu_seconds(self_pid);
-
-    let mut m = merge(scenario, tallies, expected)?;
-    m.wall_s = wall_s;
-    let first = shared.first_measured_send.load(Ordering::Relaxed);
-    let last = shared.last_measured_recv.load(Ordering::Relaxed);
-    m.duration_s = if first != u64::MAX && last > first {
-        (last - first) as f64 / 1e9
-    } else {
-        0.0
-    };
-    if m.duration_s > 0.0 {
-        m.msgs_per_s = m.measured as f64 / m.duration_s;
-        m.bytes_per_s = m.msgs_per_s * p.size as f64;
-    }
-    m.target_cpu_s = cpu_before.zip(cpu_after).map(|(a, b)| b - a);
-    m.target_peak_rss_kib = cfg.target_pid.and_then(procstat::peak_rss_kib);
-    m.client_cpu_s = self_cpu_before.zip(self_cpu_after).map(|(a, b)| b - a);
-    Ok(m)
+    h.finish(publisher_tasks, receiver_tasks).await
 }
 
 /// One receiving client's loop, until the run is done or the stream ends.
 async fn receive(
     spec: ReceiverSpec,
-    shared: Arc<Shared>,
+    mut tally: Tally,
+    counter: Counter,
     mut done: watch::Receiver<bool>,
-    publishers: usize,
-    total_seq: u64,
-    warmup: u64,
 ) -> Result<Tally, BenchError> {
     let ReceiverSpec {
         mut link,
         wants,
         role,
     } = spec;
-    let mut tally = Tally::new(
-        if matches!(role, Role::Count { .. }) {
-            publishers
-        } else {
-            0
-        },
-        total_seq,
-    )?;
     loop {
         let msg = tokio::select! {
             biased;
@@ -394,10 +561,8 @@ async fn receive(
         if matches!(role, Role::Drain) {
             continue;
         }
-        let stamp = match Stamp::read(blob) {
-            Some(s) if dst == wants && (s.publisher as usize) < publishers && s.seq < total_seq => {
-                s
-            }
+        let stamp = match counter.accept(blob) {
+            Some(s) if dst == wants => s,
             _ => {
                 tally.ignored += 1;
                 continue;
@@ -423,19 +588,7 @@ async fn receive(
                     tally.ignored += 1;
                     continue;
                 }
-                let now = shared.now_nanos();
-                if tally.mark(stamp.publisher as usize, stamp.seq) {
-                    shared.delivered.fetch_add(1, Ordering::Relaxed);
-                    if let Some(w) = shared.windows.get(stamp.publisher as usize) {
-                        w.add_permits(1);
-                    }
-                    if stamp.seq >= warmup {
-                        tally.measured += 1;
-                        shared.last_measured_recv.fetch_max(now, Ordering::Relaxed);
-                        let us = now.saturating_sub(stamp.sent_nanos) / 1000;
-                        tally.hist.saturating_record(us.clamp(1, MAX_LATENCY_US));
-                    }
-                }
+                counter.count(&mut tally, stamp);
             }
         }
     }

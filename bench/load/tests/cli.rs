@@ -60,6 +60,7 @@ async fn embedded_run(scenario: &str, subscribers: &str, publishers: &str) {
         Some(args.len() + 1)
     );
     assert_eq!(doc["params"]["scenario"], scenario);
+    assert_eq!(doc["targets"][0]["transport"], "slim");
     assert!(doc["machine"]["nproc"].as_u64().unwrap_or(0) >= 1);
     let m = &doc["targets"][0]["rounds"][0];
     let (p, s) = (
