@@ -40,6 +40,9 @@ pub enum MacError {
 pub struct LinkMac {
     key: [u8; TAG_LEN],
     link_id: String,
+    /// HMAC state with the key already absorbed (inner and outer pads), cloned per tag so the
+    /// two key-block compressions are paid once per link instead of once per message.
+    keyed: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for LinkMac {
@@ -53,9 +56,12 @@ impl std::fmt::Debug for LinkMac {
 impl LinkMac {
     /// MAC state from a derived key (see [`crate::link::derive_link_mac`]) and the link id.
     pub fn new(key: [u8; TAG_LEN], link_id: &str) -> Self {
+        // HMAC accepts keys of any length; a 32-byte key cannot fail.
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable!());
         Self {
             key,
             link_id: link_id.to_string(),
+            keyed,
         }
     }
 
@@ -93,8 +99,7 @@ impl LinkMac {
     }
 
     fn hmac(&self) -> Hmac<Sha256> {
-        // HMAC accepts keys of any length; a 32-byte key cannot fail.
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!())
+        self.keyed.clone()
     }
 }
 
