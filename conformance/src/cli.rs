@@ -162,6 +162,22 @@ pub fn basic_auth(spec: &str) -> Result<String, String> {
     ))
 }
 
+/// A target must be `http://HOST:PORT` (h2c, prior knowledge); the runner has no TLS client yet.
+pub fn check_target_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("--target {url:?} is not a URL ({e}); expected http://HOST:PORT, e.g. http://127.0.0.1:46357"))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http"), Some(_)) => Ok(()),
+        (Some("https"), Some(_)) => Err(format!(
+            "--target {url:?}: the runner speaks h2c only (no TLS client yet); give the node a plaintext listener, e.g. on loopback, and use http://HOST:PORT"
+        )),
+        _ => Err(format!(
+            "--target {url:?}: expected http://HOST:PORT (h2c), e.g. http://127.0.0.1:46357"
+        )),
+    }
+}
+
 fn vectors_dir(dir: Option<PathBuf>) -> PathBuf {
     dir.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../vectors")))
 }
@@ -299,7 +315,13 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
     // The embedded default target: the reference relay on an ephemeral loopback port.
     let mut embedded = None;
     let url = match &args.target {
-        Some(t) => t.clone(),
+        Some(t) => match check_target_url(t) {
+            Ok(()) => t.clone(),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        },
         None => {
             let mut config = slim_reference::config::ServerConfig {
                 listen: ([127, 0, 0, 1], 0).into(),
@@ -508,5 +530,18 @@ mod tests {
         assert!(basic_auth("u:p").unwrap_err().contains("basic:USER:PASS"));
         assert!(basic_auth("basic:onlyuser").unwrap_err().contains("no ':'"));
         assert!(basic_auth("basic::pw").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn target_urls_are_checked_before_connecting() {
+        assert!(check_target_url("http://127.0.0.1:46357").is_ok());
+        assert!(check_target_url("https://node.example:443")
+            .unwrap_err()
+            .contains("no TLS client"));
+        assert!(check_target_url("foo")
+            .unwrap_err()
+            .contains("expected http://HOST:PORT"));
+        assert!(check_target_url("127.0.0.1:46357").is_err());
+        assert!(check_target_url("ws://127.0.0.1:46357").is_err());
     }
 }
