@@ -133,8 +133,13 @@ impl Relay {
             debug!(conn, "publish matched no subscriber");
             return;
         }
-        for target in targets {
-            if let Some(message) = self.egress(target, &msg) {
+        // Every target but the last gets a copy; the last takes the message itself (for p2p,
+        // the only target: no copy at all).
+        let last = targets.len() - 1;
+        let mut msg = Some(msg);
+        for (i, target) in targets.into_iter().enumerate() {
+            let copy = if i == last { msg.take() } else { msg.clone() };
+            if let Some(message) = copy.and_then(|m| self.egress(target, m)) {
                 self.stats.publishes_delivered += 1;
                 out.push(Output::Send {
                     conn: target,
@@ -146,15 +151,14 @@ impl Relay {
 
     /// The copy of `msg` that leaves on `target`: link-local fields cleared and the header signed
     /// with the target link's key (SLIM-MAC-003, SLIM-ROUTE-009).
-    fn egress(&self, target: ConnId, msg: &pb::Message) -> Option<pb::Message> {
+    fn egress(&self, target: ConnId, mut msg: pb::Message) -> Option<pb::Message> {
         let Some(LinkState::Established(link)) = self.links.get(&target) else {
             return None;
         };
-        let mut copy = msg.clone();
-        let header = slim_proto::validate::header_mut(&mut copy)?;
+        let header = slim_proto::validate::header_mut(&mut msg)?;
         header.recv_from = None;
         header.forward_to = None;
         link.sign(header);
-        Some(copy)
+        Some(msg)
     }
 }
