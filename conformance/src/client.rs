@@ -140,7 +140,7 @@ pub fn describe(msg: &pb::Message) -> String {
                 s.push_str(&format!(" {k}={v}"));
             }
         }
-        s.push_str(match h.header_mac.as_ref().map(Vec::len) {
+        s.push_str(match h.header_mac.as_ref().map(|t| t.len()) {
             None => " mac=none",
             Some(32) => " mac=32B",
             Some(_) => " mac=bad-length",
@@ -159,7 +159,7 @@ pub fn describe(msg: &pb::Message) -> String {
                 p.link_ecdh_public_key.len(),
                 p.connection_type,
                 p.node_id,
-                p.link_kem_payload.as_ref().map_or(0, Vec::len)
+                p.link_kem_payload.as_ref().map_or(0, |k| k.len())
             ),
         },
         Some(MessageType::Subscribe(s)) => format!(
@@ -224,7 +224,7 @@ pub fn default_request(link_id: &str, public_key: Vec<u8>) -> pb::LinkNegotiatio
         link_id: link_id.to_string(),
         slim_version: "3.4.6".into(),
         is_reply: false,
-        link_ecdh_public_key: public_key,
+        link_ecdh_public_key: public_key.into(),
         connection_type: pb::LinkConnectionType::Edge as i32,
         node_id: "slim-conformance".into(),
         deployment_name: String::new(),
@@ -549,7 +549,7 @@ pub fn publish(src: &SlimName, dst: &SlimName, fanout: u32, payload: &[u8]) -> p
             content_type: Some(pb::content::ContentType::AppPayload(
                 pb::ApplicationPayload {
                     payload_type: "msg".into(),
-                    blob: payload.to_vec(),
+                    blob: payload.to_vec().into(),
                 },
             )),
         }),

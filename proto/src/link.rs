@@ -210,7 +210,7 @@ mod tests {
         pb::LinkNegotiationPayload {
             link_id: "0b7c6f6e-2d3a-4d6c-9a3e-1f2e3d4c5b6a".into(),
             slim_version: "3.3.8".into(),
-            link_ecdh_public_key: vec![9; 32],
+            link_ecdh_public_key: vec![9; 32].into(),
             connection_type: pb::LinkConnectionType::Edge as i32,
             ..Default::default()
         }
@@ -257,7 +257,7 @@ mod tests {
         ));
         for len in [0, 31, 33] {
             let mut r = request();
-            r.link_ecdh_public_key = vec![1; len];
+            r.link_ecdh_public_key = vec![1; len].into();
             assert_eq!(check_request(&r, true), Err(LinkError::BadKeyLength(len)));
         }
         let mut r = request();

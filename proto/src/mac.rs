@@ -84,7 +84,7 @@ impl LinkMac {
 
     /// Sets `header.header_mac` to this link's tag (SLIM-MAC-003).
     pub fn sign(&self, header: &mut pb::SlimHeader) {
-        header.header_mac = Some(self.tag(header).to_vec());
+        header.header_mac = Some(bytes::Bytes::copy_from_slice(&self.tag(header)));
     }
 
     /// Checks `header.header_mac` in constant time (SLIM-MAC-004).
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(mac.verify(&h), Ok(()));
         let other_link = LinkMac::new([7; 32], "link-2");
         assert_eq!(other_link.verify(&h), Err(MacError::Mismatch));
-        h.header_mac = Some(vec![0; 31]);
+        h.header_mac = Some(vec![0; 31].into());
         assert_eq!(mac.verify(&h), Err(MacError::BadTagLength(31)));
     }
 
@@ -300,7 +300,7 @@ mod tests {
         match which % 3 {
             0 => h.version.push_str(&v.to_string()),
             1 => h.incoming_conn = Some(v),
-            _ => h.e2e_header_sig = Some(v.to_le_bytes().to_vec()),
+            _ => h.e2e_header_sig = Some(v.to_le_bytes().to_vec().into()),
         }
     }
 

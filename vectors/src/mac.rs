@@ -609,7 +609,8 @@ pub fn header_to_pb(h: &HeaderDesc) -> Result<pb::SlimHeader, String> {
             .e2e_header_sig
             .as_deref()
             .map(|s| unhex("e2e_header_sig", s))
-            .transpose()?,
+            .transpose()?
+            .map(Into::into),
     })
 }
 
@@ -642,7 +643,12 @@ fn check(file: &MacFile, v: &MacVector) -> Result<(), String> {
         return Err(format!("preimage is {}, expected {}", hx(&got), v.preimage));
     }
     let mac = LinkMac::new(key, &v.link_id);
-    header.header_mac = v.tag.as_deref().map(|t| unhex("tag", t)).transpose()?;
+    header.header_mac = v
+        .tag
+        .as_deref()
+        .map(|t| unhex("tag", t))
+        .transpose()?
+        .map(Into::into);
     match v.result {
         Outcome::Valid => {
             let want = v.tag.as_deref().ok_or("valid vector has no tag")?;

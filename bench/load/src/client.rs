@@ -87,7 +87,7 @@ impl BenchLink {
             link_id: link_id.clone(),
             slim_version: slim_proto::SLIM_VERSION.into(),
             is_reply: false,
-            link_ecdh_public_key: pair.public_bytes().to_vec(),
+            link_ecdh_public_key: pair.public_bytes().to_vec().into(),
             connection_type: pb::LinkConnectionType::Edge as i32,
             node_id: "slim-bench".into(),
             deployment_name: String::new(),
@@ -218,7 +218,7 @@ impl PublishTemplate {
                 content_type: Some(pb::content::ContentType::AppPayload(
                     pb::ApplicationPayload {
                         payload_type: "bench".into(),
-                        blob: marker.clone(),
+                        blob: marker.clone().into(),
                     },
                 )),
             }),

@@ -182,7 +182,8 @@ fn negotiation_reply(frame: &[u8]) -> Option<Bytes> {
         is_reply: true,
         link_ecdh_public_key: LinkKeyPair::from_secret_bytes(secret)
             .public_bytes()
-            .to_vec(),
+            .to_vec()
+            .into(),
         connection_type: req.connection_type,
         node_id: "slim-bench-null-relay".into(),
         deployment_name: String::new(),

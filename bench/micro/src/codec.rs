@@ -29,7 +29,7 @@ pub fn signed_publish(payload_len: usize) -> pb::Message {
                 content_type: Some(pb::content::ContentType::AppPayload(
                     pb::ApplicationPayload {
                         payload_type: "application/octet-stream".into(),
-                        blob: vec![0xa5; payload_len],
+                        blob: vec![0xa5; payload_len].into(),
                     },
                 )),
             }),

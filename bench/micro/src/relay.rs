@@ -49,7 +49,7 @@ fn negotiate(relay: &mut Relay, now: Instant, seed: u8) -> Result<ClientLink, Se
         link_id: link_id.clone(),
         slim_version: slim_proto::SLIM_VERSION.to_string(),
         is_reply: false,
-        link_ecdh_public_key: pair.public_bytes().to_vec(),
+        link_ecdh_public_key: pair.public_bytes().to_vec().into(),
         connection_type: pb::LinkConnectionType::Edge as i32,
         node_id: format!("bench-client-{seed}"),
         ..Default::default()

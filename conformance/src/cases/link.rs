@@ -235,7 +235,7 @@ pub(super) fn cases() -> Vec<Case> {
             "a strict node refuses a 33-byte X25519 key",
             &["SLIM-LINK-005"],
             "a 33-byte link_ecdh_public_key",
-            |r| r.link_ecdh_public_key.push(0),
+            |r| r.link_ecdh_public_key = [&r.link_ecdh_public_key[..], &[0]].concat().into(),
         )
         .needs(Need::StrictMac),
         refusal(
@@ -243,7 +243,7 @@ pub(super) fn cases() -> Vec<Case> {
             "a low-order X25519 key (all-zero shared secret) is refused",
             &["SLIM-LINK-008"],
             "the low-order public key 0 (all-zero shared secret)",
-            |r| r.link_ecdh_public_key = vec![0u8; 32],
+            |r| r.link_ecdh_public_key = vec![0u8; 32].into(),
         ),
         reply_check(
             "link/reply-echoes-link-id",
@@ -328,12 +328,12 @@ pub(super) fn cases() -> Vec<Case> {
                 let mut req = client::default_request(&uuid::Uuid::new_v4().to_string(), pair.public_bytes().to_vec());
                 // Not a valid ML-KEM key (the runner has no ML-KEM): a node that implements the
                 // hybrid may refuse it; either way the answer is recorded.
-                req.link_kem_payload = Some(vec![0x11; slim_proto::link::ML_KEM768_PUBLIC_KEY_LEN]);
+                req.link_kem_payload = Some(vec![0x11; slim_proto::link::ML_KEM768_PUBLIC_KEY_LEN].into());
                 a.send_message(slim_proto::link::negotiation_message(req)).await?;
                 match a.recv(PROMPT).await {
                     Event::Message(m) => {
                         let p = slim_proto::link::negotiation_payload(&m).map_err(|e| Failure::violation("a LinkNegotiation reply", e.to_string()))?;
-                        let kem = p.link_kem_payload.as_ref().map_or(0, Vec::len);
+                        let kem = p.link_kem_payload.as_ref().map_or(0, |k| k.len());
                         cx.note(format!("hybrid reply: {kem}-byte KEM ciphertext"));
                         ensure(kem == slim_proto::link::ML_KEM768_CIPHERTEXT_LEN, "a 1088-byte ML-KEM ciphertext, or UNIMPLEMENTED", format!("a reply with a {kem}-byte link_kem_payload (a classical answer to a hybrid request)"))
                     }

@@ -120,7 +120,7 @@ fn bad_publish_mac(id: &str, title: &str, reqs: &[&str], mac: Option<Vec<u8>>) -
             let (a, mut b) = pair(&cx, &name).await?;
             let mut m = client::publish(&name, &name, 1, b"bad-mac");
             if let Some(h) = slim_proto::validate::header_mut(&mut m) {
-                h.header_mac = mac;
+                h.header_mac = mac.map(Into::into);
             }
             a.send_message(m).await?;
             barrier(
@@ -144,7 +144,7 @@ fn bad_subscribe_mac(id: &str, title: &str, reqs: &[&str], mac: Option<Vec<u8>>)
             let mut a = cx.link("A").await?;
             let mut m = client::subscribe(&name, 21);
             if let Some(h) = slim_proto::validate::header_mut(&mut m) {
-                h.header_mac = mac;
+                h.header_mac = mac.map(Into::into);
             }
             a.send_message(m).await?;
             let ack = expect_not_accepted(
@@ -324,7 +324,7 @@ pub(super) fn cases() -> Vec<Case> {
                 a.mac = None;
                 let mut m = client::publish(&name, &name, 1, b"mac-from-keyless");
                 if let Some(h) = slim_proto::validate::header_mut(&mut m) {
-                    h.header_mac = Some(vec![1; 32]);
+                    h.header_mac = Some(vec![1; 32].into());
                 }
                 a.send_message(m).await?;
                 a.send_message(client::publish(&name, &name, 1, b"marker")).await?;

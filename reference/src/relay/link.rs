@@ -130,7 +130,7 @@ impl Relay {
             link_id: req.link_id.clone(),
             slim_version: slim_proto::SLIM_VERSION.to_string(),
             is_reply: true,
-            link_ecdh_public_key: public,
+            link_ecdh_public_key: public.into(),
             connection_type: req.connection_type,
             node_id: self.config.node_id.clone(),
             deployment_name: String::new(),

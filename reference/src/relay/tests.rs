@@ -32,7 +32,7 @@ fn request(link_id: &str, public: Vec<u8>) -> pb::Message {
         link_id: link_id.into(),
         slim_version: "3.3.8".into(),
         is_reply: false,
-        link_ecdh_public_key: public,
+        link_ecdh_public_key: public.into(),
         connection_type: pb::LinkConnectionType::Edge as i32,
         node_id: "test".into(),
         ..Default::default()
@@ -141,7 +141,7 @@ fn publish(h: pb::SlimHeader) -> pb::Message {
             content_type: Some(pb::content::ContentType::AppPayload(
                 pb::ApplicationPayload {
                     payload_type: "msg".into(),
-                    blob: b"hello".to_vec(),
+                    blob: b"hello".to_vec().into(),
                 },
             )),
         }),

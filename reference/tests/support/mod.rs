@@ -80,7 +80,7 @@ impl RawLink {
             link::negotiation_message(pb::LinkNegotiationPayload {
                 link_id: link_id.clone(),
                 slim_version: "3.3.8".into(),
-                link_ecdh_public_key: pair.public_bytes().to_vec(),
+                link_ecdh_public_key: pair.public_bytes().to_vec().into(),
                 connection_type: pb::LinkConnectionType::Edge as i32,
                 ..Default::default()
             })
@@ -177,7 +177,7 @@ pub fn publish(src: &SlimName, dst: &SlimName, fanout: u32, blob: Vec<u8>) -> pb
                 content_type: Some(pb::content::ContentType::AppPayload(
                     pb::ApplicationPayload {
                         payload_type: "msg".into(),
-                        blob,
+                        blob: blob.into(),
                     },
                 )),
             }),
