@@ -79,7 +79,8 @@ impl Shared {
 }
 
 impl State {
-    /// Carries out the core's outputs. Never blocks: sends are `try_send`.
+    /// Carries out the core's outputs, leaving `outputs` empty (the caller reuses it, so the hot
+    /// path allocates no output list per message). Never blocks: sends are `try_send`.
     ///
     /// A message for a full queue is dropped for that receiver (SLIM-TRANS-006), except one
     /// addressed back to `ingress`, the link whose message is being handled: replies to a link's
@@ -87,12 +88,12 @@ impl State {
     /// reading that link again, so a client that floods requests slows only itself.
     fn dispatch(
         &mut self,
-        outputs: Vec<Output>,
+        outputs: &mut Vec<Output>,
         shell_stats: &ShellStats,
         ingress: Option<ConnId>,
     ) -> Vec<pb::Message> {
         let mut deferred = Vec::new();
-        for output in outputs {
+        for output in outputs.drain(..) {
             match output {
                 Output::Send { conn, message } => {
                     let Some(link) = self.links.get(&conn) else {
@@ -226,6 +227,7 @@ async fn connection_task(
     tx: mpsc::Sender<Result<pb::Message, Status>>,
     mut close_rx: oneshot::Receiver<Status>,
 ) {
+    let mut out = Vec::new();
     let why: String = loop {
         tokio::select! {
             biased;
@@ -237,11 +239,10 @@ async fn connection_task(
             }
             item = inbound.message() => match item {
                 Ok(Some(msg)) => {
-                    let mut out = Vec::new();
                     let deferred = {
                         let mut state = shared.lock();
                         state.relay.handle(conn, msg, Instant::now(), &mut out);
-                        state.dispatch(out, &shared.shell_stats, Some(conn))
+                        state.dispatch(&mut out, &shared.shell_stats, Some(conn))
                     };
                     // Backpressure on this link only: stop reading it until its replies fit.
                     let mut ended = None;
@@ -308,7 +309,7 @@ async fn timer_task(shared: Arc<Shared>) {
                         let mut out = Vec::new();
                         let mut state = shared.lock();
                         state.relay.handle_timeout(Instant::now(), &mut out);
-                        state.dispatch(out, &shared.shell_stats, None);
+                        state.dispatch(&mut out, &shared.shell_stats, None);
                     }
                     _ = shared.timer.notified() => {}
                 }
@@ -480,7 +481,7 @@ async fn serve(
         let mut out = Vec::new();
         let mut state = closing.lock();
         state.relay.shutdown(&mut out);
-        state.dispatch(out, &closing.shell_stats, None);
+        state.dispatch(&mut out, &closing.shell_stats, None);
     });
     // HTTP/2 keepalive as the real node: PING every 120 s, drop a peer that does not answer in 20 s.
     // Small SLIM frames must not wait for Nagle's algorithm (up to ~40 ms with delayed ACKs).
