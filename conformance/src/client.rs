@@ -22,6 +22,11 @@ use tonic::{Status, Streaming};
 
 use crate::case::Failure;
 
+/// Message builders (from slim-proto), re-exported so cases build everything through `client`.
+pub use slim_proto::messages::{
+    app_payload as payload, header, publish, subscribe, unsubscribe, wrap,
+};
+
 const OPEN_CHANNEL: &str = "/dataplane.proto.v1.DataPlaneService/OpenChannel";
 
 /// Where and how to reach the target.
@@ -66,18 +71,19 @@ impl FrameLog {
         }
     }
 
-    fn push(&self, link: &str, dir: &'static str, summary: String, bytes: usize) {
-        let frame = Frame {
-            at_ms: self.start.elapsed().as_millis() as u64,
-            link: link.to_string(),
-            dir,
-            summary,
-            bytes,
-        };
+    /// Records a frame; `summary` is only rendered while the log has room, so heavy cases
+    /// (thousands of frames) do not describe frames nobody will see.
+    fn push(&self, link: &str, dir: &'static str, bytes: usize, summary: impl FnOnce() -> String) {
         if let Ok(mut f) = self.frames.lock() {
             // Bound the evidence: the first 200 frames say what happened.
             if f.len() < 200 {
-                f.push(frame);
+                f.push(Frame {
+                    at_ms: self.start.elapsed().as_millis() as u64,
+                    link: link.to_string(),
+                    dir,
+                    summary: summary(),
+                    bytes,
+                });
             }
         }
     }
@@ -270,7 +276,7 @@ impl Link {
         let rx = match response {
             Ok(r) => r.into_inner(),
             Err(status) => {
-                log.push(label, "ended", status_text(&status), 0);
+                log.push(label, "ended", 0, || status_text(&status));
                 return Err(Failure::Rejected(status));
             }
         };
@@ -345,8 +351,15 @@ impl Link {
 
     /// Sends raw bytes as one gRPC message.
     pub async fn send_raw(&self, bytes: Vec<u8>, summary: &str) -> Result<(), Failure> {
-        self.log
-            .push(&self.label, "sent", summary.to_string(), bytes.len());
+        self.send_logged(bytes, || summary.to_string()).await
+    }
+
+    async fn send_logged(
+        &self,
+        bytes: Vec<u8>,
+        summary: impl FnOnce() -> String,
+    ) -> Result<(), Failure> {
+        self.log.push(&self.label, "sent", bytes.len(), summary);
         match &self.tx {
             Some(tx) => tx
                 .send(bytes)
@@ -358,8 +371,8 @@ impl Link {
 
     /// Sends a message exactly as given (no signing).
     pub async fn send_message(&self, msg: pb::Message) -> Result<(), Failure> {
-        let summary = describe(&msg);
-        self.send_raw(msg.encode_to_vec(), &summary).await
+        let bytes = msg.encode_to_vec();
+        self.send_logged(bytes, || describe(&msg)).await
     }
 
     /// Signs the header (if this link has a key) and sends.
@@ -394,18 +407,18 @@ impl Link {
             Err(_) => Event::Silent,
             Ok(Ok(Some(m))) => {
                 self.log
-                    .push(&self.label, "received", describe(&m), m.encoded_len());
+                    .push(&self.label, "received", m.encoded_len(), || describe(&m));
                 Event::Message(m)
             }
             Ok(Ok(None)) => {
                 self.ended = true;
                 let s = Status::ok("stream ended");
-                self.log.push(&self.label, "ended", status_text(&s), 0);
+                self.log.push(&self.label, "ended", 0, || status_text(&s));
                 Event::Ended(s)
             }
             Ok(Err(s)) => {
                 self.ended = true;
-                self.log.push(&self.label, "ended", status_text(&s), 0);
+                self.log.push(&self.label, "ended", 0, || status_text(&s));
                 Event::Ended(s)
             }
         }
@@ -505,72 +518,4 @@ fn random32() -> [u8; 32] {
     let mut b = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
     b
-}
-
-/// A routed header from `src` to `dst` with the default TTL.
-pub fn header(src: &SlimName, dst: &SlimName, fanout: u32) -> pb::SlimHeader {
-    pb::SlimHeader {
-        source: Some(src.to_proto()),
-        destination: Some(dst.to_proto()),
-        fanout,
-        ttl: slim_proto::DEFAULT_TTL,
-        version: "3.4.6".into(),
-        ..Default::default()
-    }
-}
-
-/// A Subscribe for `name` (source = destination = name) with ack id `id`.
-pub fn subscribe(name: &SlimName, id: u64) -> pb::Message {
-    wrap(MessageType::Subscribe(pb::Subscribe {
-        header: Some(header(name, name, 1)),
-        subscription_id: id,
-    }))
-}
-
-/// An Unsubscribe for `name` with ack id `id`.
-pub fn unsubscribe(name: &SlimName, id: u64) -> pb::Message {
-    wrap(MessageType::Unsubscribe(pb::Unsubscribe {
-        header: Some(header(name, name, 1)),
-        subscription_id: id,
-    }))
-}
-
-/// A Publish with an application payload.
-pub fn publish(src: &SlimName, dst: &SlimName, fanout: u32, payload: &[u8]) -> pb::Message {
-    wrap(MessageType::Publish(pb::Publish {
-        header: Some(header(src, dst, fanout)),
-        session: Some(pb::SessionHeader {
-            session_type: pb::SessionType::PointToPoint as i32,
-            session_message_type: pb::SessionMessageType::Msg as i32,
-            session_id: 1,
-            message_id: 1,
-        }),
-        msg: Some(pb::Content {
-            content_type: Some(pb::content::ContentType::AppPayload(
-                pb::ApplicationPayload {
-                    payload_type: "msg".into(),
-                    blob: payload.to_vec().into(),
-                },
-            )),
-        }),
-    }))
-}
-
-/// Wraps a message type.
-pub fn wrap(t: MessageType) -> pb::Message {
-    pb::Message {
-        message_type: Some(t),
-        metadata: Default::default(),
-    }
-}
-
-/// The application payload of a Publish.
-pub fn payload(msg: &pb::Message) -> Option<&[u8]> {
-    match &msg.message_type {
-        Some(MessageType::Publish(p)) => match p.msg.as_ref()?.content_type.as_ref()? {
-            pb::content::ContentType::AppPayload(a) => Some(&a.blob),
-            _ => None,
-        },
-        _ => None,
-    }
 }

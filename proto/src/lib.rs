@@ -6,6 +6,7 @@
 //! - [`link`]: link negotiation key agreement (X25519 + HKDF-SHA256).
 //! - [`mac`]: the per-link header MAC (HMAC-SHA256 over a canonical header preimage).
 //! - [`validate`]: structural validation with a typed error per defect.
+//! - [`messages`]: builders for well-formed Subscribe, Unsubscribe and Publish messages.
 //! - [`raw`]: a gRPC codec for sending raw frames (test clients).
 //!
 //! Only *primitives* live here. Behaviour (routing, sessions) lives in the reference crate, and the
@@ -14,6 +15,7 @@
 
 pub mod link;
 pub mod mac;
+pub mod messages;
 pub mod names;
 pub mod raw;
 pub mod validate;

@@ -32,12 +32,7 @@ async fn healthy_pair(url: &str, tag: &str) -> (RawLink, RawLink, SlimName) {
 
 async fn still_routes(sub: &mut RawLink, publisher: &RawLink, name: &SlimName, blob: &[u8]) {
     publisher
-        .send(publish(
-            &"o/n/p".parse().expect("n"),
-            name,
-            1,
-            blob.to_vec(),
-        ))
+        .send(publish(&"o/n/p".parse().expect("n"), name, 1, blob))
         .await;
     let got = sub.recv().await.expect("delivery");
     assert_eq!(blob_of(&got), Some(blob));
@@ -97,9 +92,7 @@ async fn bad_negotiation_and_silence_get_a_status() {
     let (mut sub, publisher, name) = healthy_pair(&url, "d").await;
 
     let mut first_publish = RawLink::open(&url).await;
-    first_publish
-        .send(publish(&name, &name, 1, b"x".to_vec()))
-        .await;
+    first_publish.send(publish(&name, &name, 1, b"x")).await;
     let status = first_publish.recv().await.expect_err("closed");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(

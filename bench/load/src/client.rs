@@ -12,6 +12,7 @@ use std::time::Duration;
 use prost::Message as _;
 use slim_proto::link::{self, LinkKeyPair};
 use slim_proto::mac::LinkMac;
+use slim_proto::messages;
 use slim_proto::names::SlimName;
 use slim_proto::pb::{self, message::MessageType};
 use slim_proto::raw::RawCodec;
@@ -132,14 +133,8 @@ impl BenchLink {
 
     /// Subscribes `name` with ack id `id` and waits for a successful SubscriptionAck.
     pub async fn subscribe(&mut self, name: &SlimName, id: u64) -> Result<(), BenchError> {
-        let mut header = header(name, name, 1);
-        if let Some(mac) = &self.mac {
-            mac.sign(&mut header);
-        }
-        let msg = wrap(MessageType::Subscribe(pb::Subscribe {
-            header: Some(header),
-            subscription_id: id,
-        }));
+        let mut msg = messages::subscribe(name, id);
+        sign(self.mac.as_ref(), &mut msg);
         self.send(msg.encode_to_vec()).await?;
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
         loop {
@@ -163,22 +158,10 @@ impl BenchLink {
     }
 }
 
-/// A routed header with the default TTL.
-pub fn header(src: &SlimName, dst: &SlimName, fanout: u32) -> pb::SlimHeader {
-    pb::SlimHeader {
-        source: Some(src.to_proto()),
-        destination: Some(dst.to_proto()),
-        fanout,
-        ttl: slim_proto::DEFAULT_TTL,
-        version: slim_proto::SLIM_VERSION.into(),
-        ..Default::default()
-    }
-}
-
-fn wrap(t: MessageType) -> pb::Message {
-    pb::Message {
-        message_type: Some(t),
-        metadata: Default::default(),
+/// Signs `msg`'s header with `mac`, if the link has a key.
+fn sign(mac: Option<&LinkMac>, msg: &mut pb::Message) {
+    if let (Some(mac), Some(h)) = (mac, slim_proto::validate::header_mut(msg)) {
+        mac.sign(h);
     }
 }
 
@@ -201,28 +184,9 @@ impl PublishTemplate {
         mac: Option<&LinkMac>,
     ) -> Result<Self, BenchError> {
         let size = size.max(HEADER_LEN);
-        let mut header = header(src, dst, fanout);
-        if let Some(mac) = mac {
-            mac.sign(&mut header);
-        }
         let marker = vec![0xA5u8; size];
-        let msg = wrap(MessageType::Publish(pb::Publish {
-            header: Some(header),
-            session: Some(pb::SessionHeader {
-                session_type: pb::SessionType::PointToPoint as i32,
-                session_message_type: pb::SessionMessageType::Msg as i32,
-                session_id: 1,
-                message_id: 1,
-            }),
-            msg: Some(pb::Content {
-                content_type: Some(pb::content::ContentType::AppPayload(
-                    pb::ApplicationPayload {
-                        payload_type: "bench".into(),
-                        blob: marker.clone().into(),
-                    },
-                )),
-            }),
-        }));
+        let mut msg = messages::publish(src, dst, fanout, &marker);
+        sign(mac, &mut msg);
         let mut encoded = msg.encode_to_vec();
         let blob_at = encoded.len().saturating_sub(size);
         if encoded.get(blob_at..) != Some(&marker[..]) {

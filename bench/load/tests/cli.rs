@@ -3,27 +3,10 @@
 //! Every server a test starts is shut down by the test (or by its handle's `Drop` on failure).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use slim_bench::cli::run_cli;
+mod support;
 use slim_bench::null_relay;
-
-fn tmp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("slim-bench-test-{}-{name}", std::process::id()))
-}
-
-async fn cli(args: &[&str]) -> (i32, String) {
-    let mut argv = vec!["slim-bench".to_string()];
-    argv.extend(args.iter().map(|s| s.to_string()));
-    let mut out = Vec::new();
-    let code = run_cli(argv, &mut out).await;
-    (code, String::from_utf8_lossy(&out).into_owned())
-}
-
-fn read_json(path: &PathBuf) -> serde_json::Value {
-    let text = std::fs::read_to_string(path).expect("result file written");
-    serde_json::from_str(&text).expect("valid JSON")
-}
+use support::{cli, read_json, tmp};
 
 async fn embedded_run(scenario: &str, subscribers: &str, publishers: &str) {
     let path = tmp(&format!("{scenario}.json"));

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use slim_bench::cli::run_cli;
+mod support;
+use support::{cli, read_json, tmp};
 
 /// A `nats-server` on 127.0.0.1 and an ephemeral port, killed on drop.
 struct NatsServer {
@@ -87,24 +88,6 @@ fn start_nats() -> NatsServer {
     server
 }
 
-fn tmp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("slim-bench-nats-{}-{name}", std::process::id()))
-}
-
-async fn cli(args: &[&str]) -> (i32, String) {
-    let mut argv = vec!["slim-bench".to_string()];
-    argv.extend(args.iter().map(|s| s.to_string()));
-    let mut out = Vec::new();
-    let code = run_cli(argv, &mut out).await;
-    (code, String::from_utf8_lossy(&out).into_owned())
-}
-
-fn read_json(path: &PathBuf) -> serde_json::Value {
-    let text = std::fs::read_to_string(path).expect("result file written");
-    let _ = std::fs::remove_file(path);
-    serde_json::from_str(&text).expect("valid JSON")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs nats-server (apt-get install nats-server); run with --ignored"]
 async fn every_scenario_over_nats_is_lossless() {
@@ -144,6 +127,7 @@ async fn every_scenario_over_nats_is_lossless() {
         assert_eq!(code, 0, "{scenario}: {out}");
         assert!(out.contains("(nats)"), "{out}");
         let doc = read_json(&path);
+        let _ = std::fs::remove_file(&path);
         let t = &doc["targets"][0];
         assert_eq!(t["transport"], "nats", "{scenario}");
         assert_eq!(t["url"], nats.url.as_str());
@@ -201,6 +185,7 @@ async fn vs_between_slim_relay_and_nats() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("(slim)") && out.contains("(nats)"), "{out}");
     let doc = read_json(&path);
+    let _ = std::fs::remove_file(&path);
     assert_eq!(doc["targets"][0]["transport"], "slim");
     assert_eq!(doc["targets"][1]["transport"], "nats");
     assert_eq!(

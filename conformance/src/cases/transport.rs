@@ -105,7 +105,7 @@ fn publish_of_size(
     // The payload length's varint grows with the payload; adjust until the size is exact.
     let mut pad = total.saturating_sub(base + 4);
     loop {
-        let mut probe = client::publish(src, dst, 1, &vec![b'x'; pad]);
+        let mut probe = client::publish(src, dst, 1, vec![b'x'; pad]);
         link.sign(&mut probe);
         let len = probe.encoded_len();
         if len >= total || pad == 0 {
@@ -239,7 +239,7 @@ async fn slow_consumer(cx: Ctx) -> Result<(), Failure> {
         .ok_or_else(|| Failure::Harness("sender closed".into()))?;
     let mut frames = Vec::with_capacity(N);
     for i in 0..N {
-        let mut m = client::publish(&src, &name, slim_proto::BROADCAST_FANOUT, &vec![b'x'; 1024]);
+        let mut m = client::publish(&src, &name, slim_proto::BROADCAST_FANOUT, vec![b'x'; 1024]);
         if let Some(pb::message::MessageType::Publish(p)) = &mut m.message_type {
             if let Some(s) = &mut p.session {
                 s.message_id = i as u32;

@@ -148,50 +148,6 @@ fn rand_bytes() -> [u8; 32] {
     out
 }
 
-pub fn header(src: &SlimName, dst: &SlimName, fanout: u32) -> pb::SlimHeader {
-    pb::SlimHeader {
-        source: Some(src.to_proto()),
-        destination: Some(dst.to_proto()),
-        fanout,
-        ttl: slim_proto::DEFAULT_TTL,
-        ..Default::default()
-    }
-}
-
-pub fn subscribe(name: &SlimName, id: u64) -> pb::Message {
-    pb::Message {
-        message_type: Some(MessageType::Subscribe(pb::Subscribe {
-            header: Some(header(name, name, 1)),
-            subscription_id: id,
-        })),
-        metadata: Default::default(),
-    }
-}
-
-pub fn publish(src: &SlimName, dst: &SlimName, fanout: u32, blob: Vec<u8>) -> pb::Message {
-    pb::Message {
-        message_type: Some(MessageType::Publish(pb::Publish {
-            header: Some(header(src, dst, fanout)),
-            session: Some(pb::SessionHeader::default()),
-            msg: Some(pb::Content {
-                content_type: Some(pb::content::ContentType::AppPayload(
-                    pb::ApplicationPayload {
-                        payload_type: "msg".into(),
-                        blob: blob.into(),
-                    },
-                )),
-            }),
-        })),
-        metadata: Default::default(),
-    }
-}
-
-pub fn blob_of(msg: &pb::Message) -> Option<&[u8]> {
-    match &msg.message_type {
-        Some(MessageType::Publish(p)) => match p.msg.as_ref()?.content_type.as_ref()? {
-            pb::content::ContentType::AppPayload(a) => Some(&a.blob),
-            _ => None,
-        },
-        _ => None,
-    }
-}
+// Each test binary uses a different subset.
+#[allow(unused_imports)]
+pub use slim_proto::messages::{app_payload as blob_of, publish, subscribe};
