@@ -78,7 +78,8 @@ pub enum NameError {
 }
 
 /// A SLIM name with its strings: `org/namespace/service` plus an instance id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Ordered by components, then id, so names can key ordered maps (per-peer session state).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SlimName {
     components: [String; 3],
     id: u128,

@@ -1,0 +1,341 @@
+//! The participant side of a session (WIRE.md §5.3, §5.5, §5.6): answer the join request with a
+//! key package, join from the welcome, apply group updates strictly in commit order, leave when
+//! asked or when the group closes.
+
+use std::collections::BTreeMap;
+
+use slim_proto::names::SlimName;
+use slim_proto::pb::{self, command_payload::CommandPayloadType as Cmd};
+use slim_proto::pb::SessionMessageType as Mt;
+
+use super::control::Expect;
+use super::identity::Peer;
+use super::state::{Ctx, MlsState, Session};
+use super::wire::{self, Inbound};
+use super::{Event, Reliability, SessionError};
+
+/// State only a participant has.
+#[derive(Debug)]
+pub struct ParticipantState {
+    /// Who invited us (the only name allowed to change the group).
+    pub moderator: SlimName,
+    /// The last MLS commit applied (commit ids count from the welcome's).
+    last_commit: u32,
+    /// Group updates that arrived ahead of a missing one, by commit id.
+    pending: BTreeMap<u32, pb::GroupUpdatePayload>,
+    /// Our own LeaveRequest, while we wait for its reply.
+    leaving: Option<u32>,
+}
+
+impl ParticipantState {
+    /// A participant invited by `moderator`.
+    pub fn new(moderator: SlimName) -> Self {
+        Self {
+            moderator,
+            last_commit: 0,
+            pending: BTreeMap::new(),
+            leaving: None,
+        }
+    }
+}
+
+impl Session {
+    fn participant(&mut self) -> &mut ParticipantState {
+        match &mut self.role {
+            super::state::Role::Participant(p) => p,
+            super::state::Role::Moderator(_) => unreachable!("participant handler on a moderator"),
+        }
+    }
+
+    /// An inbound command (already verified) for a session we were invited to.
+    pub fn participant_command(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        m: &Inbound<'_>,
+        _peer: &Peer,
+    ) -> Result<(), SessionError> {
+        let from_moderator = m.source == self.participant().moderator;
+        let moderator_only = matches!(
+            m.kind,
+            Mt::JoinRequest | Mt::GroupWelcome | Mt::GroupUpdate | Mt::LeaveRequest | Mt::GroupClose
+        );
+        if moderator_only && !from_moderator {
+            return Err(SessionError::Protocol(format!(
+                "{:?} from {}, who is not the moderator of session {}",
+                m.kind, m.source, self.id
+            )));
+        }
+        match (m.kind, m.command()) {
+            (Mt::JoinRequest, Some(Cmd::JoinRequest(j))) => self.on_join_request(cx, m, j),
+            (Mt::GroupWelcome, Some(Cmd::GroupWelcome(w))) => self.on_welcome(cx, m, w),
+            (Mt::GroupUpdate, Some(Cmd::GroupUpdate(u))) => self.on_group_update(cx, m, u),
+            (Mt::LeaveRequest, _) => {
+                self.reply(cx, m, Mt::LeaveReply, Cmd::LeaveReply(pb::LeaveReplyPayload {}))?;
+                self.end(cx);
+                if self.is_group() {
+                    cx.events.push_back(Event::Removed { session: self.id });
+                } else {
+                    cx.events.push_back(Event::SessionClosed {
+                        session: self.id,
+                        reason: format!("closed by {}", m.source),
+                    });
+                }
+                Ok(())
+            }
+            (Mt::GroupClose, _) => {
+                self.reply(cx, m, Mt::GroupAck, Cmd::GroupAck(pb::GroupAckPayload {}))?;
+                self.end(cx);
+                cx.events.push_back(Event::SessionClosed {
+                    session: self.id,
+                    reason: format!("closed by {}", m.source),
+                });
+                Ok(())
+            }
+            (Mt::UpdateParticipantState, _) => {
+                self.reply(cx, m, Mt::GroupAck, Cmd::GroupAck(pb::GroupAckPayload {}))
+            }
+            (Mt::LeaveReply | Mt::GroupAck | Mt::GroupNack, _) => {
+                self.commands.on_reply(m.message_id, &m.source);
+                Ok(())
+            }
+            // Heartbeats need no answer; discovery and join replies are not for participants.
+            _ => Ok(()),
+        }
+    }
+
+    fn on_join_request(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        m: &Inbound<'_>,
+        j: &pb::JoinRequestPayload,
+    ) -> Result<(), SessionError> {
+        // The join request sets the session up: reliability, MLS and, for groups, the channels.
+        self.opts.reliable = j.timer_settings.map(|t| Reliability {
+            interval: std::time::Duration::from_millis(u64::from(t.timeout.max(1))),
+            max_retries: t.max_retries,
+        });
+        self.opts.mls = j.mls_settings.is_some();
+        self.reset_reliability();
+        if self.is_group() {
+            let name = |n: &Option<pb::Name>, what: &str| {
+                n.as_ref()
+                    .and_then(|n| SlimName::from_proto(n).ok())
+                    .ok_or_else(|| {
+                        SessionError::Protocol(format!("group join request without a {what} name"))
+                    })
+            };
+            let channel = name(&j.channel, "channel")?;
+            let control = name(&j.control, "control")?;
+            // Subscribed now, before the welcome, so no group message finds us unsubscribed.
+            cx.out.push_back(super::Transmit::Subscribe(channel.clone()));
+            cx.out.push_back(super::Transmit::Subscribe(control.clone()));
+            self.peer = SlimName::new(
+                channel.components()[0],
+                channel.components()[1],
+                channel.components()[2],
+            );
+            self.data_dst = Some(channel);
+            self.control_dst = Some(control);
+        } else {
+            self.peer = m.source.clone();
+            self.data_dst = Some(m.source.clone());
+        }
+        let key_package = if self.opts.mls {
+            let token = cx.me.token(cx.unix, cx.rng)?;
+            let id = crate::mls::MlsIdentity::new(cx.me.key().signing_key().clone(), token);
+            let kp = id
+                .key_package(cx.unix)
+                .map_err(|e| SessionError::Mls(e.to_string()))?;
+            self.mls = MlsState::Waiting(Box::new(id));
+            Some(kp.into())
+        } else {
+            None
+        };
+        let me = self.env.source.clone();
+        self.reply(
+            cx,
+            m,
+            Mt::JoinReply,
+            Cmd::JoinReply(pb::JoinReplyPayload {
+                key_package,
+                participant: Some(wire::participant(&me)),
+            }),
+        )
+    }
+
+    fn on_welcome(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        m: &Inbound<'_>,
+        w: &pb::GroupWelcomePayload,
+    ) -> Result<(), SessionError> {
+        if self.opts.mls {
+            let mls = w.mls.as_ref().ok_or_else(|| {
+                SessionError::Mls("welcome without MLS content in an MLS session".into())
+            })?;
+            let MlsState::Waiting(id) = std::mem::replace(&mut self.mls, MlsState::Off) else {
+                return Err(SessionError::Mls("welcome before our key package".into()));
+            };
+            let group = crate::mls::MlsGroup::join(*id, &mls.mls_content, &cx.validator())
+                .map_err(|e| SessionError::Mls(format!("cannot join from the welcome: {e}")))?;
+            self.mls = MlsState::Group(Box::new(group));
+            self.participant().last_commit = mls.commit_id;
+        }
+        for p in &w.participants {
+            if let Some(n) = wire::participant_name(p) {
+                if n != self.env.source {
+                    self.add_member(n, None);
+                }
+            }
+        }
+        self.reply(cx, m, Mt::GroupAck, Cmd::GroupAck(pb::GroupAckPayload {}))?;
+        cx.events.push_back(Event::SessionOpened {
+            session: self.id,
+            peer: self.peer.clone(),
+            initiator: false,
+            group: self.is_group(),
+        });
+        self.establish(cx);
+        Ok(())
+    }
+
+    fn on_group_update(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        m: &Inbound<'_>,
+        u: &pb::GroupUpdatePayload,
+    ) -> Result<(), SessionError> {
+        match (&u.mls, self.opts.mls) {
+            (Some(mls), true) => {
+                let p = self.participant();
+                if mls.commit_id > p.last_commit {
+                    p.pending.insert(mls.commit_id, u.clone());
+                }
+                // Apply every update whose predecessor is applied (commit order, WIRE.md §5.5).
+                loop {
+                    let p = self.participant();
+                    let next = p.last_commit + 1;
+                    let Some(update) = p.pending.remove(&next) else {
+                        break;
+                    };
+                    p.last_commit = next;
+                    self.apply_update(cx, &update)?;
+                }
+            }
+            (None, false) => self.apply_update(cx, u)?,
+            _ => {
+                return Err(SessionError::Mls(
+                    "group update whose MLS content does not match the session's MLS setting"
+                        .into(),
+                ))
+            }
+        }
+        self.reply(cx, m, Mt::GroupAck, Cmd::GroupAck(pb::GroupAckPayload {}))
+    }
+
+    fn apply_update(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        u: &pb::GroupUpdatePayload,
+    ) -> Result<(), SessionError> {
+        let who = u.participant.as_ref().and_then(wire::participant_name);
+        if let (MlsState::Group(g), Some(mls)) = (&mut self.mls, &u.mls) {
+            let outcome = g
+                .process_commit(&mls.mls_content, &cx.validator())
+                .map_err(|e| SessionError::Mls(format!("commit {}: {e}", mls.commit_id)))?;
+            if outcome.removed_self {
+                self.mls = MlsState::Gone;
+            }
+        }
+        let Some(who) = who else {
+            return Ok(());
+        };
+        match pb::GroupUpdateOp::try_from(u.op) {
+            Ok(pb::GroupUpdateOp::Add) | Ok(pb::GroupUpdateOp::Rejoin) => {
+                if who != self.env.source {
+                    self.add_member(who.clone(), None);
+                    cx.events.push_back(Event::MemberJoined {
+                        session: self.id,
+                        member: who,
+                    });
+                }
+            }
+            Ok(pb::GroupUpdateOp::Remove) => {
+                if who == self.env.source {
+                    // Our removal: the LeaveRequest that follows ends the session; nothing sent
+                    // to the group from now on can be decrypted by us.
+                    self.mls = match std::mem::replace(&mut self.mls, MlsState::Off) {
+                        MlsState::Off => MlsState::Off,
+                        _ => MlsState::Gone,
+                    };
+                } else {
+                    self.remove_member(cx, &who);
+                    cx.events.push_back(Event::MemberLeft {
+                        session: self.id,
+                        member: who,
+                    });
+                }
+            }
+            Err(_) => {
+                return Err(SessionError::Protocol(format!(
+                    "unknown group update operation {}",
+                    u.op
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Recreates the reliable sender/receiver after the join request set the session's mode.
+    fn reset_reliability(&mut self) {
+        self.reliable = self.opts.reliable.map(|r| {
+            (
+                super::reliable::ReliableSender::new(
+                    r.interval,
+                    r.max_retries,
+                    super::state::RELIABLE_WINDOW,
+                ),
+                super::reliable::ReliableReceiver::new(r.interval, r.max_retries),
+            )
+        });
+    }
+
+    /// Leaves the session on our own: LeaveRequest to the moderator.
+    pub fn leave(&mut self, cx: &mut Ctx<'_>) -> Result<(), SessionError> {
+        let moderator = self.participant().moderator.clone();
+        let id = cx.random_id();
+        self.participant().leaving = Some(id);
+        self.send_command(
+            cx,
+            &moderator,
+            false,
+            Mt::LeaveRequest,
+            id,
+            Cmd::LeaveRequest(pb::LeaveRequestPayload {}),
+            &[(wire::LEAVING_SESSION, wire::TRUE_VAL)],
+            Expect::All([moderator.clone()].into()),
+        )
+    }
+
+    /// Every expected reply to our command `id` arrived.
+    pub fn participant_command_complete(&mut self, cx: &mut Ctx<'_>, id: u32) {
+        if self.participant().leaving == Some(id) {
+            self.end(cx);
+            cx.events.push_back(Event::SessionClosed {
+                session: self.id,
+                reason: "left".into(),
+            });
+        }
+    }
+
+    /// Retries exhausted for our command `id`.
+    pub fn participant_command_failed(&mut self, cx: &mut Ctx<'_>, id: u32) {
+        if self.participant().leaving == Some(id) {
+            self.end(cx);
+            cx.events.push_back(Event::SessionClosed {
+                session: self.id,
+                reason: "left (the moderator did not acknowledge)".into(),
+            });
+        }
+    }
+}
