@@ -4,6 +4,7 @@
 //! - [`server`]: the thin tokio/tonic shell that serves `DataPlaneService.OpenChannel`.
 //! - [`config`]: `relay.yaml` and its validation.
 //! - [`auth`]: the sans-IO credential check for `OpenChannel` calls (Basic or Bearer).
+//! - [`session`]: the sans-IO session layer (reliable delivery of session data).
 //!
 //! Requirement ids (`SLIM-ROUTE-005`, …) in doc comments refer to `spec/SPEC.md`.
 
@@ -11,3 +12,4 @@ pub mod auth;
 pub mod config;
 pub mod relay;
 pub mod server;
+pub mod session;
