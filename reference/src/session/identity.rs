@@ -131,8 +131,8 @@ impl LocalIdentity {
     }
 
     /// Signs a command we send: header signature and payload signature.
-    pub fn sign(&self, msg: &mut pb::Message) {
-        e2e::sign_command(msg, &self.key);
+    pub fn sign(&self, msg: &mut pb::Message) -> Result<(), SessionError> {
+        e2e::sign_command(msg, &self.key).map_err(SessionError::Signature)
     }
 
     /// Verifies a peer's token at `now_unix` and returns what it says.

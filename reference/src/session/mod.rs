@@ -437,7 +437,7 @@ impl Endpoint {
             &token,
             wire::command(Cmd::DiscoveryReply(pb::DiscoveryReplyPayload {})),
         );
-        cx.me.sign(&mut reply);
+        cx.me.sign(&mut reply)?;
         cx.out.push_back(Transmit::Publish(reply));
         Ok(())
     }
@@ -446,9 +446,8 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         let due: Vec<SessionId> = self
             .sessions
-            .iter()
-            .filter(|(_, s)| s.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
+            .iter_mut()
+            .filter_map(|(id, s)| s.poll_timeout().filter(|t| *t <= now).map(|_| *id))
             .collect();
         for id in due {
             let mut cx = cx!(self, now);
@@ -460,8 +459,11 @@ impl Endpoint {
     }
 
     /// When [`Endpoint::handle_timeout`] must next be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sessions.values().filter_map(Session::poll_timeout).min()
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.sessions
+            .values_mut()
+            .filter_map(Session::poll_timeout)
+            .min()
     }
 
     /// The next message or subscription change for the shell.

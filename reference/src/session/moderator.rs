@@ -410,7 +410,7 @@ impl Session {
                 };
                 let newcomer = m.source.clone();
                 let existing: BTreeSet<SlimName> = self.members.keys().cloned().collect();
-                self.add_member(newcomer.clone(), Some(peer.sub.clone()));
+                self.add_member(newcomer.clone(), Some(peer.sub.clone()), cx.now);
                 if !self.is_group() {
                     self.data_dst = Some(newcomer.clone());
                 }

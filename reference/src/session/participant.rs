@@ -184,7 +184,7 @@ impl Session {
         for p in &w.participants {
             if let Some(n) = wire::participant_name(p) {
                 if n != self.env.source {
-                    self.add_member(n, None);
+                    self.add_member(n, None, cx.now);
                 }
             }
         }
@@ -253,7 +253,7 @@ impl Session {
         match pb::GroupUpdateOp::try_from(u.op) {
             Ok(pb::GroupUpdateOp::Add) | Ok(pb::GroupUpdateOp::Rejoin) => {
                 if who != self.env.source {
-                    self.add_member(who.clone(), None);
+                    self.add_member(who.clone(), None, cx.now);
                     cx.events.push_back(Event::MemberJoined {
                         session: self.id,
                         member: who,
@@ -288,16 +288,11 @@ impl Session {
 
     /// Recreates the reliable sender/receiver after the join request set the session's mode.
     fn reset_reliability(&mut self) {
-        self.reliable = self.opts.reliable.map(|r| {
-            (
-                super::reliable::ReliableSender::new(
-                    r.interval,
-                    r.max_retries,
-                    super::state::RELIABLE_WINDOW,
-                ),
-                super::reliable::ReliableReceiver::new(r.interval, r.max_retries),
-            )
-        });
+        let kind = self.kind;
+        self.reliable = self
+            .opts
+            .reliable
+            .map(|r| super::state::new_reliable(kind, r));
     }
 
     /// Leaves the session on our own: LeaveRequest to the moderator.

@@ -822,6 +822,23 @@ impl<P: Ord + Clone + Debug> ReliableReceiver<P> {
 
     /// The key of `src`'s state, created (its stream starting at the configured start or at
     /// `first_id`) if new.
+    /// Whether message `id` from `src` was already received (delivered, or buffered ahead of a
+    /// gap): its copy needs no processing, only the ack [`Self::on_message`] gives it. The
+    /// session asks before decrypting, since an MLS message decrypts only once.
+    pub fn is_duplicate(&self, src: &P, id: u32) -> bool {
+        if !is_sequenced(id) {
+            return false;
+        }
+        let Some(source) = self.by_peer.get(src).and_then(|k| self.sources.get(k)) else {
+            return false;
+        };
+        let ahead = id_distance(source.next, id);
+        if ahead >= HALF_SPACE {
+            return true;
+        }
+        matches!(source.pending.get(ahead as usize), Some(RecvSlot::Received(_)))
+    }
+
     fn source_key(&mut self, src: &P, first_id: u32) -> u64 {
         if let Some(&key) = self.by_peer.get(src) {
             return key;

@@ -152,12 +152,7 @@ impl Session {
         role: Role,
         now: Instant,
     ) -> Self {
-        let reliable = opts.reliable.map(|r| {
-            (
-                ReliableSender::new(r.interval, r.max_retries, RELIABLE_WINDOW),
-                ReliableReceiver::new(r.interval, r.max_retries),
-            )
-        });
+        let reliable = opts.reliable.map(|r| new_reliable(kind, r));
         Self {
             id,
             kind,
@@ -229,7 +224,7 @@ impl Session {
         for (k, v) in metadata {
             msg.metadata.insert((*k).to_string(), (*v).to_string());
         }
-        cx.me.sign(&mut msg);
+        cx.me.sign(&mut msg)?;
         Ok(msg)
     }
 
@@ -413,11 +408,15 @@ impl Session {
                     session: self.id,
                     message_id: id,
                 }),
-                SenderOutput::Failed { id, peer } => cx.events.push_back(Event::SendFailed {
-                    session: self.id,
-                    message_id: id,
-                    peer,
-                }),
+                SenderOutput::Failed { id, peers } => {
+                    for peer in peers {
+                        cx.events.push_back(Event::SendFailed {
+                            session: self.id,
+                            message_id: id,
+                            peer,
+                        });
+                    }
+                }
             }
         }
         while let Some(o) = receiver.poll_output() {
@@ -451,7 +450,7 @@ impl Session {
         // Acks may have made room in the window.
         if !self.backlog.is_empty() && self.established {
             if let Some((sender, _)) = &self.reliable {
-                if sender.has_room() {
+                if sender.in_flight() < sender.window() {
                     self.drain_backlog(cx);
                 }
             }
@@ -484,7 +483,7 @@ impl Session {
         match m.kind {
             Mt::Msg | Mt::RtxReply => {
                 if let Some((_, receiver)) = &mut self.reliable {
-                    if receiver.is_known(&m.source, m.message_id) {
+                    if receiver.is_duplicate(&m.source, m.message_id) {
                         // A duplicate: acked again, not decrypted again (MLS keys are single-use).
                         receiver.on_message(&m.source, m.message_id, Bytes::new(), cx.now);
                         self.flush_reliable(cx);
@@ -537,7 +536,7 @@ impl Session {
             }
             Mt::RtxRequest => {
                 let answer = match &mut self.reliable {
-                    Some((sender, _)) => sender.on_rtx_request(&m.source, m.message_id, cx.now),
+                    Some((sender, _)) => sender.on_rtx_request(m.message_id),
                     None => return Ok(()),
                 };
                 match answer {
@@ -597,9 +596,9 @@ impl Session {
     }
 
     /// Adds a member (data receiver).
-    pub fn add_member(&mut self, name: SlimName, sub: Option<String>) {
+    pub fn add_member(&mut self, name: SlimName, sub: Option<String>, now: Instant) {
         if let Some((s, _)) = &mut self.reliable {
-            s.add_receiver(name.clone());
+            s.add_receiver(name.clone(), now);
         }
         self.members.insert(name, sub);
     }
@@ -620,7 +619,7 @@ impl Session {
         self.established = true;
         if let Some((sender, _)) = &mut self.reliable {
             for m in self.members.keys() {
-                sender.add_receiver(m.clone());
+                sender.add_receiver(m.clone(), cx.now);
             }
         }
         self.drain_backlog(cx);
@@ -644,14 +643,14 @@ impl Session {
     // ----- time ------------------------------------------------------------------------------
 
     /// When this session next needs to run.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
         let mut t = self.commands.poll_timeout();
         let mut min = |x: Option<Instant>| {
             if let Some(x) = x {
                 t = Some(t.map_or(x, |t| t.min(x)));
             }
         };
-        if let Some((s, r)) = &self.reliable {
+        if let Some((s, r)) = &mut self.reliable {
             min(s.poll_timeout());
             min(r.poll_timeout());
         }
@@ -750,5 +749,23 @@ pub fn is_request(kind: Mt) -> bool {
             | Mt::Heartbeat
             | Mt::UpdateParticipantState
             | Mt::RejoinRequest
+    )
+}
+
+/// The reliable sender and receiver of a session: point-to-point streams start at id 1 (a lost
+/// first message is asked for), group streams where a member joins (WIRE.md §5.4).
+pub fn new_reliable(
+    kind: SessionType,
+    r: super::Reliability,
+) -> (ReliableSender<SlimName>, ReliableReceiver<SlimName>) {
+    let receiver = ReliableReceiver::new(r.interval, r.max_retries);
+    let receiver = if kind == SessionType::PointToPoint {
+        receiver.starting_at(super::reliable::FIRST_MESSAGE_ID)
+    } else {
+        receiver
+    };
+    (
+        ReliableSender::new(r.interval, r.max_retries, RELIABLE_WINDOW),
+        receiver,
     )
 }
