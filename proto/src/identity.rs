@@ -34,6 +34,10 @@ use rand_core::CryptoRngCore;
 use serde_json::Value;
 use sha2::Sha256;
 
+/// The `p256` crate these keys are made of, so callers (MLS providers, key loaders) name the very
+/// same version.
+pub use p256;
+
 /// Length of an uncompressed SEC1 P-256 public key (`0x04 || x || y`), what the SDK ships.
 pub const P256_PUBLIC_KEY_LEN: usize = 65;
 

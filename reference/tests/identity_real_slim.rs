@@ -1,15 +1,17 @@
 //! Identity and end-to-end signatures cross-checked with the real SLIM SDK (slim-bindings).
 //!
 //! Our relay runs in-process; a raw client (our code, `support::RawLink`) subscribes
-//! `org/default/app`; a real SLIM app (`tests/interop/discover.py`, created with a shared secret
-//! we choose) opens a point-to-point session with MLS on to that name. Then:
+//! `org/default/app`; a real SLIM app (`tests/interop/discover.py`) opens a point-to-point
+//! session with MLS on to that name. Its identity is, per test, a shared secret, a JWT signed
+//! HS256, or a JWT signed ES256 (PKCS#8 PEM key we generate); our side holds the same trust.
+//! Then:
 //!
 //! 1. Real → ours: the app's DISCOVERY_REQUEST reaches the raw client, and *our* code verifies
-//!    its identity token with the shared secret, its `e2e_header_sig` over our `header_aad`, and
+//!    its identity token (shared secret or JWT key), its `e2e_header_sig` over our `header_aad`, and
 //!    its `slim-payload-sig`; its source name id equals our `app_id(sub)`. Controls: the token
-//!    fails under another secret, the signature fails once an AAD-covered field is changed.
+//!    fails under other credentials, the signature fails once an AAD-covered field is changed.
 //! 2. Ours → real: with MLS on, the SDK ignores a DISCOVERY_REPLY it cannot verify. We answer
-//!    first with replies it must reject (token issued under another secret; right token but
+//!    first with replies it must reject (token from credentials it does not trust; right token but
 //!    metadata added after signing), and check it does *not* proceed; then with a reply signed by
 //!    our code with a token issued by our code, and check that it proceeds with a JOIN_REQUEST
 //!    to the name id our reply claimed, which our code verifies too.
@@ -24,14 +26,14 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use slim_proto::e2e::{self, PayloadSignature};
-use slim_proto::identity::{app_id, IdentityKey, SharedSecret, TokenError};
+use slim_proto::identity::{app_id, Credentials, IdentityKey, JwtKey, SharedSecret};
 use slim_proto::names::{encoded_id, SlimName, NULL_ID};
 use slim_proto::pb::{self, message::MessageType};
 use slim_reference::config::ServerConfig;
 use slim_reference::server::spawn;
 use support::RawLink;
 
-/// The shared secret the real app is created with (loopback test only).
+/// The shared secret (or HS256 key) the real app is created with (loopback test only).
 const SECRET: &str = "identity-crosscheck-shared-secret-0123456789abcdef";
 /// Another secret, for tokens the app must reject.
 const OTHER_SECRET: &str = "a-different-shared-secret-nobody-configured-0000";
@@ -134,8 +136,23 @@ async fn expect_no_join(link: &mut RawLink, within: Duration, what: &str) -> usi
     retransmissions
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_slim_identity_tokens_and_signatures_interoperate() {
+/// Serialises the scenarios: they share 2 cores and one venv.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// One identity setup: the app's command-line identity, our credentials (the same trust as the
+/// app's), foreign credentials the app must not trust, and our own `sub`.
+struct Setup {
+    label: &'static str,
+    app_args: Vec<String>,
+    ours: Credentials,
+    foreign: Credentials,
+    our_sub: String,
+    /// What the app's verified `sub` must be (`None`: the SDK's `<base>_<8 alnum>`).
+    app_sub: Option<&'static str>,
+}
+
+async fn run(setup: Setup) {
+    let _serial = SERIAL.lock().await;
     let py = venv::python();
     let relay = spawn(ServerConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -144,13 +161,11 @@ async fn real_slim_identity_tokens_and_signatures_interoperate() {
     .await
     .expect("relay starts");
     let url = relay.url();
+    let label = setup.label;
 
-    // Our side of the session: an identity under the same shared secret as the app.
-    let secret = SharedSecret::new(SECRET).expect("a 32+ byte secret");
     let mut rng = rand_core::OsRng;
     let our_key = IdentityKey::generate(&mut rng);
-    let our_sub = SharedSecret::random_id("org/default/app", &mut rng);
-    let our_id = app_id(&our_sub);
+    let our_id = app_id(&setup.our_sub);
 
     let mut link = RawLink::connect(&url).await;
     let dest = SlimName::new("org", "default", "app").with_id(our_id);
@@ -158,9 +173,9 @@ async fn real_slim_identity_tokens_and_signatures_interoperate() {
     assert!(ack.success, "relay acks our subscription: {ack:?}");
 
     // The SDK's own log, for diagnosis when something below fails.
-    let log_path =
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("identity_real_slim.app.log");
-    println!("real app log: {}", log_path.display());
+    let log_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("identity_real_slim.{label}.app.log"));
+    println!("[{label}] real app log: {}", log_path.display());
     let log = std::fs::File::create(&log_path).expect("create the app log");
     let mut app = tokio::process::Command::new(&py)
         .arg(venv::interop_dir().join("discover.py"))
@@ -171,8 +186,10 @@ async fn real_slim_identity_tokens_and_signatures_interoperate() {
             "agntcy/ns/alice",
             "--dest",
             "org/default/app",
+            "--wait",
+            "30",
         ])
-        .args(["--secret", SECRET, "--wait", "30"])
+        .args(&setup.app_args)
         .current_dir(venv::interop_dir())
         .stdout(Stdio::from(log.try_clone().expect("clone the log handle")))
         .stderr(Stdio::from(log))
@@ -183,44 +200,51 @@ async fn real_slim_identity_tokens_and_signatures_interoperate() {
     // 1. Real -> ours: the app's DISCOVERY_REQUEST.
     let req = next_publish(&mut link, Duration::from_secs(60))
         .await
-        .expect("the real app's DISCOVERY_REQUEST reaches our subscription within 60 s");
+        .unwrap_or_else(|| {
+            panic!(
+                "[{label}] the real app's DISCOVERY_REQUEST did not reach our subscription within 60 s (see {})",
+                log_path.display()
+            )
+        });
     assert_eq!(
         msg_type(&req),
         Some(pb::SessionMessageType::DiscoveryRequest),
         "first session message: {req:?}"
     );
     let h = header(&req).clone();
-    let claims = secret.verify(&h.identity, now()).unwrap_or_else(|e| {
+    let claims = setup.ours.verify(&h.identity, now()).unwrap_or_else(|e| {
         panic!(
-            "the real app's token must verify with our code: {e}\ntoken: {}",
+            "[{label}] the real app's token must verify with our code: {e}\ntoken: {}",
             h.identity
         )
     });
-    let (base, suffix) = claims
-        .sub
-        .rsplit_once('_')
-        .expect("SDK id = <base>_<suffix>");
-    assert_eq!(base, "agntcy/ns/alice", "sub {:?}", claims.sub);
-    assert!(
-        suffix.len() == 8 && suffix.chars().all(|c| c.is_ascii_alphanumeric()),
-        "SDK id suffix is 8 alphanumerics: {:?}",
-        claims.sub
-    );
-    assert_eq!(claims.exp, claims.iat + 3600);
+    match setup.app_sub {
+        Some(sub) => assert_eq!(claims.sub, sub, "JWT sub is the configured subject"),
+        None => {
+            let (base, suffix) = claims
+                .sub
+                .rsplit_once('_')
+                .expect("SDK id = <base>_<suffix>");
+            assert_eq!(base, "agntcy/ns/alice", "sub {:?}", claims.sub);
+            assert!(
+                suffix.len() == 8 && suffix.chars().all(|c| c.is_ascii_alphanumeric()),
+                "SDK id suffix is 8 alphanumerics: {:?}",
+                claims.sub
+            );
+        }
+    }
+    assert_eq!(claims.exp, claims.iat + 3600, "valid 3600 s");
     assert_eq!(claims.pubkey.len(), 65, "uncompressed P-256 point");
     assert_eq!(claims.pubkey[0], 0x04, "uncompressed SEC1 tag");
-    assert_eq!(
-        SharedSecret::new(OTHER_SECRET)
-            .expect("secret")
-            .verify(&h.identity, now()),
-        Err(TokenError::MacMismatch),
-        "control: the real token must not verify under another secret"
+    assert!(
+        setup.foreign.verify(&h.identity, now()).is_err(),
+        "control: the real token must not verify with credentials the app does not share"
     );
     let sig_len = h.e2e_header_sig.as_ref().map_or(0, |s| s.len());
     assert_eq!(
         e2e::verify_command(&req, &claims.pubkey),
         Ok(PayloadSignature::Verified),
-        "our header_aad and payload_signing_input reproduce what the real SDK signed"
+        "[{label}] our header_aad and payload_signing_input reproduce what the real SDK signed"
     );
     let src = h
         .source
@@ -258,31 +282,22 @@ async fn real_slim_identity_tokens_and_signatures_interoperate() {
 
     // 2. Ours -> real. First two replies the SDK must reject.
     let started = Instant::now();
-    let foreign = SharedSecret::new(OTHER_SECRET).expect("secret");
-    let bad_token = foreign
-        .issue(
-            &our_sub,
-            &our_key.public_bytes(),
-            SharedSecret::random_nonce(&mut rng),
-            now(),
-        )
+    let bad_token = setup
+        .foreign
+        .issue(&setup.our_sub, &our_key.public_bytes(), now(), &mut rng)
         .expect("issue");
     link.send(discovery_reply(&req, our_id, &bad_token, &our_key))
         .await;
     let rtx_a = expect_no_join(
         &mut link,
         Duration::from_millis(1500),
-        "token under another secret",
+        "token from untrusted credentials",
     )
     .await;
 
-    let token = secret
-        .issue(
-            &our_sub,
-            &our_key.public_bytes(),
-            SharedSecret::random_nonce(&mut rng),
-            now(),
-        )
+    let token = setup
+        .ours
+        .issue(&setup.our_sub, &our_key.public_bytes(), now(), &mut rng)
         .expect("issue");
     let mut altered = discovery_reply(&req, our_id, &token, &our_key);
     altered
@@ -297,21 +312,22 @@ async fn real_slim_identity_tokens_and_signatures_interoperate() {
     .await;
 
     // Then a correct one: token and signatures by our code.
-    let token = secret
-        .issue(
-            &our_sub,
-            &our_key.public_bytes(),
-            SharedSecret::random_nonce(&mut rng),
-            now(),
-        )
+    let token = setup
+        .ours
+        .issue(&setup.our_sub, &our_key.public_bytes(), now(), &mut rng)
         .expect("issue");
     let sent_at = Instant::now();
     link.send(discovery_reply(&req, our_id, &token, &our_key))
         .await;
     let join = loop {
-        let m = next_publish(&mut link, Duration::from_secs(5)).await.unwrap_or_else(|| {
-            panic!("the real SDK did not send a JOIN_REQUEST within 5 s of our signed DISCOVERY_REPLY")
-        });
+        let m = next_publish(&mut link, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "[{label}] the real SDK did not send a JOIN_REQUEST within 5 s of our signed DISCOVERY_REPLY (see {})",
+                    log_path.display()
+                )
+            });
         match msg_type(&m) {
             Some(pb::SessionMessageType::JoinRequest) => break m,
             Some(pb::SessionMessageType::DiscoveryRequest) => continue, // a retransmission in flight
@@ -335,7 +351,8 @@ async fn real_slim_identity_tokens_and_signatures_interoperate() {
         session(&req).map(|s| s.session_id),
         "same session"
     );
-    let jclaims = secret
+    let jclaims = setup
+        .ours
         .verify(&jh.identity, now())
         .expect("join token verifies");
     assert_eq!(jclaims.sub, claims.sub, "same app identity");
@@ -345,21 +362,92 @@ async fn real_slim_identity_tokens_and_signatures_interoperate() {
         "the JOIN_REQUEST's signatures verify with our code"
     );
 
-    println!(
-        "identity cross-check: real app sub {:?} (app id {}), DISCOVERY_REQUEST token + {sig_len}-byte \
-         e2e_header_sig + slim-payload-sig verified by our code; rejected replies (wrong secret, \
-         tampered metadata) -> {rtx_a}+{rtx_b} DISCOVERY_REQUEST retransmissions and no JOIN_REQUEST; \
-         our signed reply -> JOIN_REQUEST after {join_ms} ms (total {} ms), verified by our code",
-        claims.sub,
-        slim_proto::names::id_text(app_id(&claims.sub)),
-        started.elapsed().as_millis()
-    );
-
     app.kill().await.expect("stop the app");
     let sdk_log = std::fs::read_to_string(&log_path).unwrap_or_default();
     println!(
-        "real app log: {} line(s) saying `payload signature failed` (the SDK's reason for the tampered reply)",
-        sdk_log.matches("payload signature failed").count()
+        "[{label}] real app sub {:?} (app id {}): DISCOVERY_REQUEST token + {sig_len}-byte \
+         e2e_header_sig + slim-payload-sig verified by our code; rejected replies (untrusted token, \
+         tampered metadata) -> {rtx_a}+{rtx_b} DISCOVERY_REQUEST retransmissions and no JOIN_REQUEST \
+         (SDK log: {} `payload signature failed`); our signed reply -> JOIN_REQUEST after {join_ms} ms \
+         (total {} ms), verified by our code",
+        claims.sub,
+        slim_proto::names::id_text(app_id(&claims.sub)),
+        sdk_log.matches("payload signature failed").count(),
+        started.elapsed().as_millis()
     );
     relay.shutdown().await.expect("relay stops");
+}
+
+fn secret(s: &str) -> Credentials {
+    Credentials::SharedSecret(SharedSecret::new(s).expect("a 32+ byte secret"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_slim_shared_secret_identity_interoperates() {
+    run(Setup {
+        label: "shared-secret",
+        app_args: vec!["--secret".into(), SECRET.into()],
+        ours: secret(SECRET),
+        foreign: secret(OTHER_SECRET),
+        our_sub: SharedSecret::random_id("org/default/app", &mut rand_core::OsRng),
+        app_sub: None,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_slim_jwt_hs256_identity_interoperates() {
+    run(Setup {
+        label: "jwt-hs256",
+        app_args: [
+            "--jwt-hs256",
+            SECRET,
+            "--subject",
+            "spiffe://example.org/alice",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ours: Credentials::Jwt(JwtKey::hs256(SECRET)),
+        foreign: Credentials::Jwt(JwtKey::hs256(OTHER_SECRET)),
+        our_sub: "spiffe://example.org/app".into(),
+        app_sub: Some("spiffe://example.org/alice"),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_slim_jwt_es256_identity_interoperates() {
+    use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+    use slim_proto::identity::p256;
+    let issuer = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let private_pem = issuer.to_pkcs8_pem(LineEnding::LF).expect("pem");
+    let public_pem = issuer
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .expect("pem");
+    let (private_path, public_path) = (
+        dir.join("identity_es256.key.pem"),
+        dir.join("identity_es256.pub.pem"),
+    );
+    std::fs::write(&private_path, private_pem.as_bytes()).expect("write key");
+    std::fs::write(&public_path, &public_pem).expect("write key");
+    let stranger = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng)
+        .to_pkcs8_pem(LineEnding::LF)
+        .expect("pem");
+    run(Setup {
+        label: "jwt-es256",
+        app_args: vec![
+            "--jwt-es256".into(),
+            private_path.display().to_string(),
+            public_path.display().to_string(),
+            "--subject".into(),
+            "did:example:alice".into(),
+        ],
+        ours: Credentials::Jwt(JwtKey::es256_from_pkcs8_pem(&private_pem).expect("key")),
+        foreign: Credentials::Jwt(JwtKey::es256_from_pkcs8_pem(&stranger).expect("key")),
+        our_sub: "did:example:app".into(),
+        app_sub: Some("did:example:alice"),
+    })
+    .await;
 }
