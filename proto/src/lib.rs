@@ -8,11 +8,16 @@
 //! - [`validate`]: structural validation with a typed error per defect.
 //! - [`messages`]: builders for well-formed Subscribe, Unsubscribe and Publish messages.
 //! - [`raw`]: a gRPC codec for sending raw frames (test clients).
+//! - [`identity`]: end-to-end identity: the P-256 identity key, shared-secret and JWT identity
+//!   tokens, and the name ids an identity derives.
+//! - [`e2e`]: end-to-end signatures on session control messages (header AAD and payload).
 //!
 //! Only *primitives* live here. Behaviour (routing, sessions) lives in the reference crate, and the
 //! conformance runner never asks it what is correct: its expectations come from `spec/` and
 //! `vectors/`.
 
+pub mod e2e;
+pub mod identity;
 pub mod link;
 pub mod mac;
 pub mod messages;
