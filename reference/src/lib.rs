@@ -4,10 +4,12 @@
 //! - [`server`]: the thin tokio/tonic shell that serves `DataPlaneService.OpenChannel`.
 //! - [`config`]: `relay.yaml` and its validation.
 //! - [`auth`]: the sans-IO credential check for `OpenChannel` calls (Basic or Bearer).
+//! - [`mls`]: MLS groups for sessions (openmls, interoperable with the real SLIM's mls-rs).
 //!
 //! Requirement ids (`SLIM-ROUTE-005`, …) in doc comments refer to `spec/SPEC.md`.
 
 pub mod auth;
 pub mod config;
+pub mod mls;
 pub mod relay;
 pub mod server;
