@@ -4,12 +4,14 @@
 //! - [`server`]: the thin tokio/tonic shell that serves `DataPlaneService.OpenChannel`.
 //! - [`config`]: `relay.yaml` and its validation.
 //! - [`auth`]: the sans-IO credential check for `OpenChannel` calls (Basic or Bearer).
-//! - [`session`]: the sans-IO session layer (reliable delivery of session data).
+//! - [`mls`]: MLS groups for sessions (openmls, interoperable with the real SLIM's mls-rs).
+//! - [`session`]: the sans-IO session layer (sessions, reliable delivery, MLS groups).
 //!
 //! Requirement ids (`SLIM-ROUTE-005`, …) in doc comments refer to `spec/SPEC.md`.
 
 pub mod auth;
 pub mod config;
+pub mod mls;
 pub mod relay;
 pub mod server;
 pub mod session;
