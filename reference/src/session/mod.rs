@@ -22,6 +22,8 @@ pub mod reliable;
 #[cfg(test)]
 mod sim;
 pub mod state;
+#[cfg(test)]
+mod tests;
 pub mod wire;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -336,7 +338,7 @@ impl Endpoint {
     }
 
     fn dispatch(&mut self, m: &wire::Inbound<'_>, now: Instant) -> Result<(), SessionError> {
-        let mut cx = cx!(self, now);
+        let cx = cx!(self, now);
         let peer = if slim_proto::e2e::is_command(m.kind) {
             if m.message_id == 0 {
                 return Err(SessionError::Protocol("command with message id 0".into()));
@@ -422,7 +424,7 @@ impl Endpoint {
                 m.destination
             )));
         }
-        let mut cx = cx!(self, now);
+        let cx = cx!(self, now);
         let env = wire::Envelope {
             source: self.name.clone(),
             session_type: m.session_type,

@@ -459,7 +459,7 @@ impl Session {
                         }),
                     }),
                     &[],
-                    Expect::All([newcomer].into()),
+                    Expect::All([newcomer.clone()].into()),
                 )
             }
             Mt::GroupAck | Mt::LeaveReply => {

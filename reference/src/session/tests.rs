@@ -1,0 +1,454 @@
+//! Whole endpoints in a simulated network (no sockets, simulated time, seeded): sessions are
+//! set up, carry reliable MLS traffic under loss, duplication and reordering, and groups survive
+//! adds and removes interleaved with traffic.
+//!
+//! The "node" here is a few lines of name matching written for the test (exact id, or any
+//! instance for the null id; fanout 1 = one receiver, otherwise all; never back to the sender),
+//! not the reference relay's routing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use slim_proto::names::{SlimName, NULL_ID};
+use slim_proto::pb;
+
+use super::sim::{LinkProfile, SimNet};
+use super::*;
+
+const SECRET: &str = "simulation-shared-secret-0123456789abcdef";
+
+struct World {
+    now: Instant,
+    net: SimNet<usize, pb::Message>,
+    eps: Vec<Endpoint>,
+    subs: Vec<BTreeSet<SlimName>>,
+    events: Vec<Vec<(Instant, Event)>>,
+    rr: u64,
+}
+
+fn lossy() -> LinkProfile {
+    LinkProfile {
+        loss: 0.2,
+        duplicate: 0.1,
+        delay: Duration::from_millis(5),
+        jitter: Duration::from_millis(40),
+    }
+}
+
+impl World {
+    fn new(seed: u64, names: &[&str], profile: LinkProfile) -> Self {
+        let now = Instant::now();
+        // openmls checks key package lifetimes against the system clock, so the simulated wall
+        // clock starts at the real one.
+        let clock = Clock {
+            at: now,
+            unix_secs: Clock::system().unix_secs,
+        };
+        let eps: Vec<Endpoint> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let mut seed_bytes = [0u8; 32];
+                seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+                seed_bytes[8] = i as u8;
+                Endpoint::new(EndpointConfig {
+                    name: n.parse().expect("name"),
+                    credentials: Credentials::SharedSecret(SECRET.into()),
+                    seed: seed_bytes,
+                    clock,
+                })
+                .expect("endpoint")
+            })
+            .collect();
+        let subs = eps
+            .iter()
+            .map(|e| [e.local_name().clone()].into_iter().collect())
+            .collect();
+        Self {
+            now,
+            net: SimNet::new(seed, profile),
+            events: vec![Vec::new(); eps.len()],
+            eps,
+            subs,
+            rr: 0,
+        }
+    }
+
+    /// The node: who gets a Publish from `from`.
+    fn route(&mut self, from: usize, msg: &pb::Message) -> Vec<usize> {
+        let Some(pb::message::MessageType::Publish(p)) = &msg.message_type else {
+            return vec![];
+        };
+        let Some(dst) = p
+            .header
+            .as_ref()
+            .and_then(|h| h.destination.as_ref())
+            .and_then(|d| SlimName::from_proto(d).ok())
+        else {
+            return vec![];
+        };
+        let fanout = p.header.as_ref().map_or(1, |h| h.fanout);
+        let matches: Vec<usize> = (0..self.eps.len())
+            .filter(|&i| i != from)
+            .filter(|&i| {
+                self.subs[i].iter().any(|s| {
+                    s.components() == dst.components() && (dst.id() == NULL_ID || s.id() == dst.id())
+                })
+            })
+            .collect();
+        if fanout == 1 && !matches.is_empty() {
+            self.rr += 1;
+            vec![matches[(self.rr as usize) % matches.len()]]
+        } else {
+            matches
+        }
+    }
+
+    /// Moves every transmission and event out of endpoint `i`.
+    fn drain(&mut self, i: usize) {
+        while let Some(t) = self.eps[i].poll_transmit() {
+            match t {
+                Transmit::Publish(m) => {
+                    for to in self.route(i, &m) {
+                        self.net.send(i, to, m.clone(), self.now);
+                    }
+                }
+                Transmit::Subscribe(n) => {
+                    self.subs[i].insert(n);
+                }
+                Transmit::Unsubscribe(n) => {
+                    self.subs[i].remove(&n);
+                }
+            }
+        }
+        while let Some(e) = self.eps[i].poll_event() {
+            self.events[i].push((self.now, e));
+        }
+    }
+
+    /// Runs the world until `until` (simulated).
+    fn run_until(&mut self, until: Instant) {
+        loop {
+            for i in 0..self.eps.len() {
+                self.drain(i);
+            }
+            let next = self
+                .eps
+                .iter_mut()
+                .filter_map(Endpoint::poll_timeout)
+                .chain(self.net.next_event_time())
+                .min();
+            let Some(next) = next else {
+                self.now = until;
+                return;
+            };
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(next);
+            for d in self.net.deliver_due(self.now) {
+                self.eps[d.to].handle_message(d.packet, self.now);
+            }
+            for e in &mut self.eps {
+                e.handle_timeout(self.now);
+            }
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    /// Runs until `pred` holds for the events seen so far, or `limit` simulated time passes.
+    fn run_while(&mut self, limit: Duration, mut pred: impl FnMut(&World) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if !pred(self) {
+                return true;
+            }
+            let step = (self.now + Duration::from_millis(100)).min(end);
+            self.run_until(step);
+        }
+        !pred(self)
+    }
+
+    fn name(&self, i: usize) -> SlimName {
+        self.eps[i].local_name().clone()
+    }
+
+    fn messages(&self, i: usize) -> Vec<(SlimName, String)> {
+        self.events[i]
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Message { from, payload, .. } => {
+                    Some((from.clone(), String::from_utf8_lossy(payload).into_owned()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn count(&self, i: usize, f: impl Fn(&Event) -> bool) -> usize {
+        self.events[i].iter().filter(|(_, e)| f(e)).count()
+    }
+}
+
+fn reliable() -> SessionOptions {
+    SessionOptions {
+        mls: true,
+        reliable: Some(Reliability {
+            interval: Duration::from_millis(500),
+            max_retries: 10,
+        }),
+    }
+}
+
+/// Checks that `got` holds, from each sender, increasing sequence numbers without repeats
+/// (payloads are `<sender>:<n>`), and returns them per sender.
+fn per_sender(got: &[(SlimName, String)]) -> BTreeMap<String, Vec<u64>> {
+    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (_, text) in got {
+        let (who, n) = text.rsplit_once(':').expect("payload <who>:<n>");
+        let n: u64 = n.parse().expect("sequence number");
+        let v = out.entry(who.to_string()).or_default();
+        assert!(
+            v.last().is_none_or(|&last| n > last),
+            "out of order or duplicate from {who}: {n} after {:?}",
+            v.last()
+        );
+        v.push(n);
+    }
+    out
+}
+
+#[test]
+fn p2p_reliable_mls_exactly_once_in_order_under_loss_duplication_and_reordering() {
+    let wall = std::time::Instant::now();
+    let mut w = World::new(7, &["org/sim/alice", "org/sim/bob"], lossy());
+    let bob = SlimName::new("org", "sim", "bob");
+    let now = w.now;
+    let sid = w.eps[0].open_p2p(bob, reliable(), now).expect("open");
+    let opened = w.run_while(Duration::from_secs(60), |w| {
+        w.count(1, |e| matches!(e, Event::SessionOpened { .. })) == 0
+            || w.count(0, |e| matches!(e, Event::SessionOpened { .. })) == 0
+    });
+    assert!(opened, "session not established: {:?}", w.events);
+    const N: u64 = 1000;
+    for k in 0..N {
+        let now = w.now;
+        w.eps[0]
+            .publish(sid, Bytes::from(format!("alice:{k}")), now)
+            .expect("publish");
+        for s in w.eps[1].sessions() {
+            w.eps[1]
+                .publish(s, Bytes::from(format!("bob:{k}")), now)
+                .expect("publish");
+        }
+        w.run_for(Duration::from_millis(20));
+    }
+    let done = w.run_while(Duration::from_secs(600), |w| {
+        w.count(0, |e| matches!(e, Event::Delivered { .. })) < N as usize
+            || w.count(1, |e| matches!(e, Event::Delivered { .. })) < N as usize
+    });
+    assert!(done, "not every message was acknowledged");
+    let to_bob = per_sender(&w.messages(1));
+    let to_alice = per_sender(&w.messages(0));
+    assert_eq!(to_bob["alice"], (0..N).collect::<Vec<_>>());
+    assert_eq!(to_alice["bob"], (0..N).collect::<Vec<_>>());
+    for i in 0..2 {
+        assert_eq!(w.count(i, |e| matches!(e, Event::SendFailed { .. })), 0);
+    }
+    let stats = w.net.stats();
+    assert!(stats.lost > 0 && stats.duplicated > 0, "the network must have been unkind: {stats:?}");
+    let simulated = w.now - now;
+    println!(
+        "p2p: {N} msgs each way, {stats:?}, {:.0} simulated s in {:.2} real s",
+        simulated.as_secs_f64(),
+        wall.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_group_of_ten_survives_adds_and_removes_interleaved_with_traffic() {
+    let wall = std::time::Instant::now();
+    let names: Vec<String> = (0..10).map(|i| format!("org/sim/m{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut w = World::new(11, &refs, lossy());
+    let now = w.now;
+    let channel = SlimName::new("org", "sim", "chat");
+    let sid = w.eps[0].create_group(channel, reliable(), now).expect("group");
+    // Invite 1..=7 now; 8 and 9 later, while traffic flows; remove 2 and 5 while it flows.
+    for i in 1..=7 {
+        let peer = SlimName::new("org", "sim", &format!("m{i}"));
+        let now = w.now;
+        w.eps[0].invite(sid, peer, now).expect("invite");
+    }
+    let ok = w.run_while(Duration::from_secs(300), |w| {
+        w.count(0, |e| matches!(e, Event::MemberJoined { .. })) < 7
+    });
+    assert!(ok, "first invitations did not complete: {:?}", w.events[0]);
+    let mut removed_at: BTreeMap<usize, Instant> = BTreeMap::new();
+    const ROUNDS: u64 = 150;
+    for k in 0..ROUNDS {
+        let now = w.now;
+        // The moderator and two participants talk all the time.
+        w.eps[0]
+            .publish(sid, Bytes::from(format!("m0:{k}")), now)
+            .expect("publish");
+        for i in [1usize, 3] {
+            if let Some(&s) = w.eps[i].sessions().first() {
+                w.eps[i]
+                    .publish(s, Bytes::from(format!("m{i}:{k}")), now)
+                    .expect("publish");
+            }
+        }
+        match k {
+            20 => w.eps[0]
+                .invite(sid, SlimName::new("org", "sim", "m8"), now)
+                .expect("invite"),
+            40 => {
+                let n = w.name(2);
+                w.eps[0].remove(sid, &n, now).expect("remove");
+                removed_at.insert(2, now);
+            }
+            60 => w.eps[0]
+                .invite(sid, SlimName::new("org", "sim", "m9"), now)
+                .expect("invite"),
+            80 => {
+                let n = w.name(5);
+                w.eps[0].remove(sid, &n, now).expect("remove");
+                removed_at.insert(5, now);
+            }
+            _ => {}
+        }
+        w.run_for(Duration::from_millis(200));
+    }
+    let settled = w.run_while(Duration::from_secs(600), |w| w.eps.iter().any(Endpoint::is_busy));
+    assert!(settled, "the group did not settle");
+
+    // Removed members heard of it and got nothing from the group after their removal completed.
+    for (&i, _) in &removed_at {
+        let removed = w.events[i]
+            .iter()
+            .find(|(_, e)| matches!(e, Event::Removed { .. }))
+            .map(|(t, _)| *t)
+            .unwrap_or_else(|| panic!("m{i} was not told of its removal: {:?}", w.events[i]));
+        let late = w.events[i]
+            .iter()
+            .filter(|(t, e)| *t > removed && matches!(e, Event::Message { .. }))
+            .count();
+        assert_eq!(late, 0, "m{i} received messages after its removal");
+    }
+    // Every receiver got each sender's messages in order and at most once.
+    for i in 0..10 {
+        per_sender(&w.messages(i));
+    }
+    // Members present for the whole run got every message of the moderator and of m1, m3.
+    for i in [1usize, 3, 4, 6, 7] {
+        let got = per_sender(&w.messages(i));
+        assert_eq!(got["m0"], (0..ROUNDS).collect::<Vec<_>>(), "m{i} from m0");
+        for s in [1usize, 3] {
+            if s != i {
+                assert_eq!(
+                    got[&format!("m{s}")],
+                    (0..ROUNDS).collect::<Vec<_>>(),
+                    "m{i} from m{s}"
+                );
+            }
+        }
+    }
+    // Late joiners got a contiguous tail of the moderator's stream, up to the end.
+    for i in [8usize, 9] {
+        let got = per_sender(&w.messages(i));
+        let v = &got["m0"];
+        assert_eq!(*v.last().expect("something"), ROUNDS - 1, "m{i}");
+        assert_eq!(v.len() as u64, ROUNDS - v[0], "m{i} has a hole");
+    }
+    // Every moderator message was acknowledged by everyone who was a member.
+    assert_eq!(w.count(0, |e| matches!(e, Event::SendFailed { .. })), 0);
+    assert_eq!(w.count(0, |e| matches!(e, Event::Delivered { .. })), ROUNDS as usize);
+    let simulated = w.now - now;
+    println!(
+        "group of 10: {:?}, {:.0} simulated s in {:.2} real s",
+        w.net.stats(),
+        simulated.as_secs_f64(),
+        wall.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn exhausted_retries_name_the_message_and_the_silent_peer() {
+    let mut w = World::new(3, &["org/sim/alice", "org/sim/bob"], LinkProfile::perfect(Duration::from_millis(5)));
+    let now = w.now;
+    let opts = SessionOptions {
+        mls: false,
+        reliable: Some(Reliability {
+            interval: Duration::from_secs(1),
+            max_retries: 3,
+        }),
+    };
+    let sid = w.eps[0]
+        .open_p2p(SlimName::new("org", "sim", "bob"), opts, now)
+        .expect("open");
+    assert!(w.run_while(Duration::from_secs(30), |w| {
+        w.count(0, |e| matches!(e, Event::SessionOpened { .. })) == 0
+    }));
+    // Bob goes silent.
+    w.net.set_link(1, 0, LinkProfile::dead());
+    w.net.set_link(0, 1, LinkProfile::dead());
+    let now = w.now;
+    let id = w.eps[0].publish(sid, Bytes::from_static(b"hello"), now).expect("publish");
+    w.run_for(Duration::from_secs(10));
+    let bob = w.name(1);
+    let failed: Vec<_> = w.events[0]
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::SendFailed { message_id, peer, .. } => Some((*t, *message_id, peer.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", w.events[0]);
+    assert_eq!((failed[0].1, &failed[0].2), (id, &bob));
+    assert_eq!(failed[0].0 - now, Duration::from_secs(4), "(max_retries + 1) × interval");
+}
+
+#[test]
+fn an_app_with_another_secret_is_refused_with_a_clear_error() {
+    let now = Instant::now();
+    let mut w = World::new(5, &["org/sim/alice"], LinkProfile::perfect(Duration::from_millis(5)));
+    // Mallory has another shared secret.
+    let mallory = Endpoint::new(EndpointConfig {
+        name: "org/sim/mallory".parse().expect("name"),
+        credentials: Credentials::SharedSecret("another-secret-another-secret-0123456789".into()),
+        seed: [9; 32],
+        clock: Clock {
+            at: now,
+            unix_secs: Clock::system().unix_secs,
+        },
+    })
+    .expect("endpoint");
+    w.subs.push([mallory.local_name().clone()].into_iter().collect());
+    w.eps.push(mallory);
+    w.events.push(Vec::new());
+    let t = w.now;
+    w.eps[0]
+        .open_p2p(SlimName::new("org", "sim", "mallory"), SessionOptions::default(), t)
+        .expect("open");
+    w.run_for(Duration::from_secs(20));
+    let errors: Vec<String> = w.events[1]
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Error { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        errors.iter().any(|m| m.contains("shared secret")),
+        "mallory must say why it dropped alice's invitation: {errors:?}"
+    );
+    assert!(w.events[0].iter().any(|(_, e)| matches!(e, Event::SessionClosed { .. })));
+    assert_eq!(w.count(1, |e| matches!(e, Event::SessionOpened { .. })), 0);
+}
