@@ -8,6 +8,9 @@
 //! Requirement ids (`SLIM-ROUTE-005`, …) in doc comments refer to `spec/SPEC.md`.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod relay;
 pub mod server;
+// TEMPORARY STAND-IN (client branch): the lead's session module replaces this at merge.
+pub mod session;
