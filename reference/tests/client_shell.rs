@@ -13,9 +13,11 @@ use slim_reference::auth::AuthConfig;
 use slim_reference::client::link::{
     self, HttpAuth, LinkCommand, LinkEvent, LinkHandle, LinkIoError, LinkOptions,
 };
+use slim_reference::client::{Client, ClientError, ClientEvent, ClientOptions};
 use slim_reference::config::ServerConfig;
 use slim_reference::relay::RelayConfig;
 use slim_reference::server::{spawn, RelayHandle};
+use slim_reference::session::Credentials;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -33,7 +35,9 @@ fn strict(listen: &str, auth: Option<AuthConfig>) -> ServerConfig {
 }
 
 async fn relay() -> RelayHandle {
-    spawn(strict("127.0.0.1:0", None)).await.expect("relay starts")
+    spawn(strict("127.0.0.1:0", None))
+        .await
+        .expect("relay starts")
 }
 
 fn opts(url: &str, seed: u8) -> LinkOptions {
@@ -46,7 +50,7 @@ fn name(s: &str) -> SlimName {
 
 /// The next event matching `want`, within [`WAIT`]; other events are collected into `skipped`.
 async fn expect_event(
-    events: &mut mpsc::Receiver<LinkEvent>,
+    events: &mut mpsc::UnboundedReceiver<LinkEvent>,
     what: &str,
     want: impl Fn(&LinkEvent) -> bool,
 ) -> LinkEvent {
@@ -62,20 +66,26 @@ async fn expect_event(
     }
 }
 
-async fn subscribed(link: &LinkHandle, events: &mut mpsc::Receiver<LinkEvent>, n: &SlimName) {
+async fn subscribed(
+    link: &LinkHandle,
+    events: &mut mpsc::UnboundedReceiver<LinkEvent>,
+    n: &SlimName,
+) {
     link.send(LinkCommand::Subscribe(n.clone()))
         .await
         .expect("link running");
-    expect_event(events, &format!("ack of {n}"), |e| {
-        matches!(e, LinkEvent::Subscribed(got) if got == n)
-    })
+    expect_event(
+        events,
+        &format!("ack of {n}"),
+        |e| matches!(e, LinkEvent::Subscribed(got) if got == n),
+    )
     .await;
 }
 
 /// Sends `text` from `from` to `to` on `link`, and checks it arrives on `events` intact.
 async fn exchange(
     link: &LinkHandle,
-    events: &mut mpsc::Receiver<LinkEvent>,
+    events: &mut mpsc::UnboundedReceiver<LinkEvent>,
     from: &SlimName,
     to: &SlimName,
     text: &str,
@@ -211,7 +221,10 @@ async fn wrong_basic_credentials_are_a_fatal_unauthenticated_error() {
     let text = err.to_string();
     assert!(text.contains("UNAUTHENTICATED"), "{text}");
     assert!(text.contains("--auth-basic"), "says how to fix it: {text}");
-    assert!(!text.contains("hunter2x"), "never prints the secret: {text}");
+    assert!(
+        !text.contains("hunter2x"),
+        "never prints the secret: {text}"
+    );
     assert_eq!(relay.refused_unauthenticated(), 1, "one attempt, no loop");
 
     // The right credentials work.
@@ -245,8 +258,118 @@ async fn unreachable_node_is_a_clear_error_after_the_bound() {
     );
     let text = err.to_string();
     assert!(
-        text.contains(&format!("cannot reach the SLIM node at {url}: connection refused")),
+        text.contains(&format!(
+            "cannot reach the SLIM node at {url}: connection refused"
+        )),
         "{text}"
     );
-    assert!(text.contains("cargo run --release --bin slim-relay"), "{text}");
+    assert!(
+        text.contains("cargo run --release --bin slim-relay"),
+        "{text}"
+    );
+}
+
+fn client_opts(url: &str, auth: Option<HttpAuth>) -> ClientOptions {
+    ClientOptions {
+        node: url.to_string(),
+        name: name("org/ns/alice"),
+        credentials: Credentials::SharedSecret("0123456789abcdef0123456789abcdef".into()),
+        auth,
+        timeout: Duration::from_secs(5),
+        seed: Some([7; 32]),
+    }
+}
+
+#[tokio::test]
+async fn client_connects_subscribes_its_name_and_reports_reconnects() {
+    let first = relay().await;
+    let (addr, url) = (first.addr(), first.url());
+    let mut client = Client::connect(client_opts(&url, None))
+        .await
+        .expect("client connects");
+    let me = client.local_name().clone();
+    assert_eq!(me.components(), ["org", "ns", "alice"]);
+    assert_ne!(
+        me.id(),
+        slim_proto::names::NULL_ID,
+        "the endpoint gave us an id"
+    );
+    assert_eq!(first.connections(), 1);
+
+    // connect() returned after the ack: the relay routes our full name to the client already.
+    publish_to(&url, &me, 8).await;
+    assert_delivered(&first, 1);
+
+    first.shutdown().await.expect("first relay stops");
+    let second = spawn(strict(&addr.to_string(), None))
+        .await
+        .expect("second relay on the same port");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut saw_disconnect = false;
+    loop {
+        match tokio::time::timeout_at(deadline, client.next_event()).await {
+            Err(_) => panic!("no Reconnected within {WAIT:?}"),
+            Ok(None) => panic!("client stopped"),
+            Ok(Some(ClientEvent::Disconnected { .. })) => saw_disconnect = true,
+            Ok(Some(ClientEvent::Reconnected { node })) => {
+                assert_eq!(node, url);
+                break;
+            }
+            Ok(Some(ClientEvent::Fatal(e))) => panic!("fatal: {e}"),
+            Ok(Some(_)) => {}
+        }
+    }
+    assert!(saw_disconnect, "the loss is reported before the reconnect");
+    assert_eq!(second.connections(), 1);
+    // The client re-subscribed its name on the new relay.
+    publish_to(&url, &me, 9).await;
+    assert_delivered(&second, 1);
+    drop(client);
+    second.shutdown().await.expect("second relay stops");
+}
+
+#[tokio::test]
+async fn client_with_wrong_bearer_token_fails_with_unauthenticated() {
+    let relay = spawn(strict(
+        "127.0.0.1:0",
+        Some(AuthConfig::Bearer {
+            token: "the-right-token".into(),
+        }),
+    ))
+    .await
+    .expect("relay starts");
+    let err = match Client::connect(client_opts(
+        &relay.url(),
+        Some(HttpAuth::Bearer("a-wrong-token".into())),
+    ))
+    .await
+    {
+        Ok(_) => panic!("connected with a wrong token"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(err, ClientError::Link(LinkIoError::Unauthenticated { .. })),
+        "{err:?}"
+    );
+    assert_eq!(relay.refused_unauthenticated(), 1);
+    relay.shutdown().await.expect("relay stops");
+}
+
+/// A separate link publishes one message to `to`.
+async fn publish_to(url: &str, to: &SlimName, seed: u8) {
+    let (b, mut b_ev) = link::connect(opts(url, seed)).await.expect("b");
+    let nb = name("org/ns/bob/2");
+    subscribed(&b, &mut b_ev, &nb).await;
+    b.send(LinkCommand::Publish(messages::publish(&nb, to, 1, "ping")))
+        .await
+        .expect("link running");
+    // An ack round trip after the publish: the relay has handled it when this returns.
+    subscribed(&b, &mut b_ev, &name("org/ns/bob-sync/3")).await;
+}
+
+/// The relay delivered `n` publishes and dropped none for want of a route.
+fn assert_delivered(relay: &RelayHandle, n: u64) {
+    let stats = relay.stats();
+    assert_eq!(stats.publishes_delivered, n, "{stats:?}");
+    assert_eq!(stats.dropped_no_route, 0, "{stats:?}");
 }

@@ -102,6 +102,8 @@ pub enum LinkStateError {
 }
 
 /// What an inbound message meant.
+// Publish is the common variant; boxing it would cost an allocation per received message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
     /// A Publish for us, its MAC verified; hand it to the session endpoint.
@@ -209,6 +211,9 @@ impl std::fmt::Debug for Phase {
     }
 }
 
+// Errors are rare (a refused subscription, a bad reply) and carry the name they concern; boxing
+// them would make every caller's match clumsier for no gain on the hot path.
+#[allow(clippy::result_large_err)]
 impl LinkState {
     /// A disconnected link. `seed` feeds link ids, keys and subscription ids; `node_id` is
     /// announced in negotiation requests (the SDK sends `node-<uuid>`).
@@ -750,6 +755,8 @@ impl LinkIoError {
 }
 
 /// What the caller asks the link task to do.
+// Publish is the common variant; boxing it would cost an allocation per sent message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum LinkCommand {
     /// Subscribe `name` (acked asynchronously: see [`LinkEvent::Subscribed`]).
@@ -762,6 +769,8 @@ pub enum LinkCommand {
 }
 
 /// What the link task reports.
+// Publish is the common variant; boxing it would cost an allocation per received message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum LinkEvent {
     /// An inbound Publish, its MAC verified.
@@ -845,7 +854,7 @@ struct Conn {
 /// and starts the link task. Returns its handle and the stream of [`LinkEvent`]s.
 pub async fn connect(
     opts: LinkOptions,
-) -> Result<(LinkHandle, mpsc::Receiver<LinkEvent>), LinkIoError> {
+) -> Result<(LinkHandle, mpsc::UnboundedReceiver<LinkEvent>), LinkIoError> {
     check_url(&opts.node)?;
     let mut state = LinkState::new(opts.seed, opts.node_id.clone());
     let mut jitter = ChaCha20Rng::from_seed(opts.seed);
@@ -858,7 +867,8 @@ pub async fn connect(
         match attempt {
             Ok(Ok(ok)) => break ok,
             Ok(Err(e)) if e.is_fatal() => return Err(e),
-            Ok(Err(e)) if tokio::time::Instant::now() + delay >= deadline => return Err(e),
+            // Out of time: the last attempt's error says what is wrong.
+            Ok(Err(e)) if tokio::time::Instant::now() >= deadline => return Err(e),
             Ok(Err(e)) => debug!(error = %e, "node not reachable yet, retrying"),
             Err(_) => {
                 return Err(LinkIoError::Unreachable {
@@ -867,13 +877,17 @@ pub async fn connect(
                 })
             }
         }
-        tokio::time::sleep(jittered(&mut jitter, delay)).await;
+        // The last attempt is made at the deadline, so "unreachable" means "for the whole bound".
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::time::sleep(jittered(&mut jitter, delay).min(left)).await;
         delay = (delay * 2).min(opts.backoff_max);
     };
     let peer_node_id = state.peer_node_id().unwrap_or_default().to_string();
     info!(node = %opts.node, peer_node_id = %peer_node_id, "link established");
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
-    let (ev_tx, ev_rx) = mpsc::channel(1024);
+    // Events are unbounded and commands bounded: the link task never waits on its consumer, so
+    // the two tasks cannot block each other in a cycle; backpressure goes to the sender side.
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(SharedLinkStats::default());
     let task = tokio::spawn(
         Driver {
@@ -898,6 +912,7 @@ pub async fn connect(
     ))
 }
 
+#[allow(clippy::result_large_err)] // see LinkState
 fn check_url(url: &str) -> Result<(), LinkIoError> {
     let uri: http::Uri = url
         .parse()
@@ -976,6 +991,7 @@ fn status_error(url: &str, status: &Status) -> LinkIoError {
     }
 }
 
+#[allow(clippy::result_large_err)] // see LinkState
 /// One connect-and-negotiate attempt, each step bounded by `bound`. Returns the open stream and
 /// the re-subscriptions to send.
 async fn open(
@@ -1057,7 +1073,7 @@ struct Driver {
     state: LinkState,
     jitter: ChaCha20Rng,
     commands: mpsc::Receiver<LinkCommand>,
-    events: mpsc::Sender<LinkEvent>,
+    events: mpsc::UnboundedSender<LinkEvent>,
     stats: Arc<SharedLinkStats>,
     down_buffer: VecDeque<pb::Message>,
 }
@@ -1068,7 +1084,7 @@ impl Driver {
             let reason = match self.pump(&mut conn).await {
                 Ended::Shutdown => return,
                 Ended::Fatal(e) => {
-                    let _ = self.events.send(LinkEvent::Fatal(e)).await;
+                    let _ = self.events.send(LinkEvent::Fatal(e));
                     return;
                 }
                 Ended::Lost(reason) => reason,
@@ -1078,7 +1094,6 @@ impl Driver {
             if self
                 .events
                 .send(LinkEvent::Disconnected { reason })
-                .await
                 .is_err()
             {
                 return;
@@ -1122,18 +1137,13 @@ impl Driver {
                         }
                     }
                     let node = self.opts.node.clone();
-                    if self
-                        .events
-                        .send(LinkEvent::Reconnected { node })
-                        .await
-                        .is_err()
-                    {
+                    if self.events.send(LinkEvent::Reconnected { node }).is_err() {
                         return None;
                     }
                     return Some(conn);
                 }
                 Err(e) if e.is_fatal() => {
-                    let _ = self.events.send(LinkEvent::Fatal(e)).await;
+                    let _ = self.events.send(LinkEvent::Fatal(e));
                     return None;
                 }
                 Err(e) => {
@@ -1192,7 +1202,7 @@ impl Driver {
                             }
                         };
                         if let Some(ev) = ev {
-                            if self.events.send(ev).await.is_err() {
+                            if self.events.send(ev).is_err() {
                                 return Ended::Shutdown;
                             }
                         }
@@ -1216,7 +1226,7 @@ impl Driver {
                             Ok(m) => to_send.push(m),
                             Err(e) => {
                                 warn!(error = %e, "publish not sent");
-                                let _ = self.events.send(LinkEvent::Problem(e)).await;
+                                let _ = self.events.send(LinkEvent::Problem(e));
                             }
                         },
                     }
@@ -1226,7 +1236,7 @@ impl Driver {
                     to_send.extend(out.resend);
                     for e in out.failed {
                         warn!(error = %e, "request not acknowledged");
-                        if self.events.send(LinkEvent::Problem(e)).await.is_err() {
+                        if self.events.send(LinkEvent::Problem(e)).is_err() {
                             return Ended::Shutdown;
                         }
                     }

@@ -108,7 +108,7 @@ enum Command {
 pub struct Client {
     local_name: SlimName,
     commands: mpsc::Sender<Command>,
-    events: mpsc::Receiver<ClientEvent>,
+    events: mpsc::UnboundedReceiver<ClientEvent>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -186,7 +186,9 @@ impl Client {
         }
 
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
-        let (ev_tx, ev_rx) = mpsc::channel(1024);
+        // Unbounded so that the task never blocks on an application that is busy awaiting one
+        // of its own commands; events are small and the application reads them in its loop.
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(
             Task {
                 endpoint,
@@ -277,9 +279,9 @@ impl Client {
 struct Task {
     endpoint: Endpoint,
     link: LinkHandle,
-    link_events: mpsc::Receiver<LinkEvent>,
+    link_events: mpsc::UnboundedReceiver<LinkEvent>,
     commands: mpsc::Receiver<Command>,
-    events: mpsc::Sender<ClientEvent>,
+    events: mpsc::UnboundedSender<ClientEvent>,
 }
 
 impl Task {
@@ -328,13 +330,12 @@ impl Task {
             if self.link.send(cmd).await.is_err() {
                 let _ = self
                     .events
-                    .send(ClientEvent::Fatal(LinkIoError::Stopped.into()))
-                    .await;
+                    .send(ClientEvent::Fatal(LinkIoError::Stopped.into()));
                 return false;
             }
         }
         while let Some(ev) = self.endpoint.poll_event() {
-            if self.events.send(ClientEvent::Session(ev)).await.is_err() {
+            if self.events.send(ClientEvent::Session(ev)).is_err() {
                 return false;
             }
         }
@@ -376,10 +377,10 @@ impl Task {
             LinkEvent::Problem(e) => ClientEvent::Problem(e.to_string()),
             LinkEvent::Fatal(e) => {
                 warn!(error = %e, "link gave up");
-                let _ = self.events.send(ClientEvent::Fatal(e.into())).await;
+                let _ = self.events.send(ClientEvent::Fatal(e.into()));
                 return false;
             }
         };
-        self.events.send(out).await.is_ok()
+        self.events.send(out).is_ok()
     }
 }
