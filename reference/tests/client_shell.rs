@@ -20,6 +20,9 @@ use slim_reference::server::{spawn, RelayHandle};
 use slim_reference::session::Credentials;
 use tokio::sync::mpsc;
 
+#[path = "support/venv.rs"]
+mod venv;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 fn strict(listen: &str, auth: Option<AuthConfig>) -> ServerConfig {
@@ -372,4 +375,73 @@ fn assert_delivered(relay: &RelayHandle, n: u64) {
     let stats = relay.stats();
     assert_eq!(stats.publishes_delivered, n, "{stats:?}");
     assert_eq!(stats.dropped_no_route, 0, "{stats:?}");
+}
+
+/// The real SLIM node (the server embedded in slim-bindings), on a free loopback port; killed
+/// when dropped.
+struct RealNode {
+    url: String,
+    _child: tokio::process::Child,
+}
+
+async fn real_node() -> RealNode {
+    use tokio::io::AsyncBufReadExt as _;
+    let py = tokio::task::spawn_blocking(venv::python)
+        .await
+        .expect("venv setup");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(py)
+        .arg(venv::interop_dir().join("serve_real_node.py"))
+        .args(["--listen", &listen])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the real SLIM node (serve_real_node.py)");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("\"ready\"") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        ready,
+        Ok(true),
+        "the real SLIM node did not report ready on {listen} within 30 s"
+    );
+    RealNode {
+        url: format!("http://{listen}"),
+        _child: child,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_interoperate_with_the_real_slim_node() {
+    let node = real_node().await;
+    let (a, mut a_ev) = link::connect(opts(&node.url, 11)).await.expect("a");
+    let (b, mut b_ev) = link::connect(opts(&node.url, 12)).await.expect("b");
+    assert!(
+        a.peer_node_id().starts_with("node-"),
+        "the real node's id: {}",
+        a.peer_node_id()
+    );
+    let (na, nb) = (name("org/ns/alice/1"), name("org/ns/bob/2"));
+    subscribed(&a, &mut a_ev, &na).await;
+    subscribed(&b, &mut b_ev, &nb).await;
+    // The real node drops a Publish whose MAC is wrong, and signs what it delivers with the
+    // receiver's link key, which our links verify.
+    exchange(&a, &mut b_ev, &na, &nb, "hello bob").await;
+    exchange(&b, &mut a_ev, &nb, &na, "hello alice").await;
+    assert_eq!(a.stats().bad_mac_dropped.load(Ordering::Relaxed), 0);
+    assert_eq!(b.stats().bad_mac_dropped.load(Ordering::Relaxed), 0);
 }

@@ -1,6 +1,6 @@
 //! The reference SLIM client: a thin tokio shell around two sans-IO cores.
 //!
-//! - the session [`Endpoint`](crate::session::Endpoint) (sessions, reliability, MLS, tokens);
+//! - the session [`Endpoint`] (sessions, reliability, MLS, tokens);
 //! - the [`link::LinkState`] (negotiation, header MAC, the subscription book), driven by
 //!   [`link::connect`].
 //!
