@@ -296,7 +296,7 @@ impl LinkState {
                 w.retry_at = Some(now + self.retry);
             }
             self.by_id.insert(id, name.clone());
-            out.push(self.signed(messages::subscribe(&name, id))?);
+            out.push(self.seal(messages::subscribe(&name, id))?);
         }
         Ok(out)
     }
@@ -349,7 +349,7 @@ impl LinkState {
             w.attempts = 1;
             w.retry_at = Some(now + self.retry);
             self.by_id.insert(id, name.clone());
-            self.signed(messages::subscribe(&name, id)).ok()
+            self.seal(messages::subscribe(&name, id)).ok()
         } else {
             None
         };
@@ -379,7 +379,7 @@ impl LinkState {
                 retry_at: now + self.retry,
             },
         );
-        self.signed(messages::unsubscribe(name, id)).ok()
+        self.seal(messages::unsubscribe(name, id)).ok()
     }
 
     /// The names we want routed to us (re-subscribed after every reconnect).
@@ -403,10 +403,6 @@ impl LinkState {
             mac.sign(header);
         }
         Ok(msg)
-    }
-
-    fn signed(&self, msg: pb::Message) -> Result<pb::Message, LinkStateError> {
-        self.seal(msg)
     }
 
     /// Handles a message from the node on an established link: verifies the MAC of a Publish
@@ -523,7 +519,7 @@ impl LinkState {
             }
             w.attempts += 1;
             w.retry_at = Some(now + self.retry);
-            if let Ok(m) = self.signed(messages::subscribe(&name, id)) {
+            if let Ok(m) = self.seal(messages::subscribe(&name, id)) {
                 out.resend.push(m);
             }
         }
@@ -551,7 +547,7 @@ impl LinkState {
             u.attempts += 1;
             u.retry_at = now + self.retry;
             let name = u.name.clone();
-            if let Ok(m) = self.signed(messages::unsubscribe(&name, id)) {
+            if let Ok(m) = self.seal(messages::unsubscribe(&name, id)) {
                 out.resend.push(m);
             }
         }
