@@ -5,11 +5,13 @@
 //! - [`config`]: `relay.yaml` and its validation.
 //! - [`auth`]: the sans-IO credential check for `OpenChannel` calls (Basic or Bearer).
 //! - [`mls`]: MLS groups for sessions (openmls, interoperable with the real SLIM's mls-rs).
-//! - [`session`]: the sans-IO session layer (sessions, reliable delivery, MLS groups).
+//! - [`session`]: the sans-IO session endpoint (sessions, reliable delivery, MLS groups).
+//! - [`client`]: the tokio shell of the client (link to a node, reconnects) around the endpoint.
 //!
 //! Requirement ids (`SLIM-ROUTE-005`, …) in doc comments refer to `spec/SPEC.md`.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod mls;
 pub mod relay;

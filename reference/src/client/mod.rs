@@ -1,0 +1,386 @@
+//! The reference SLIM client: a thin tokio shell around two sans-IO cores.
+//!
+//! - the session [`Endpoint`] (sessions, reliability, MLS, tokens);
+//! - the [`link::LinkState`] (negotiation, header MAC, the subscription book), driven by
+//!   [`link::connect`].
+//!
+//! One task owns the endpoint. The application talks to it through [`Client`], whose methods
+//! send commands over a channel and await the answer, and reads what happened with
+//! [`Client::next_event`]. Why one task and not a shared `Mutex<Endpoint>`: the endpoint is a
+//! state machine that must see every input in one order (a message, then a timeout, then a
+//! command); one owner gives that order for free, and nothing else in the process can block it.
+//!
+//! The task's loop: take what the endpoint wants on the wire ([`Transmit`]) and hand it to the
+//! link (a Publish is signed there; Subscribe/Unsubscribe go to the link's subscription book, which
+//! re-issues them after a reconnect), surface the endpoint's [`Event`]s, then wait for the first of
+//! an inbound Publish, an application command, or the endpoint's next timer.
+
+pub mod link;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use slim_proto::names::SlimName;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::session::{
+    Clock, Credentials, Endpoint, EndpointConfig, Event, SessionError, SessionId, SessionOptions,
+    Transmit,
+};
+use link::{HttpAuth, LinkCommand, LinkEvent, LinkHandle, LinkIoError, LinkOptions};
+
+/// How to connect a [`Client`].
+pub struct ClientOptions {
+    /// The node's URL (`http://host:port`).
+    pub node: String,
+    /// Our name, `org/ns/app` (the endpoint derives the id).
+    pub name: SlimName,
+    /// Our identity.
+    pub credentials: Credentials,
+    /// HTTP credentials for nodes that require them.
+    pub auth: Option<HttpAuth>,
+    /// Bound for connecting and for the initial subscription.
+    pub timeout: Duration,
+    /// RNG seed; `None` draws one from the OS.
+    pub seed: Option<[u8; 32]>,
+}
+
+/// What the application is told.
+pub enum ClientEvent {
+    /// A session event from the endpoint.
+    Session(Event),
+    /// The link came back after a loss; every subscription was restored.
+    Reconnected {
+        /// The node's URL.
+        node: String,
+    },
+    /// The link was lost; the client is reconnecting.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// A non-fatal problem at the link (bad MAC dropped, subscription refused).
+    Problem(String),
+    /// The client cannot go on (credentials refused on reconnect); no more events follow.
+    Fatal(ClientError),
+}
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting or keeping the link failed.
+    #[error(transparent)]
+    Link(#[from] LinkIoError),
+    /// The endpoint refused the operation.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The endpoint could not be created.
+    #[error("cannot create the session endpoint: {0}")]
+    Endpoint(SessionError),
+    /// The node refused (or never acknowledged) the subscription of our own name.
+    #[error("cannot subscribe our name {name} at the node: {reason}")]
+    Subscribe {
+        /// Our full name.
+        name: SlimName,
+        /// The node's answer.
+        reason: String,
+    },
+    /// The client task has stopped (after a fatal error, or a shutdown).
+    #[error("the client has stopped")]
+    Stopped,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
+
+/// A request to the task that owns the endpoint.
+enum Command {
+    OpenP2p(SlimName, SessionOptions, Reply<SessionId>),
+    CreateGroup(SlimName, SessionOptions, Reply<SessionId>),
+    Invite(SessionId, SlimName, Reply<()>),
+    Remove(SessionId, SlimName, Reply<()>),
+    Publish(SessionId, Bytes, Reply<u32>),
+    Close(SessionId, Reply<()>),
+    IsBusy(oneshot::Sender<bool>),
+}
+
+/// A connected client: its name is subscribed at the node and the endpoint is running.
+pub struct Client {
+    local_name: SlimName,
+    commands: mpsc::Sender<Command>,
+    events: mpsc::UnboundedReceiver<ClientEvent>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn random_seed() -> [u8; 32] {
+    use rand_core::{OsRng, RngCore};
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    seed
+}
+
+impl Client {
+    /// Creates the endpoint, connects and negotiates the link, subscribes our full name and
+    /// waits for the node's ack (all within `opts.timeout`).
+    pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
+        let seed = opts.seed.unwrap_or_else(random_seed);
+        let unix_secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let endpoint = Endpoint::new(EndpointConfig {
+            name: opts.name,
+            credentials: opts.credentials,
+            seed,
+            clock: Clock {
+                at: Instant::now(),
+                unix_secs,
+            },
+        })
+        .map_err(ClientError::Endpoint)?;
+        let local_name = endpoint.local_name().clone();
+
+        // Separate RNG streams for the endpoint and the link.
+        let mut link_seed = seed;
+        link_seed[31] ^= 0x5a;
+        let mut link_opts = LinkOptions::new(opts.node, opts.timeout, link_seed);
+        link_opts.auth = opts.auth;
+        let deadline = tokio::time::Instant::now() + opts.timeout;
+        let (link, mut link_events) = link::connect(link_opts).await?;
+
+        link.send(LinkCommand::Subscribe(local_name.clone()))
+            .await?;
+        let mut early = Vec::new();
+        loop {
+            let ev = tokio::time::timeout_at(deadline, link_events.recv()).await;
+            match ev {
+                Err(_) => {
+                    return Err(ClientError::Subscribe {
+                        name: local_name,
+                        reason: format!("no SubscriptionAck within {:?}", opts.timeout),
+                    })
+                }
+                Ok(None) => return Err(LinkIoError::Stopped.into()),
+                Ok(Some(LinkEvent::Subscribed(n))) if n == local_name => break,
+                Ok(Some(LinkEvent::Problem(e))) => {
+                    if let link::LinkStateError::SubscriptionRefused { name, .. }
+                    | link::LinkStateError::Unacknowledged { name, .. } = &e
+                    {
+                        if *name == local_name {
+                            return Err(ClientError::Subscribe {
+                                name: local_name,
+                                reason: e.to_string(),
+                            });
+                        }
+                    }
+                    early.push(LinkEvent::Problem(e));
+                }
+                Ok(Some(LinkEvent::Fatal(e))) => return Err(e.into()),
+                Ok(Some(other)) => early.push(other),
+            }
+        }
+
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        // Unbounded so that the task never blocks on an application that is busy awaiting one
+        // of its own commands; events are small and the application reads them in its loop.
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(
+            Task {
+                endpoint,
+                link,
+                link_events,
+                commands: cmd_rx,
+                events: ev_tx,
+            }
+            .run(early),
+        );
+        Ok(Client {
+            local_name,
+            commands: cmd_tx,
+            events: ev_rx,
+            task,
+        })
+    }
+
+    /// Our full name, with the id the endpoint derived.
+    pub fn local_name(&self) -> &SlimName {
+        &self.local_name
+    }
+
+    /// The next event; `None` once the client has stopped.
+    pub async fn next_event(&mut self) -> Option<ClientEvent> {
+        self.events.recv().await
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        Ok(rx.await.map_err(|_| ClientError::Stopped)??)
+    }
+
+    /// Opens a point-to-point session to `peer` (any instance when it has no id).
+    pub async fn open_p2p(
+        &self,
+        peer: SlimName,
+        opts: SessionOptions,
+    ) -> Result<SessionId, ClientError> {
+        self.ask(|r| Command::OpenP2p(peer, opts, r)).await
+    }
+
+    /// Creates a group on `channel` with us as moderator.
+    pub async fn create_group(
+        &self,
+        channel: SlimName,
+        opts: SessionOptions,
+    ) -> Result<SessionId, ClientError> {
+        self.ask(|r| Command::CreateGroup(channel, opts, r)).await
+    }
+
+    /// Invites `peer` into a group we moderate.
+    pub async fn invite(&self, session: SessionId, peer: SlimName) -> Result<(), ClientError> {
+        self.ask(|r| Command::Invite(session, peer, r)).await
+    }
+
+    /// Removes `peer` from a group we moderate.
+    pub async fn remove(&self, session: SessionId, peer: SlimName) -> Result<(), ClientError> {
+        self.ask(|r| Command::Remove(session, peer, r)).await
+    }
+
+    /// Sends `payload` on a session; returns the message id to watch for delivery.
+    pub async fn publish(&self, session: SessionId, payload: Bytes) -> Result<u32, ClientError> {
+        self.ask(|r| Command::Publish(session, payload, r)).await
+    }
+
+    /// Closes a session.
+    pub async fn close(&self, session: SessionId) -> Result<(), ClientError> {
+        self.ask(|r| Command::Close(session, r)).await
+    }
+
+    /// Whether sessions are still being set up or messages are unacknowledged.
+    pub async fn is_busy(&self) -> Result<bool, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::IsBusy(tx))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)
+    }
+}
+
+/// The task that owns the endpoint and the link.
+struct Task {
+    endpoint: Endpoint,
+    link: LinkHandle,
+    link_events: mpsc::UnboundedReceiver<LinkEvent>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::UnboundedSender<ClientEvent>,
+}
+
+impl Task {
+    async fn run(mut self, early: Vec<LinkEvent>) {
+        for ev in early {
+            if !self.on_link_event(ev).await {
+                return;
+            }
+        }
+        loop {
+            if !self.flush().await {
+                return;
+            }
+            let wake = self.endpoint.poll_timeout();
+            let sleep = async {
+                match wake {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    None => return,
+                    Some(cmd) => self.on_command(cmd),
+                },
+                ev = self.link_events.recv() => {
+                    let ev = ev.unwrap_or(LinkEvent::Fatal(LinkIoError::Stopped));
+                    if !self.on_link_event(ev).await {
+                        return;
+                    }
+                }
+                _ = sleep => self.endpoint.handle_timeout(Instant::now()),
+            }
+        }
+    }
+
+    /// Moves the endpoint's transmits to the link and its events to the application. `false`
+    /// when either side has gone.
+    async fn flush(&mut self) -> bool {
+        while let Some(t) = self.endpoint.poll_transmit() {
+            let cmd = match t {
+                Transmit::Publish(m) => LinkCommand::Publish(m),
+                Transmit::Subscribe(n) => LinkCommand::Subscribe(n),
+                Transmit::Unsubscribe(n) => LinkCommand::Unsubscribe(n),
+            };
+            if self.link.send(cmd).await.is_err() {
+                let _ = self
+                    .events
+                    .send(ClientEvent::Fatal(LinkIoError::Stopped.into()));
+                return false;
+            }
+        }
+        while let Some(ev) = self.endpoint.poll_event() {
+            if self.events.send(ClientEvent::Session(ev)).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        let ep = &mut self.endpoint;
+        // A dropped reply receiver means the caller stopped waiting: nothing to do.
+        match cmd {
+            Command::OpenP2p(peer, opts, r) => drop(r.send(ep.open_p2p(peer, opts, now))),
+            Command::CreateGroup(ch, opts, r) => drop(r.send(ep.create_group(ch, opts, now))),
+            Command::Invite(s, peer, r) => drop(r.send(ep.invite(s, peer, now))),
+            Command::Remove(s, peer, r) => drop(r.send(ep.remove(s, &peer, now))),
+            Command::Publish(s, payload, r) => drop(r.send(ep.publish(s, payload, now))),
+            Command::Close(s, r) => drop(r.send(ep.close(s, now))),
+            Command::IsBusy(r) => drop(r.send(ep.is_busy())),
+        }
+    }
+
+    /// `false` when the client must stop.
+    async fn on_link_event(&mut self, ev: LinkEvent) -> bool {
+        let out = match ev {
+            LinkEvent::Publish(m) => {
+                self.endpoint.handle_message(m, Instant::now());
+                return true;
+            }
+            LinkEvent::Subscribed(name) => {
+                debug!(%name, "subscription acknowledged");
+                return true;
+            }
+            LinkEvent::Unsubscribed(name) => {
+                debug!(%name, "unsubscription acknowledged");
+                return true;
+            }
+            LinkEvent::Disconnected { reason } => ClientEvent::Disconnected { reason },
+            LinkEvent::Reconnected { node } => ClientEvent::Reconnected { node },
+            LinkEvent::Problem(e) => ClientEvent::Problem(e.to_string()),
+            LinkEvent::Fatal(e) => {
+                warn!(error = %e, "link gave up");
+                let _ = self.events.send(ClientEvent::Fatal(e.into()));
+                return false;
+            }
+        };
+        self.events.send(out).is_ok()
+    }
+}
