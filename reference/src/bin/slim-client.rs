@@ -94,6 +94,9 @@ enum Cmd {
         /// Exit after N messages were received (and echoes acknowledged)
         #[arg(long, value_name = "N")]
         count: Option<u64>,
+        /// Send each line of stdin on the session opened last (e.g. a group we were invited to)
+        #[arg(long)]
+        stdin: bool,
     },
     /// Open a point-to-point session to NAME and send each MESSAGE in order
     Send {
@@ -290,7 +293,7 @@ fn main() -> ExitCode {
             sigint: watch_sigint(),
         };
         match cli.command {
-            Cmd::Listen { echo, count } => app.listen(echo, count).await,
+            Cmd::Listen { echo, count, stdin } => app.listen(echo, count, stdin).await,
             Cmd::Send {
                 peer,
                 messages,
@@ -650,14 +653,39 @@ impl App<'_> {
         }
     }
 
-    async fn listen(&mut self, echo: bool, count: Option<u64>) -> Result<(), String> {
+    async fn listen(&mut self, echo: bool, count: Option<u64>, stdin: bool) -> Result<(), String> {
         self.out.status("listening; stop with Ctrl-C");
         let mut received = 0u64;
+        let mut lines = stdin.then(stdin_lines);
+        let mut newest: Option<SessionId> = None;
         while count.is_none_or(|n| received < n) {
-            match self.step(None, false, true).await? {
+            let step = match &mut lines {
+                Some(l) => tokio::select! {
+                    line = l.recv() => {
+                        match line {
+                            Some(line) => match newest.filter(|s| self.sessions.contains(s)) {
+                                Some(s) => {
+                                    if let Err(e) = self.client.publish(s, Bytes::from(line.into_bytes())).await {
+                                        self.out.error(&format!("cannot send on session {s}: {}", describe(&e)));
+                                    }
+                                }
+                                None => self.out.error("no open session to send this line on; wait for an invitation"),
+                            },
+                            None => lines = None,
+                        }
+                        continue;
+                    }
+                    step = self.step(None, false, true) => step?,
+                },
+                None => self.step(None, false, true).await?,
+            };
+            match step {
                 Step::Interrupted => {
                     self.close_all().await;
                     return Ok(());
+                }
+                Step::Event(ClientEvent::Session(Event::SessionOpened { session, .. })) => {
+                    newest = Some(session);
                 }
                 Step::Event(ClientEvent::Session(Event::Message {
                     session, payload, ..

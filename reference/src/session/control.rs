@@ -325,6 +325,9 @@ mod tests {
         assert!(matches!(r.check(1, &n("a"), 5, 7), Seen::Again(Some(_))));
         r.record(1, &n("a"), 6, 7, None);
         r.record(1, &n("a"), 8, 7, None);
-        assert!(matches!(r.check(1, &n("a"), 5, 7), Seen::New), "oldest evicted");
+        assert!(
+            matches!(r.check(1, &n("a"), 5, 7), Seen::New),
+            "oldest evicted"
+        );
     }
 }

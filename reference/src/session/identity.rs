@@ -106,11 +106,7 @@ impl LocalIdentity {
     }
 
     /// A token for a message sent at `now_unix` (reused for a minute, then renewed).
-    pub fn token(
-        &mut self,
-        now_unix: u64,
-        rng: &mut impl RngCore,
-    ) -> Result<String, SessionError> {
+    pub fn token(&mut self, now_unix: u64, rng: &mut impl RngCore) -> Result<String, SessionError> {
         if let Some((at, t)) = &self.token {
             if now_unix >= *at && now_unix - at < TOKEN_REUSE_SECS {
                 return Ok(t.clone());

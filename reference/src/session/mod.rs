@@ -36,8 +36,8 @@ use slim_proto::names::SlimName;
 use slim_proto::pb::{self, command_payload::CommandPayloadType as Cmd};
 use slim_proto::pb::{SessionMessageType as Mt, SessionType};
 
-pub use identity::Credentials;
 use control::{ReplyCache, Seen};
+pub use identity::Credentials;
 use moderator::{ModeratorState, Task};
 use participant::ParticipantState;
 use state::{Ctx, MlsState, Role, Session};
@@ -228,7 +228,9 @@ pub enum SessionError {
     #[error("signature: {0}")]
     Signature(slim_proto::e2e::E2eError),
     /// The sender's name id is not the one its token derives.
-    #[error("{name} is not the name of token id `{sub}` (its id must be XXH3-128 of the token id)")]
+    #[error(
+        "{name} is not the name of token id `{sub}` (its id must be XXH3-128 of the token id)"
+    )]
     NameNotBound {
         /// The name the message came from.
         name: String,
@@ -414,7 +416,11 @@ impl Endpoint {
     }
 
     /// Answers a discovery request for our name with our full name (WIRE.md §5.3 step 2).
-    fn answer_discovery(&mut self, m: &wire::Inbound<'_>, now: Instant) -> Result<(), SessionError> {
+    fn answer_discovery(
+        &mut self,
+        m: &wire::Inbound<'_>,
+        now: Instant,
+    ) -> Result<(), SessionError> {
         if !wire::same_service(&m.destination, &self.name)
             || (m.destination.id() != slim_proto::names::NULL_ID
                 && m.destination.id() != self.name.id())
@@ -540,6 +546,13 @@ impl Endpoint {
             .ok_or(SessionError::UnknownSession(id))?;
         s.data_dst = Some(data);
         s.control_dst = Some(control);
+        let peer = s.peer.clone();
+        self.events.push_back(Event::SessionOpened {
+            session: id,
+            peer,
+            initiator: true,
+            group: true,
+        });
         let mut cx = cx!(self, now);
         if let Some(s) = self.sessions.get_mut(&id) {
             s.establish(&mut cx);

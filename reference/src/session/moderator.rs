@@ -11,8 +11,8 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use slim_proto::names::{SlimName, NULL_ID};
-use slim_proto::pb::{self, command_payload::CommandPayloadType as Cmd};
 use slim_proto::pb::SessionMessageType as Mt;
+use slim_proto::pb::{self, command_payload::CommandPayloadType as Cmd};
 
 use super::control::Expect;
 use super::identity::Peer;
@@ -83,7 +83,9 @@ impl Session {
     fn moderator(&mut self) -> &mut ModeratorState {
         match &mut self.role {
             super::state::Role::Moderator(m) => m,
-            super::state::Role::Participant(_) => unreachable!("moderator handler on a participant"),
+            super::state::Role::Participant(_) => {
+                unreachable!("moderator handler on a participant")
+            }
         }
     }
 
@@ -184,10 +186,7 @@ impl Session {
         if name.id() != NULL_ID {
             return Err(SessionError::NotMember(name.to_string()));
         }
-        let mut found = self
-            .members
-            .keys()
-            .filter(|m| wire::same_service(m, name));
+        let mut found = self.members.keys().filter(|m| wire::same_service(m, name));
         match (found.next(), found.next()) {
             (Some(m), None) => Ok(m.clone()),
             (None, _) => Err(SessionError::NotMember(name.to_string())),
@@ -216,7 +215,10 @@ impl Session {
                 update: id,
                 leave: send_leave,
             });
-            let control = self.control_dst.clone().unwrap_or_else(|| self.peer.clone());
+            let control = self
+                .control_dst
+                .clone()
+                .unwrap_or_else(|| self.peer.clone());
             self.send_command(
                 cx,
                 &control,
@@ -370,7 +372,9 @@ impl Session {
                     return Ok(());
                 }
                 let Some(Cmd::JoinReply(reply)) = m.command() else {
-                    return Err(SessionError::Protocol("join reply without its payload".into()));
+                    return Err(SessionError::Protocol(
+                        "join reply without its payload".into(),
+                    ));
                 };
                 let named = reply.participant.as_ref().and_then(wire::participant_name);
                 if named.as_ref() != Some(&m.source) {
@@ -419,7 +423,10 @@ impl Session {
                 if roster.len() > 2 {
                     let uid = cx.random_id();
                     update = Some(uid);
-                    let control = self.control_dst.clone().unwrap_or_else(|| self.peer.clone());
+                    let control = self
+                        .control_dst
+                        .clone()
+                        .unwrap_or_else(|| self.peer.clone());
                     self.send_command(
                         cx,
                         &control,
@@ -499,12 +506,9 @@ impl Session {
                 }
                 Ok(())
             }
-            Mt::UpdateParticipantState => self.reply(
-                cx,
-                m,
-                Mt::GroupAck,
-                Cmd::GroupAck(pb::GroupAckPayload {}),
-            ),
+            Mt::UpdateParticipantState => {
+                self.reply(cx, m, Mt::GroupAck, Cmd::GroupAck(pb::GroupAckPayload {}))
+            }
             // Heartbeats need no answer; anything else is not for a moderator.
             _ => Ok(()),
         }
@@ -620,7 +624,9 @@ impl Session {
                 if welcome == Some(id) {
                     cx.events.push_back(Event::Error {
                         session: Some(self.id),
-                        message: format!("{peer} did not acknowledge its welcome; it is not a member"),
+                        message: format!(
+                            "{peer} did not acknowledge its welcome; it is not a member"
+                        ),
                     });
                     self.remove_member(cx, &peer);
                     if !self.is_group() {

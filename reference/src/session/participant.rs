@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use slim_proto::names::SlimName;
-use slim_proto::pb::{self, command_payload::CommandPayloadType as Cmd};
 use slim_proto::pb::SessionMessageType as Mt;
+use slim_proto::pb::{self, command_payload::CommandPayloadType as Cmd};
 
 use super::control::Expect;
 use super::identity::Peer;
@@ -57,7 +57,11 @@ impl Session {
         let from_moderator = m.source == self.participant().moderator;
         let moderator_only = matches!(
             m.kind,
-            Mt::JoinRequest | Mt::GroupWelcome | Mt::GroupUpdate | Mt::LeaveRequest | Mt::GroupClose
+            Mt::JoinRequest
+                | Mt::GroupWelcome
+                | Mt::GroupUpdate
+                | Mt::LeaveRequest
+                | Mt::GroupClose
         );
         if moderator_only && !from_moderator {
             return Err(SessionError::Protocol(format!(
@@ -70,7 +74,12 @@ impl Session {
             (Mt::GroupWelcome, Some(Cmd::GroupWelcome(w))) => self.on_welcome(cx, m, w),
             (Mt::GroupUpdate, Some(Cmd::GroupUpdate(u))) => self.on_group_update(cx, m, u),
             (Mt::LeaveRequest, _) => {
-                self.reply(cx, m, Mt::LeaveReply, Cmd::LeaveReply(pb::LeaveReplyPayload {}))?;
+                self.reply(
+                    cx,
+                    m,
+                    Mt::LeaveReply,
+                    Cmd::LeaveReply(pb::LeaveReplyPayload {}),
+                )?;
                 self.end(cx);
                 if self.is_group() {
                     cx.events.push_back(Event::Removed { session: self.id });
@@ -127,8 +136,10 @@ impl Session {
             let channel = name(&j.channel, "channel")?;
             let control = name(&j.control, "control")?;
             // Subscribed now, before the welcome, so no group message finds us unsubscribed.
-            cx.out.push_back(super::Transmit::Subscribe(channel.clone()));
-            cx.out.push_back(super::Transmit::Subscribe(control.clone()));
+            cx.out
+                .push_back(super::Transmit::Subscribe(channel.clone()));
+            cx.out
+                .push_back(super::Transmit::Subscribe(control.clone()));
             self.peer = SlimName::new(
                 channel.components()[0],
                 channel.components()[1],

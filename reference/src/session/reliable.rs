@@ -836,7 +836,10 @@ impl<P: Ord + Clone + Debug> ReliableReceiver<P> {
         if ahead >= HALF_SPACE {
             return true;
         }
-        matches!(source.pending.get(ahead as usize), Some(RecvSlot::Received(_)))
+        matches!(
+            source.pending.get(ahead as usize),
+            Some(RecvSlot::Received(_))
+        )
     }
 
     fn source_key(&mut self, src: &P, first_id: u32) -> u64 {

@@ -402,7 +402,9 @@ impl Session {
                     id, to, payload, ..
                 } => match to {
                     Some(p) => self.transmit_data(cx, &p, false, Mt::Msg, id, &payload, false),
-                    None => self.transmit_data(cx, &default_dst, group, Mt::Msg, id, &payload, false),
+                    None => {
+                        self.transmit_data(cx, &default_dst, group, Mt::Msg, id, &payload, false)
+                    }
                 },
                 SenderOutput::Delivered { id } => cx.events.push_back(Event::Delivered {
                     session: self.id,
@@ -491,11 +493,7 @@ impl Session {
                     }
                 }
                 let lost = m.kind == Mt::RtxReply && m.error_flag();
-                let payload = if lost {
-                    None
-                } else {
-                    Some(self.open_data(m)?)
-                };
+                let payload = if lost { None } else { Some(self.open_data(m)?) };
                 match &mut self.reliable {
                     Some((_, receiver)) => {
                         if m.kind == Mt::Msg && !m.flag(wire::PUBLISH_TO) {
@@ -506,7 +504,12 @@ impl Session {
                                 cx.now,
                             );
                         } else if m.kind == Mt::RtxReply {
-                            receiver.on_rtx_reply(&m.source, m.message_id, payload.ok_or(super::reliable::Lost), cx.now);
+                            receiver.on_rtx_reply(
+                                &m.source,
+                                m.message_id,
+                                payload.ok_or(super::reliable::Lost),
+                                cx.now,
+                            );
                         } else {
                             // publish_to: delivered at once, acked, not ordered.
                             cx.events.push_back(Event::Message {
@@ -540,9 +543,15 @@ impl Session {
                     None => return Ok(()),
                 };
                 match answer {
-                    super::reliable::RtxAnswer::Resend(p) => {
-                        self.transmit_data(cx, &m.source, false, Mt::RtxReply, m.message_id, &p, false)
-                    }
+                    super::reliable::RtxAnswer::Resend(p) => self.transmit_data(
+                        cx,
+                        &m.source,
+                        false,
+                        Mt::RtxReply,
+                        m.message_id,
+                        &p,
+                        false,
+                    ),
                     super::reliable::RtxAnswer::Lost => self.transmit_data(
                         cx,
                         &m.source,

@@ -68,9 +68,10 @@ pub fn inbound(msg: &pb::Message) -> Result<Inbound<'_>, WireError> {
         return Err(WireError::MissingHeader);
     };
     let name = |n: &Option<pb::Name>, what: &'static str| -> Result<SlimName, WireError> {
-        let n = n
-            .as_ref()
-            .ok_or(WireError::BadName(what, slim_proto::names::NameError::MissingEncoded))?;
+        let n = n.as_ref().ok_or(WireError::BadName(
+            what,
+            slim_proto::names::NameError::MissingEncoded,
+        ))?;
         SlimName::from_proto(n).map_err(|e| WireError::BadName(what, e))
     };
     let session_type = SessionType::try_from(session.session_type)
