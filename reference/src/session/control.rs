@@ -7,7 +7,8 @@
 //! The receiving side answers a retransmitted request with the reply it already sent, without
 //! processing the request again. The real SDK's replay cache instead *drops* such duplicates, so
 //! a lost reply turns into a failed request on the other side (WIRE.md §13); ours keeps
-//! replay protection (a request is never processed twice) and still repairs lost replies.
+//! replay protection (a request is never processed twice) and still repairs lost replies
+//! (SLIM-SESS-005).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};

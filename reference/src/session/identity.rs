@@ -156,8 +156,9 @@ impl LocalIdentity {
         Ok(peer)
     }
 
-    /// Verifies an inbound command: its token, that the sender's name id derives from the
-    /// token id, its header signature and (when present) its payload signature.
+    /// Verifies an inbound command: its token (SLIM-IDENT-001/002), that the sender's name id
+    /// derives from the token id (SLIM-SESS-002), its header signature (SLIM-IDENT-003) and, when
+    /// present, its payload signature (SLIM-IDENT-004).
     pub fn verify_command(
         &mut self,
         msg: &pb::Message,

@@ -415,7 +415,8 @@ impl Endpoint {
         s.handle(&mut cx, m, peer)
     }
 
-    /// Answers a discovery request for our name with our full name (WIRE.md §5.3 step 2).
+    /// Answers a discovery request for our name with our full name (WIRE.md §5.3 step 2); the
+    /// request was verified first (SLIM-IDENT-005).
     fn answer_discovery(
         &mut self,
         m: &wire::Inbound<'_>,

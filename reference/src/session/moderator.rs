@@ -6,7 +6,8 @@
 //! MLS Add commit: GROUP_UPDATE(ADD) to the other members when the group grows beyond two, and
 //! GROUP_WELCOME to the newcomer → GROUP_ACKs. Remove: MLS Remove commit in GROUP_UPDATE(REMOVE)
 //! to the group (beyond two) → LEAVE_REQUEST to the removed member → LEAVE_REPLY.
-//! Commit ids count up from 1 in the order the commits were made (SLIM-SESS-* in spec/).
+//! Commit ids count up from 1 in the order the commits were made. Point-to-point establishment
+//! is SLIM-SESS-003, invites SLIM-SESS-006, removals SLIM-SESS-007.
 
 use std::collections::{BTreeSet, VecDeque};
 

@@ -1,6 +1,6 @@
 //! The participant side of a session (WIRE.md §5.3, §5.5, §5.6): answer the join request with a
 //! key package, join from the welcome, apply group updates strictly in commit order, leave when
-//! asked or when the group closes.
+//! asked or when the group closes (SLIM-SESS-003, SLIM-SESS-006 to SLIM-SESS-008).
 
 use std::collections::BTreeMap;
 

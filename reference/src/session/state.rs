@@ -24,7 +24,7 @@ use super::wire::{self, Envelope, Inbound};
 use super::{Event, SessionError, SessionId, SessionOptions, Transmit};
 use crate::mls::{CredentialValidator, MlsGroup};
 
-/// Heartbeat period of an idle session (WIRE.md §5.6).
+/// Heartbeat period of an idle session (WIRE.md §5.6, SLIM-SESS-010).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// How many data messages may wait for acknowledgement at once (the pipelining window).
 pub const RELIABLE_WINDOW: usize = 4096;
@@ -389,7 +389,9 @@ impl Session {
         cx.out.push_back(Transmit::Publish(msg));
     }
 
-    /// Moves the reliable sender's and receiver's outputs to the wire and the application.
+    /// Moves the reliable sender's and receiver's outputs to the wire and the application: acks
+    /// (SLIM-REL-002), retransmission requests (SLIM-REL-004), in-order deliveries
+    /// (SLIM-REL-005) and failures named by message and peer (SLIM-REL-006).
     pub fn flush_reliable(&mut self, cx: &mut Ctx<'_>) {
         let Some((mut sender, mut receiver)) = self.reliable.take() else {
             return;
@@ -568,7 +570,8 @@ impl Session {
         Ok(())
     }
 
-    /// The plaintext of an inbound data message: MLS-decrypted and its header AAD checked.
+    /// The plaintext of an inbound data message: MLS-decrypted, its header AAD checked
+/// (SLIM-MLS-003) and its MLS sender bound to its name (SLIM-SESS-002).
     fn open_data(&mut self, m: &Inbound<'_>) -> Result<Bytes, SessionError> {
         let blob = m.app_blob().cloned().unwrap_or_default();
         match &mut self.mls {
