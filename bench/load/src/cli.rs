@@ -34,6 +34,34 @@ pub enum Command {
     Compare(CompareArgs),
     /// Serve a "null relay": negotiates, acks and broadcasts every Publish (NOT a SLIM node).
     NullRelay(NullRelayArgs),
+    /// Reliable point-to-point session throughput of the reference client through a node.
+    Session(SessionArgs),
+}
+
+/// `slim-bench session`.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// The node, e.g. `http://127.0.0.1:46357`.
+    #[arg(long, required_unless_present = "embedded", conflicts_with = "embedded")]
+    pub target: Option<String>,
+    /// Start the reference relay in this process on an ephemeral port and go through it.
+    #[arg(long)]
+    pub embedded: bool,
+    /// Messages to send.
+    #[arg(long, default_value_t = 20_000)]
+    pub msgs: u64,
+    /// Payload bytes (at least 8).
+    #[arg(long, default_value_t = 128)]
+    pub size: usize,
+    /// MLS end-to-end encryption on.
+    #[arg(long)]
+    pub mls: bool,
+    /// Bound for the whole run, seconds.
+    #[arg(long, default_value_t = 120.0)]
+    pub timeout: f64,
+    /// Write the result (`slim-bench/session/v1`) to this file.
+    #[arg(long)]
+    pub json: Option<String>,
 }
 
 /// The scenario flags shared by `run` and `vs`.
@@ -190,6 +218,54 @@ pub async fn execute(
         source: e,
     };
     match cli.command {
+        Command::Session(a) => {
+            let mut relay = None;
+            let target = match &a.target {
+                Some(t) => t.clone(),
+                None => {
+                    let h = slim_reference::server::spawn(slim_reference::config::ServerConfig {
+                        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| BenchError::Usage(format!("embedded relay: {e}")))?;
+                    let url = h.url();
+                    relay = Some(h);
+                    url
+                }
+            };
+            if !(a.timeout.is_finite() && a.timeout > 0.0) {
+                return Err(BenchError::Usage("--timeout must be a positive number of seconds".into()));
+            }
+            let cfg = crate::session::SessionConfig {
+                target,
+                msgs: a.msgs,
+                size: a.size,
+                mls: a.mls,
+                timeout: std::time::Duration::from_secs_f64(a.timeout),
+            };
+            let r = crate::session::run_session(&cfg).await?;
+            drop(relay);
+            writeln!(
+                out,
+                "session p2p reliable{}: {} msgs of {} B in {:.3} s: {} msg/s delivered (acked); received {}, duplicates or reordered {}, failed {}",
+                if r.mls { " mls" } else { "" },
+                r.msgs,
+                r.size,
+                r.seconds,
+                fmt_num(r.delivered_per_sec),
+                r.received,
+                r.duplicates_or_reordered,
+                r.failed
+            )
+            .map_err(io)?;
+            if let Some(path) = &a.json {
+                let text = serde_json::to_string_pretty(&r).map_err(|e| BenchError::Usage(e.to_string()))?;
+                std::fs::write(path, text).map_err(|e| BenchError::Io { path: path.clone(), source: e })?;
+            }
+            let clean = r.delivered == r.msgs && r.received == r.msgs && r.duplicates_or_reordered == 0;
+            Ok(if clean { 0 } else { 1 })
+        }
         Command::Run(a) => {
             let params = a.scenario.params();
             let mut relay = None;

@@ -12,6 +12,7 @@
 //! - [`compare`]: ratios between two result files, noise check, SVG plot.
 //! - [`nats`]: the same scenarios over a NATS server (`nats://` targets), as a reference peer.
 //! - [`null_relay`]: the transport floor (not a SLIM node).
+//! - [`session`]: reliable session throughput of the reference client through a node.
 //! - [`cli`]: the command line.
 //!
 //! Usage and the JSON schema: `bench/LOAD.md`.
@@ -29,5 +30,6 @@ pub mod procstat;
 pub mod result;
 pub mod run;
 pub mod scenario;
+pub mod session;
 
 pub use error::BenchError;
