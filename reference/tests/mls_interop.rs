@@ -449,3 +449,33 @@ fn a_welcome_is_usable_once_and_only_by_its_addressee() {
         })
     ));
 }
+
+#[test]
+fn several_members_join_from_one_commit_and_one_welcome() {
+    let mut a = MlsGroup::create(identity("alice"), now()).expect("create");
+    let (b_id, c_id) = (identity("bob"), identity("carol"));
+    let (b_kp, c_kp) = (
+        b_id.key_package(now()).expect("kp"),
+        c_id.key_package(now()).expect("kp"),
+    );
+    // One bad key package: nothing is added.
+    let late = c_id.with_token(token("carol", now() - 1, c_id.signature_key()));
+    let late_kp = late.key_package(now()).expect("kp");
+    assert!(matches!(
+        a.add_members(&[&b_kp, &late_kp], &valid(), now()),
+        Err(MlsError::KeyPackageRejected(
+            KeyPackageRejection::Credential(_)
+        ))
+    ));
+    assert_eq!((a.epoch(), a.members().len()), (0, 1));
+
+    let (_commit, welcome) = a
+        .add_members(&[&b_kp, &c_kp], &valid(), now())
+        .expect("add both");
+    assert_eq!((a.epoch(), a.members().len()), (1, 3));
+    let mut b = MlsGroup::join(b_id, &welcome, &valid()).expect("bob joins");
+    let mut c = MlsGroup::join(c_id, &welcome, &valid()).expect("carol joins");
+    let m = c.encrypt(b"aad", b"from carol").expect("encrypt");
+    assert_eq!(b.decrypt(&m).expect("bob reads").plaintext, b"from carol");
+    assert_eq!(a.decrypt(&m).expect("alice reads").plaintext, b"from carol");
+}

@@ -243,13 +243,27 @@ impl MlsGroup {
         validator: &dyn CredentialValidator,
         now_unix: u64,
     ) -> Result<(Vec<u8>, Vec<u8>), MlsError> {
-        let key_package = self.check_key_package(key_package, validator, now_unix)?;
+        self.add_members(&[key_package], validator, now_unix)
+    }
+
+    /// [`Self::add_member`] for several key packages in one commit; the one Welcome serves every
+    /// new member. If any key package is rejected, none is added.
+    pub fn add_members(
+        &mut self,
+        key_packages: &[&[u8]],
+        validator: &dyn CredentialValidator,
+        now_unix: u64,
+    ) -> Result<(Vec<u8>, Vec<u8>), MlsError> {
+        let key_packages = key_packages
+            .iter()
+            .map(|kp| self.check_key_package(kp, validator, now_unix))
+            .collect::<Result<Vec<_>, _>>()?;
         let (commit, welcome, _group_info) = self
             .group
             .add_members(
                 &*self.identity.provider,
                 &*self.identity.signer,
-                &[key_package],
+                &key_packages,
             )
             .map_err(|e| MlsError::op("add member", e))?;
         self.merge_own_commit()?;
