@@ -55,7 +55,8 @@ pub struct GroupFixture {
     next: u64,
 }
 
-/// Builds a group of `size` (≥ 2) members. All but the moderator are added in one commit, which
+/// Builds a group of `size` (≥ 2) members, at epoch 1 + 2 × 2 = 5 so that three past epochs
+/// are kept. All but the moderator are added in one commit, which
 /// gives the tree the shape it has in SLIM (only the moderator commits, so only its path is
 /// populated) at a fraction of the cost of one commit per member (each of which encrypts to
 /// every member: quadratic, half a minute at 128 members in a debug build).
@@ -71,12 +72,26 @@ pub fn group_fixture(size: usize) -> Result<GroupFixture, MlsError> {
     let refs: Vec<&[u8]> = key_packages.iter().map(Vec::as_slice).collect();
     let (_commit, welcome) = moderator.add_members(&refs, &AcceptAll, now)?;
     let member = MlsGroup::join(member_id, &welcome, &AcceptAll)?;
-    Ok(GroupFixture {
+    let mut fx = GroupFixture {
         moderator,
         member,
         next: size as u64,
-    })
+    };
+    // Steady state: a live group has had commits, and members keep the keys (and member lists)
+    // of the last [`MAX_PAST_EPOCHS`] epochs. Two add/remove rounds fill all three.
+    for _ in 0..2 {
+        let kp = fx.new_key_package()?;
+        let (commit, _) = add_member(&mut fx, &kp)?;
+        fx.follow(&commit)?;
+        let token = fx.last_token();
+        let commit = remove_member(&mut fx, &token)?;
+        fx.follow(&commit)?;
+    }
+    Ok(fx)
 }
+
+/// Past epochs a member keeps (the reference client's setting, as mls-rs).
+pub const MAX_PAST_EPOCHS: u64 = 3;
 
 impl GroupFixture {
     /// A key package of a new identity (outside the timed part of add benchmarks).

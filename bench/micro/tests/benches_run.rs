@@ -92,6 +92,8 @@ fn mls_bodies() {
         eprintln!("group of {size}: fixture built in {:?}", started.elapsed());
         assert_eq!(fx.moderator.members().len(), size);
         assert_eq!(fx.member.members(), fx.moderator.members());
+        assert_eq!(fx.moderator.epoch(), 1 + 2 * 2, "past-epoch window filled");
+        assert!(fx.moderator.epoch() > mls::MAX_PAST_EPOCHS);
         let plaintext = vec![0x42; mls::MESSAGE_SIZE];
         assert_eq!(
             mls::encrypt_decrypt(&mut fx, &plaintext),
