@@ -2,7 +2,14 @@
 //! real SLIM (mls-rs) relies on (WIRE.md §5.5–§5.7, §6, §6.1).
 //!
 //! The cross-check with mls-rs itself is the session interop suite, which runs the real SLIM;
-//! mls-rs with its aws-lc provider is not built here (it needs cmake and clang and a long build).
+//! mls-rs is not a dependency here (the real SLIM's aws-lc provider needs cmake and clang and a
+//! long build). This module was also checked once by hand against mls-rs 0.56 with the RustCrypto
+//! provider (`mls-rs-crypto-rustcrypto` 0.23, suite 0x0002, `BaseConfig` defaults as in the real
+//! SLIM), in a scratch crate outside the workspace: mls-rs moderator with an openmls member (join
+//! from its Welcome, application messages both ways with AAD, an mls-rs add and remove commit
+//! applied here, a message from the previous epoch, removal of the openmls member), and an
+//! openmls moderator with mls-rs members (mls-rs key packages added, mls-rs joins from our
+//! Welcome, our add and remove commits applied by mls-rs, the removed member cannot decrypt).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -70,6 +70,11 @@ const SENDER_RATCHET_WINDOW: u32 = 1024;
 /// It is called for every key package before it is added, for every member of the ratchet tree
 /// of a Welcome before the group is joined, and for every member a processed commit adds or
 /// whose credential it changes.
+///
+/// A member's credential keeps the token it joined with, so the members already in a tree that
+/// a late joiner sees may carry tokens that have expired since (shared-secret tokens live an
+/// hour). Whether expiry counts for them is the caller's decision; the real SDK verifies every
+/// member's token, expiry included [code-derived, verify].
 pub trait CredentialValidator {
     /// `Ok(())` if `identity` with `signature_key` may be a member, else why not.
     fn validate(&self, identity: &[u8], signature_key: &[u8]) -> Result<(), String>;
