@@ -2,7 +2,14 @@
 //! real SLIM (mls-rs) relies on (WIRE.md §5.5–§5.7, §6, §6.1).
 //!
 //! The cross-check with mls-rs itself is the session interop suite, which runs the real SLIM;
-//! mls-rs with its aws-lc provider is not built here (it needs cmake and clang and a long build).
+//! mls-rs is not a dependency here (the real SLIM's aws-lc provider needs cmake and clang and a
+//! long build). This module was also checked once by hand against mls-rs 0.56 with the RustCrypto
+//! provider (`mls-rs-crypto-rustcrypto` 0.23, suite 0x0002, `BaseConfig` defaults as in the real
+//! SLIM), in a scratch crate outside the workspace: mls-rs moderator with an openmls member (join
+//! from its Welcome, application messages both ways with AAD, an mls-rs add and remove commit
+//! applied here, a message from the previous epoch, removal of the openmls member), and an
+//! openmls moderator with mls-rs members (mls-rs key packages added, mls-rs joins from our
+//! Welcome, our add and remove commits applied by mls-rs, the removed member cannot decrypt).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -448,4 +455,34 @@ fn a_welcome_is_usable_once_and_only_by_its_addressee() {
             found: "KeyPackage"
         })
     ));
+}
+
+#[test]
+fn several_members_join_from_one_commit_and_one_welcome() {
+    let mut a = MlsGroup::create(identity("alice"), now()).expect("create");
+    let (b_id, c_id) = (identity("bob"), identity("carol"));
+    let (b_kp, c_kp) = (
+        b_id.key_package(now()).expect("kp"),
+        c_id.key_package(now()).expect("kp"),
+    );
+    // One bad key package: nothing is added.
+    let late = c_id.with_token(token("carol", now() - 1, c_id.signature_key()));
+    let late_kp = late.key_package(now()).expect("kp");
+    assert!(matches!(
+        a.add_members(&[&b_kp, &late_kp], &valid(), now()),
+        Err(MlsError::KeyPackageRejected(
+            KeyPackageRejection::Credential(_)
+        ))
+    ));
+    assert_eq!((a.epoch(), a.members().len()), (0, 1));
+
+    let (_commit, welcome) = a
+        .add_members(&[&b_kp, &c_kp], &valid(), now())
+        .expect("add both");
+    assert_eq!((a.epoch(), a.members().len()), (1, 3));
+    let mut b = MlsGroup::join(b_id, &welcome, &valid()).expect("bob joins");
+    let mut c = MlsGroup::join(c_id, &welcome, &valid()).expect("carol joins");
+    let m = c.encrypt(b"aad", b"from carol").expect("encrypt");
+    assert_eq!(b.decrypt(&m).expect("bob reads").plaintext, b"from carol");
+    assert_eq!(a.decrypt(&m).expect("alice reads").plaintext, b"from carol");
 }

@@ -16,9 +16,11 @@
 //! - [`codec`]: prost encoding and decoding of a signed Publish.
 //! - [`subscriptions`]: the reference relay's subscription table.
 //! - [`relay`]: the reference relay core handling a Publish end to end.
+//! - [`mls`]: MLS groups of the reference client (data messages, invites, removals).
 
 pub mod codec;
 pub mod mac;
+pub mod mls;
 pub mod names;
 pub mod relay;
 pub mod subscriptions;

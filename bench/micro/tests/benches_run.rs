@@ -80,3 +80,38 @@ fn relay_bodies() {
     }
     assert!(relay::relay_fixture(0).is_err());
 }
+
+#[test]
+fn mls_bodies() {
+    use slim_microbench::mls;
+    let kp = mls::key_package(&mls::identity(7)).expect("key package");
+    assert_eq!(&kp[2..4], &[0, 5], "an MLSMessage(KeyPackage)");
+    for size in mls::GROUP_SIZES {
+        let started = std::time::Instant::now();
+        let mut fx = mls::group_fixture(size).expect("fixture");
+        eprintln!("group of {size}: fixture built in {:?}", started.elapsed());
+        assert_eq!(fx.moderator.members().len(), size);
+        assert_eq!(fx.member.members(), fx.moderator.members());
+        assert_eq!(fx.moderator.epoch(), 1 + 2 * 2, "past-epoch window filled");
+        assert!(fx.moderator.epoch() > mls::MAX_PAST_EPOCHS);
+        let plaintext = vec![0x42; mls::MESSAGE_SIZE];
+        assert_eq!(
+            mls::encrypt_decrypt(&mut fx, &plaintext),
+            Ok(mls::MESSAGE_SIZE)
+        );
+        let kp = fx.new_key_package().expect("key package");
+        let (commit, welcome) = mls::add_member(&mut fx, &kp).expect("add");
+        assert!(!welcome.is_empty());
+        fx.follow(&commit).expect("member follows");
+        assert_eq!(fx.member.members().len(), size + 1);
+        let token = fx.last_token();
+        let commit = mls::remove_member(&mut fx, &token).expect("remove");
+        fx.follow(&commit).expect("member follows");
+        assert_eq!(fx.member.members().len(), size);
+        assert_eq!(
+            mls::encrypt_decrypt(&mut fx, &plaintext),
+            Ok(mls::MESSAGE_SIZE)
+        );
+        assert_eq!(fx.member.epoch(), fx.moderator.epoch());
+    }
+}

@@ -70,6 +70,11 @@ const SENDER_RATCHET_WINDOW: u32 = 1024;
 /// It is called for every key package before it is added, for every member of the ratchet tree
 /// of a Welcome before the group is joined, and for every member a processed commit adds or
 /// whose credential it changes.
+///
+/// A member's credential keeps the token it joined with, so the members already in a tree that
+/// a late joiner sees may carry tokens that have expired since (shared-secret tokens live an
+/// hour). Whether expiry counts for them is the caller's decision; the real SDK verifies every
+/// member's token, expiry included [code-derived, verify].
 pub trait CredentialValidator {
     /// `Ok(())` if `identity` with `signature_key` may be a member, else why not.
     fn validate(&self, identity: &[u8], signature_key: &[u8]) -> Result<(), String>;
@@ -243,13 +248,27 @@ impl MlsGroup {
         validator: &dyn CredentialValidator,
         now_unix: u64,
     ) -> Result<(Vec<u8>, Vec<u8>), MlsError> {
-        let key_package = self.check_key_package(key_package, validator, now_unix)?;
+        self.add_members(&[key_package], validator, now_unix)
+    }
+
+    /// [`Self::add_member`] for several key packages in one commit; the one Welcome serves every
+    /// new member. If any key package is rejected, none is added.
+    pub fn add_members(
+        &mut self,
+        key_packages: &[&[u8]],
+        validator: &dyn CredentialValidator,
+        now_unix: u64,
+    ) -> Result<(Vec<u8>, Vec<u8>), MlsError> {
+        let key_packages = key_packages
+            .iter()
+            .map(|kp| self.check_key_package(kp, validator, now_unix))
+            .collect::<Result<Vec<_>, _>>()?;
         let (commit, welcome, _group_info) = self
             .group
             .add_members(
                 &*self.identity.provider,
                 &*self.identity.signer,
-                &[key_package],
+                &key_packages,
             )
             .map_err(|e| MlsError::op("add member", e))?;
         self.merge_own_commit()?;

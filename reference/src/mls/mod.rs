@@ -13,6 +13,7 @@ pub mod error;
 pub mod group;
 mod provider;
 mod signer;
+mod storage;
 
 pub use error::{KeyPackageRejection, MlsError};
 pub use group::{
