@@ -9,6 +9,7 @@ stdin. Every wait is bounded; a worker that hits a bound reports an error event 
 import asyncio
 import datetime
 import json
+import os
 import sys
 
 import slim_bindings as slim
@@ -32,36 +33,91 @@ def name(text):
     return slim.Name(org, ns, svc)
 
 
-async def start_app(node, app_name):
+def full_name(n):
+    """A Name as text, org/ns/app/<id> when it carries an id (str() of a Name drops the id)."""
+    comps = list(n.components())[:3]
+    try:
+        ident = n.id()
+    except Exception:
+        ident = None
+    if ident and "NULL" not in str(ident):
+        comps.append(str(ident))
+    return "/".join(comps)
+
+
+async def start_app(node, app_name, secret=SECRET):
     """Connects a fresh SLIM service to `node` and creates a shared-secret app subscribed there."""
     slim.uniffi_set_event_loop(asyncio.get_running_loop())
     slim.initialize_with_defaults()
     service = slim.get_global_service()
     conn_id = await service.connect_async(slim.new_insecure_client_config(node))
     # The blocking constructor: in 3.3.8 the async one panics outside the SDK's Tokio runtime.
-    app = service.create_app_with_secret(name(app_name), SECRET)
+    app = service.create_app_with_secret(name(app_name), secret)
     await app.subscribe_async(name(app_name), conn_id)
     return service, app, conn_id
+
+
+class StdinLines:
+    """stdin as an asyncio queue of lines (None at EOF), read without blocking the event loop.
+
+    Reads the raw file descriptor: with `sys.stdin.readline()` a second line that arrived in the
+    same chunk would sit in Python's buffer, unseen, until more input made the fd readable again.
+    """
+
+    def __init__(self):
+        self.queue = asyncio.Queue()
+        self._partial = b""
+        self._fd = sys.stdin.fileno()
+        os.set_blocking(self._fd, False)
+        asyncio.get_running_loop().add_reader(self._fd, self._readable)
+
+    def _readable(self):
+        try:
+            chunk = os.read(self._fd, 65536)
+        except BlockingIOError:
+            return
+        if not chunk:
+            asyncio.get_running_loop().remove_reader(self._fd)
+            if self._partial:
+                self.queue.put_nowait(self._partial.decode(errors="replace"))
+            self.queue.put_nowait(None)
+            return
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for line in lines:
+            self.queue.put_nowait(line.decode(errors="replace"))
 
 
 class Commands:
     """Reads the driver's JSON command lines from stdin without blocking the event loop."""
 
     def __init__(self):
-        self.queue = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        loop.add_reader(sys.stdin.fileno(), self._readable)
-
-    def _readable(self):
-        line = sys.stdin.readline()
-        if not line:
-            self.queue.put_nowait({"cmd": "eof"})
-            asyncio.get_running_loop().remove_reader(sys.stdin.fileno())
-            return
-        self.queue.put_nowait(json.loads(line))
+        self.lines = StdinLines()
 
     async def next(self, timeout):
-        return await asyncio.wait_for(self.queue.get(), timeout)
+        while True:
+            line = await asyncio.wait_for(self.lines.queue.get(), timeout)
+            if line is None:
+                self.lines.queue.put_nowait(None)  # EOF stays EOF
+                return {"cmd": "eof"}
+            if line.strip():
+                return json.loads(line)
+
+
+def session_config(group, mls=True, reliable=True):
+    """The session settings of every driver: reliable = 5 retries every 1 s; MLS with full AAD checks."""
+    return slim.SessionConfig(
+        session_type=slim.SessionType.GROUP if group else slim.SessionType.POINT_TO_POINT,
+        max_retries=5 if reliable else None,
+        interval=seconds(1) if reliable else None,
+        metadata={},
+        mls_settings=mls_settings() if mls else None,
+    )
+
+
+def is_timeout(exc):
+    """Whether an exception from `get_message_async` is only the poll timing out."""
+    text = str(exc).lower()
+    return "timeout" in text or "timed out" in text
 
 
 def mls_settings():
