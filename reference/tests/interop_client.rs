@@ -124,9 +124,9 @@ async fn start(node: &str, py: &Path) -> (Node, String) {
 /// summary, after checking its exit code and `"ok"`; for our relay also that it carried the
 /// traffic (at least `min_delivered` publishes: the scenario's data messages alone).
 async fn run(script: &str, node: &str, min_delivered: u64) -> Value {
+    let ours = ours();
     let _serial = SERIAL.lock().await;
     let py = python();
-    let ours = ours();
     let (handle, url) = start(node, &py).await;
     let mut cmd = tokio::process::Command::new(&py);
     cmd.arg(interop_dir().join(script))
