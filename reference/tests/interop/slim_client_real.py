@@ -39,7 +39,7 @@ def out(event, **fields):
         slimapp.emit(event, **fields)
     elif event == "message":
         sender = "/".join(fields["from"].split("/")[:3])
-        print(f"{sender} {fields['text']}", flush=True)
+        slimapp.emit_line(f"{sender} {fields['text']}")
     else:
         print(f"{event} {json.dumps(fields)}", file=sys.stderr, flush=True)
 
@@ -235,6 +235,7 @@ def main():
     global JSON
     a = parse()
     JSON = a.json
+    slimapp.private_stdout()  # stdout: our events only; the SDK's logs go to stderr
     try:
         asyncio.run(run(a))
     except Exception as e:

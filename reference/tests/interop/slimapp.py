@@ -18,10 +18,37 @@ import slim_bindings as slim
 SECRET = "slim-conformance-interop-shared-secret-0123456789"
 
 
+# Where events go: the process's original stdout once `private_stdout()` ran, else sys.stdout.
+_EVENTS = None
+
+
+def private_stdout():
+    """Keeps the original stdout for our JSON events only and points fd 1 at stderr.
+
+    The SDK's Rust tracing writes to fd 1; sharing it with the events let a log line land in the
+    middle of an event line (seen with debug logging), so an event was lost. Call before the SDK
+    starts; afterwards the SDK's logs (and any stray print) go to stderr.
+    """
+    global _EVENTS
+    if _EVENTS is None:
+        sys.stdout.flush()
+        _EVENTS = os.fdopen(os.dup(1), "w", buffering=1)
+        os.dup2(2, 1)
+
+
+def emit_line(text):
+    """Print one plain line where the events go (human output of the stand-in)."""
+    out = _EVENTS or sys.stdout
+    out.write(text + "\n")
+    out.flush()
+
+
 def emit(event, **fields):
     """Print one JSON event line for the driver."""
     fields["event"] = event
-    print(json.dumps(fields), flush=True)
+    out = _EVENTS or sys.stdout
+    out.write(json.dumps(fields) + "\n")
+    out.flush()
 
 
 def seconds(s):
@@ -48,7 +75,13 @@ def full_name(n):
 async def start_app(node, app_name, secret=SECRET):
     """Connects a fresh SLIM service to `node` and creates a shared-secret app subscribed there."""
     slim.uniffi_set_event_loop(asyncio.get_running_loop())
-    slim.initialize_with_defaults()
+    level = os.environ.get("SLIM_INTEROP_LOG")  # e.g. "debug": the SDK's own tracing, for diagnosis
+    if level:
+        slim.initialize_with_configs(
+            slim.new_runtime_config(), slim.new_tracing_config_with(level, False, False, []), [slim.new_service_config()]
+        )
+    else:
+        slim.initialize_with_defaults()
     service = slim.get_global_service()
     conn_id = await service.connect_async(slim.new_insecure_client_config(node))
     # The blocking constructor: in 3.3.8 the async one panics outside the SDK's Tokio runtime.
@@ -197,6 +230,8 @@ async def stop_all(workers):
 
 def run_worker(main):
     """Runs a worker coroutine; any exception becomes an error event and exit code 1."""
+    private_stdout()
+
     async def wrapped():
         try:
             await main()
