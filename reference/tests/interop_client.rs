@@ -154,6 +154,13 @@ async fn run(script: &str, node: &str, min_delivered: u64) -> Value {
         "{script} via {node} with ours = {ours} failed (exit {}):\nsummary: {summary}\nstderr:\n{stderr}",
         out.status
     );
+    // Bounded waits the driver tolerated (judged from the final counts instead), e.g. a removed
+    // member whose session end came late: shown so a slow run is visible in the log.
+    if let Some(obj) = summary.as_object() {
+        for (k, v) in obj.iter().filter(|(k, _)| k.ends_with("_wait")) {
+            println!("{script} via {node}: note {k}: {v}");
+        }
+    }
     match handle {
         Node::Ours(relay) => {
             let stats = relay.stats();
