@@ -9,6 +9,7 @@ stdin. Every wait is bounded; a worker that hits a bound reports an error event 
 import asyncio
 import datetime
 import json
+import os
 import sys
 
 import slim_bindings as slim
@@ -17,10 +18,37 @@ import slim_bindings as slim
 SECRET = "slim-conformance-interop-shared-secret-0123456789"
 
 
+# Where events go: the process's original stdout once `private_stdout()` ran, else sys.stdout.
+_EVENTS = None
+
+
+def private_stdout():
+    """Keeps the original stdout for our JSON events only and points fd 1 at stderr.
+
+    The SDK's Rust tracing writes to fd 1; sharing it with the events let a log line land in the
+    middle of an event line (seen with debug logging), so an event was lost. Call before the SDK
+    starts; afterwards the SDK's logs (and any stray print) go to stderr.
+    """
+    global _EVENTS
+    if _EVENTS is None:
+        sys.stdout.flush()
+        _EVENTS = os.fdopen(os.dup(1), "w", buffering=1)
+        os.dup2(2, 1)
+
+
+def emit_line(text):
+    """Print one plain line where the events go (human output of the stand-in)."""
+    out = _EVENTS or sys.stdout
+    out.write(text + "\n")
+    out.flush()
+
+
 def emit(event, **fields):
     """Print one JSON event line for the driver."""
     fields["event"] = event
-    print(json.dumps(fields), flush=True)
+    out = _EVENTS or sys.stdout
+    out.write(json.dumps(fields) + "\n")
+    out.flush()
 
 
 def seconds(s):
@@ -32,36 +60,97 @@ def name(text):
     return slim.Name(org, ns, svc)
 
 
-async def start_app(node, app_name):
+def full_name(n):
+    """A Name as text, org/ns/app/<id> when it carries an id (str() of a Name drops the id)."""
+    comps = list(n.components())[:3]
+    try:
+        ident = n.id()
+    except Exception:
+        ident = None
+    if ident and "NULL" not in str(ident):
+        comps.append(str(ident))
+    return "/".join(comps)
+
+
+async def start_app(node, app_name, secret=SECRET):
     """Connects a fresh SLIM service to `node` and creates a shared-secret app subscribed there."""
     slim.uniffi_set_event_loop(asyncio.get_running_loop())
-    slim.initialize_with_defaults()
+    level = os.environ.get("SLIM_INTEROP_LOG")  # e.g. "debug": the SDK's own tracing, for diagnosis
+    if level:
+        slim.initialize_with_configs(
+            slim.new_runtime_config(), slim.new_tracing_config_with(level, False, False, []), [slim.new_service_config()]
+        )
+    else:
+        slim.initialize_with_defaults()
     service = slim.get_global_service()
     conn_id = await service.connect_async(slim.new_insecure_client_config(node))
     # The blocking constructor: in 3.3.8 the async one panics outside the SDK's Tokio runtime.
-    app = service.create_app_with_secret(name(app_name), SECRET)
+    app = service.create_app_with_secret(name(app_name), secret)
     await app.subscribe_async(name(app_name), conn_id)
     return service, app, conn_id
+
+
+class StdinLines:
+    """stdin as an asyncio queue of lines (None at EOF), read without blocking the event loop.
+
+    Reads the raw file descriptor: with `sys.stdin.readline()` a second line that arrived in the
+    same chunk would sit in Python's buffer, unseen, until more input made the fd readable again.
+    """
+
+    def __init__(self):
+        self.queue = asyncio.Queue()
+        self._partial = b""
+        self._fd = sys.stdin.fileno()
+        os.set_blocking(self._fd, False)
+        asyncio.get_running_loop().add_reader(self._fd, self._readable)
+
+    def _readable(self):
+        try:
+            chunk = os.read(self._fd, 65536)
+        except BlockingIOError:
+            return
+        if not chunk:
+            asyncio.get_running_loop().remove_reader(self._fd)
+            if self._partial:
+                self.queue.put_nowait(self._partial.decode(errors="replace"))
+            self.queue.put_nowait(None)
+            return
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for line in lines:
+            self.queue.put_nowait(line.decode(errors="replace"))
 
 
 class Commands:
     """Reads the driver's JSON command lines from stdin without blocking the event loop."""
 
     def __init__(self):
-        self.queue = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        loop.add_reader(sys.stdin.fileno(), self._readable)
-
-    def _readable(self):
-        line = sys.stdin.readline()
-        if not line:
-            self.queue.put_nowait({"cmd": "eof"})
-            asyncio.get_running_loop().remove_reader(sys.stdin.fileno())
-            return
-        self.queue.put_nowait(json.loads(line))
+        self.lines = StdinLines()
 
     async def next(self, timeout):
-        return await asyncio.wait_for(self.queue.get(), timeout)
+        while True:
+            line = await asyncio.wait_for(self.lines.queue.get(), timeout)
+            if line is None:
+                self.lines.queue.put_nowait(None)  # EOF stays EOF
+                return {"cmd": "eof"}
+            if line.strip():
+                return json.loads(line)
+
+
+def session_config(group, mls=True, reliable=True):
+    """The session settings of every driver: reliable = 5 retries every 1 s; MLS with full AAD checks."""
+    return slim.SessionConfig(
+        session_type=slim.SessionType.GROUP if group else slim.SessionType.POINT_TO_POINT,
+        max_retries=5 if reliable else None,
+        interval=seconds(1) if reliable else None,
+        metadata={},
+        mls_settings=mls_settings() if mls else None,
+    )
+
+
+def is_timeout(exc):
+    """Whether an exception from `get_message_async` is only the poll timing out."""
+    text = str(exc).lower()
+    return "timeout" in text or "timed out" in text
 
 
 def mls_settings():
@@ -141,6 +230,8 @@ async def stop_all(workers):
 
 def run_worker(main):
     """Runs a worker coroutine; any exception becomes an error event and exit code 1."""
+    private_stdout()
+
     async def wrapped():
         try:
             await main()
