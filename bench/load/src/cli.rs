@@ -42,7 +42,11 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct SessionArgs {
     /// The node, e.g. `http://127.0.0.1:46357`.
-    #[arg(long, required_unless_present = "embedded", conflicts_with = "embedded")]
+    #[arg(
+        long,
+        required_unless_present = "embedded",
+        conflicts_with = "embedded"
+    )]
     pub target: Option<String>,
     /// Start the reference relay in this process on an ephemeral port and go through it.
     #[arg(long)]
@@ -235,7 +239,9 @@ pub async fn execute(
                 }
             };
             if !(a.timeout.is_finite() && a.timeout > 0.0) {
-                return Err(BenchError::Usage("--timeout must be a positive number of seconds".into()));
+                return Err(BenchError::Usage(
+                    "--timeout must be a positive number of seconds".into(),
+                ));
             }
             let cfg = crate::session::SessionConfig {
                 target,
@@ -260,10 +266,15 @@ pub async fn execute(
             )
             .map_err(io)?;
             if let Some(path) = &a.json {
-                let text = serde_json::to_string_pretty(&r).map_err(|e| BenchError::Usage(e.to_string()))?;
-                std::fs::write(path, text).map_err(|e| BenchError::Io { path: path.clone(), source: e })?;
+                let text = serde_json::to_string_pretty(&r)
+                    .map_err(|e| BenchError::Usage(e.to_string()))?;
+                std::fs::write(path, text).map_err(|e| BenchError::Io {
+                    path: path.clone(),
+                    source: e,
+                })?;
             }
-            let clean = r.delivered == r.msgs && r.received == r.msgs && r.duplicates_or_reordered == 0;
+            let clean =
+                r.delivered == r.msgs && r.received == r.msgs && r.duplicates_or_reordered == 0;
             Ok(if clean { 0 } else { 1 })
         }
         Command::Run(a) => {

@@ -100,9 +100,12 @@ pub async fn run_session(cfg: &SessionConfig) -> Result<SessionResult, BenchErro
         .open_p2p(SlimName::new("bench", "session", "rx"), opts)
         .await
         .map_err(|e| BenchError::Protocol(e.to_string()))?;
-    wait_for(&mut tx, deadline, "the session to open", |e| {
-        matches!(e, Event::SessionOpened { session: s, .. } if *s == session)
-    })
+    wait_for(
+        &mut tx,
+        deadline,
+        "the session to open",
+        |e| matches!(e, Event::SessionOpened { session: s, .. } if *s == session),
+    )
     .await?;
     let msgs = cfg.msgs;
     let receiver = tokio::spawn(async move {
@@ -188,7 +191,9 @@ async fn wait_for(
             }
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => {
-                return Err(BenchError::Protocol(format!("timed out waiting for {what}")))
+                return Err(BenchError::Protocol(format!(
+                    "timed out waiting for {what}"
+                )))
             }
         }
     }

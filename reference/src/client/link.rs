@@ -164,6 +164,8 @@ struct PendingUnsub {
     retry_at: Instant,
 }
 
+// One per link, changed on (re)negotiation only: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Phase {
     Disconnected,
     Negotiating {

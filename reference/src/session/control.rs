@@ -41,6 +41,8 @@ struct Pending {
 }
 
 /// What the command sender asks of its session.
+// Moved once through a queue; boxing the message would cost an allocation per command.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ControlOutput {
     /// Put this (re)transmission on the wire.
@@ -217,6 +219,7 @@ pub struct ReplyCache {
 }
 
 /// What to do with an inbound command.
+#[allow(clippy::large_enum_variant)] // short-lived, returned by value once per command
 #[derive(Debug)]
 pub enum Seen {
     /// Never seen: process it.

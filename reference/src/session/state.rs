@@ -187,7 +187,9 @@ impl Session {
         self.kind == SessionType::Multicast
     }
 
-    /// Builds, signs and sends a command, retransmitting it until `expect` is met.
+    /// Builds, signs and sends a command, retransmitting it until `expect` is met. The
+    /// arguments are the command's wire fields.
+    #[allow(clippy::too_many_arguments)]
     pub fn send_command(
         &mut self,
         cx: &mut Ctx<'_>,
@@ -207,6 +209,7 @@ impl Session {
     }
 
     /// Builds and signs a command (also used for replies, which are sent once).
+    #[allow(clippy::too_many_arguments)]
     pub fn build_command(
         &self,
         cx: &mut Ctx<'_>,
@@ -571,7 +574,7 @@ impl Session {
     }
 
     /// The plaintext of an inbound data message: MLS-decrypted, its header AAD checked
-/// (SLIM-MLS-003) and its MLS sender bound to its name (SLIM-SESS-002).
+    /// (SLIM-MLS-003) and its MLS sender bound to its name (SLIM-SESS-002).
     fn open_data(&mut self, m: &Inbound<'_>) -> Result<Bytes, SessionError> {
         let blob = m.app_blob().cloned().unwrap_or_default();
         match &mut self.mls {

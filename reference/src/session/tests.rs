@@ -338,7 +338,7 @@ fn a_group_of_ten_survives_adds_and_removes_interleaved_with_traffic() {
     assert!(settled, "the group did not settle");
 
     // Removed members heard of it and got nothing from the group after their removal completed.
-    for (&i, _) in &removed_at {
+    for &i in removed_at.keys() {
         let removed = w.events[i]
             .iter()
             .find(|(_, e)| matches!(e, Event::Removed { .. }))
