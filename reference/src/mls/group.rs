@@ -363,6 +363,44 @@ impl MlsGroup {
         serialize(&commit)
     }
 
+    /// Replaces the member whose credential identity satisfies `predicate` by the member of
+    /// `key_package` (normally the same identity with fresh keys) in one commit: the SLIM rejoin
+    /// (WIRE.md §5.6, Remove + Add of the same identity). The key package gets the checks of
+    /// [`Self::add_member`]. Returns `(commit, welcome)`; the commit is already applied here.
+    pub fn rejoin_member(
+        &mut self,
+        predicate: impl Fn(&[u8]) -> bool,
+        key_package: &[u8],
+        validator: &dyn CredentialValidator,
+        now_unix: u64,
+    ) -> Result<(Vec<u8>, Vec<u8>), MlsError> {
+        let key_package = self.check_key_package(key_package, validator, now_unix)?;
+        let (leaf, _) = self.find_leaf(predicate).ok_or(MlsError::NoSuchMember)?;
+        let provider = &*self.identity.provider;
+        let bundle = self
+            .group
+            .commit_builder()
+            .propose_removals([leaf])
+            .propose_adds([key_package])
+            .load_psks(provider.storage())
+            .map_err(|e| MlsError::op("rejoin member", e))?
+            .build(
+                provider.rand(),
+                provider.crypto(),
+                &*self.identity.signer,
+                |_| true,
+            )
+            .map_err(|e| MlsError::op("rejoin member", e))?
+            .stage_commit(provider)
+            .map_err(|e| MlsError::op("rejoin member", e))?;
+        let welcome = bundle
+            .to_welcome_msg()
+            .ok_or_else(|| MlsError::op("rejoin member", "the commit has no welcome"))?;
+        let (commit, _, _) = bundle.into_messages();
+        self.merge_own_commit()?;
+        Ok((serialize(&commit)?, serialize(&welcome)?))
+    }
+
     fn merge_own_commit(&mut self) -> Result<(), MlsError> {
         self.group
             .merge_pending_commit(&*self.identity.provider)

@@ -30,6 +30,15 @@ pub enum Task {
     Remove(SlimName),
     /// The member left on its own: commit its removal, no LeaveRequest.
     Departed(SlimName),
+    /// A member lost the group's state and asks back in with a fresh key package.
+    Rejoin {
+        /// The member.
+        peer: SlimName,
+        /// Its new key package (serialized MLSMessage).
+        key_package: Vec<u8>,
+        /// The RejoinRequest's message id (the RejoinReply reuses it).
+        request: u32,
+    },
     /// Close the session for everyone.
     Close,
 }
@@ -61,6 +70,11 @@ enum Phase {
     },
     Close {
         id: u32,
+    },
+    Rejoin {
+        peer: SlimName,
+        reply: Option<u32>,
+        update: Option<u32>,
     },
 }
 
@@ -150,6 +164,11 @@ impl Session {
             }
             Task::Remove(name) => self.start_removal(cx, &name, true),
             Task::Departed(name) => self.start_removal(cx, &name, false),
+            Task::Rejoin {
+                peer,
+                key_package,
+                request,
+            } => self.start_rejoin(cx, peer, &key_package, request),
             Task::Close => {
                 let id = cx.random_id();
                 let everyone: BTreeSet<SlimName> = self.members.keys().cloned().collect();
@@ -266,6 +285,90 @@ impl Session {
             commit_id: m.next_commit,
             mls_content: commit.into(),
         }))
+    }
+
+    /// Rejoin (WIRE.md §5.6): Remove + Add of the member in one commit; REJOIN_REPLY with the
+    /// Welcome to it (acknowledged with GROUP_ACK), GROUP_UPDATE(REJOIN) with the commit to the
+    /// others.
+    fn start_rejoin(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        peer: SlimName,
+        key_package: &[u8],
+        request: u32,
+    ) -> Result<(), SessionError> {
+        let sub = self.members.get(&peer).cloned().flatten();
+        let (commit_id, commit, welcome) = match &mut self.mls {
+            MlsState::Group(g) => {
+                let sub = sub.ok_or_else(|| {
+                    SessionError::Protocol(format!("no identity known for member {peer}"))
+                })?;
+                let (c, w) = g
+                    .rejoin_member(
+                        |cred| super::identity::token_sub(cred).as_deref() == Some(sub.as_str()),
+                        key_package,
+                        &cx.validator(),
+                        cx.unix,
+                    )
+                    .map_err(|e| SessionError::Mls(format!("rejoin of {peer}: {e}")))?;
+                let m = self.moderator();
+                m.next_commit += 1;
+                (m.next_commit, c, w)
+            }
+            _ => (0, Vec::new(), Vec::new()),
+        };
+        let others: BTreeSet<SlimName> = self
+            .members
+            .keys()
+            .filter(|n| **n != peer)
+            .cloned()
+            .collect();
+        let roster = self.roster();
+        let mut update = None;
+        if self.is_group() && !others.is_empty() {
+            let uid = cx.random_id();
+            update = Some(uid);
+            let control = self
+                .control_dst
+                .clone()
+                .unwrap_or_else(|| self.peer.clone());
+            self.send_command(
+                cx,
+                &control,
+                true,
+                Mt::GroupUpdate,
+                uid,
+                Cmd::GroupUpdate(pb::GroupUpdatePayload {
+                    op: pb::GroupUpdateOp::Rejoin as i32,
+                    participant: Some(wire::participant(&peer)),
+                    participants: roster,
+                    mls: self.opts.mls.then(|| pb::MlsPayload {
+                        commit_id,
+                        mls_content: commit.into(),
+                    }),
+                }),
+                &[],
+                Expect::All(others),
+            )?;
+        }
+        self.moderator().current = Some(Phase::Rejoin {
+            peer: peer.clone(),
+            reply: Some(request),
+            update,
+        });
+        self.send_command(
+            cx,
+            &peer,
+            false,
+            Mt::RejoinReply,
+            request,
+            Cmd::RejoinReply(pb::RejoinReplyPayload {
+                commit_id,
+                mls_content: welcome.into(),
+            }),
+            &[],
+            Expect::All([peer.clone()].into()),
+        )
     }
 
     fn send_leave(&mut self, cx: &mut Ctx<'_>, peer: &SlimName) -> Result<(), SessionError> {
@@ -507,8 +610,23 @@ impl Session {
                 }
                 Ok(())
             }
-            Mt::UpdateParticipantState => {
-                self.reply(cx, m, Mt::GroupAck, Cmd::GroupAck(pb::GroupAckPayload {}))
+            Mt::UpdateParticipantState => self.on_participant_state(cx, m),
+            Mt::RejoinRequest => {
+                let Some(Cmd::RejoinRequest(r)) = m.command() else {
+                    return Err(SessionError::Protocol(
+                        "rejoin request without its payload".into(),
+                    ));
+                };
+                if !self.members.contains_key(&m.source) {
+                    return Err(SessionError::NotMember(m.source.to_string()));
+                }
+                // Queued like any task (the SDK drops it when busy and lets the member retry).
+                self.moderator().tasks.push_back(Task::Rejoin {
+                    peer: m.source.clone(),
+                    key_package: r.key_package.to_vec(),
+                    request: m.message_id,
+                });
+                self.next_task(cx)
             }
             // Heartbeats need no answer; anything else is not for a moderator.
             _ => Ok(()),
@@ -560,6 +678,33 @@ impl Session {
             }
             Phase::Leave { peer, id: lid } if lid == id => self.finish_removal(cx, &peer),
             Phase::Close { id: cid } if cid == id => self.finish_close(cx, "closed"),
+            Phase::Rejoin {
+                peer,
+                mut reply,
+                mut update,
+            } => {
+                if reply == Some(id) {
+                    reply = None;
+                }
+                if update == Some(id) {
+                    update = None;
+                }
+                if reply.is_some() || update.is_some() {
+                    self.moderator().current = Some(Phase::Rejoin {
+                        peer,
+                        reply,
+                        update,
+                    });
+                    return Ok(());
+                }
+                if let Some((s, _)) = &mut self.reliable {
+                    s.add_receiver(peer.clone(), cx.now);
+                }
+                cx.events.push_back(Event::MemberJoined {
+                    session: self.id,
+                    member: peer,
+                });
+            }
             other => {
                 self.moderator().current = Some(other);
                 return Ok(());
@@ -694,6 +839,15 @@ impl Session {
                     message: format!("{} did not acknowledge the close", names(&missing)),
                 });
                 self.finish_close(cx, "closed");
+            }
+            Phase::Rejoin { peer, .. } => {
+                cx.events.push_back(Event::Error {
+                    session: Some(self.id),
+                    message: format!(
+                        "the rejoin of {peer} was not acknowledged by {}",
+                        names(&missing)
+                    ),
+                });
             }
         }
         if let Err(e) = self.next_task(cx) {

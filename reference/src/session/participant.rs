@@ -15,7 +15,6 @@ use super::wire::{self, Inbound};
 use super::{Event, Reliability, SessionError};
 
 /// State only a participant has.
-#[derive(Debug)]
 pub struct ParticipantState {
     /// Who invited us (the only name allowed to change the group).
     pub moderator: SlimName,
@@ -25,6 +24,8 @@ pub struct ParticipantState {
     pending: BTreeMap<u32, pb::GroupUpdatePayload>,
     /// Our own LeaveRequest, while we wait for its reply.
     leaving: Option<u32>,
+    /// Our RejoinRequest and the identity whose key package it carries, while we wait.
+    rejoining: Option<(u32, crate::mls::MlsIdentity)>,
 }
 
 impl ParticipantState {
@@ -35,6 +36,7 @@ impl ParticipantState {
             last_commit: 0,
             pending: BTreeMap::new(),
             leaving: None,
+            rejoining: None,
         }
     }
 }
@@ -100,7 +102,41 @@ impl Session {
                 });
                 Ok(())
             }
-            (Mt::UpdateParticipantState, _) => {
+            (Mt::UpdateParticipantState, _) => self.on_participant_state(cx, m),
+            (Mt::Heartbeat, Some(Cmd::Heartbeat(h))) => {
+                // A moderator at a later epoch than ours: we missed commits for good (a long
+                // partition outlasted their retransmissions); ask back in (WIRE.md §5.6).
+                let behind = match &self.mls {
+                    MlsState::Group(g) => h.epoch != u64::MAX && h.epoch > g.epoch(),
+                    _ => false,
+                };
+                if from_moderator && behind && self.participant().rejoining.is_none() {
+                    self.rejoin(cx)?;
+                }
+                Ok(())
+            }
+            (Mt::RejoinReply, Some(Cmd::RejoinReply(r))) if from_moderator => {
+                if let Some((id, identity)) = self.participant().rejoining.take() {
+                    if id != m.message_id {
+                        self.participant().rejoining = Some((id, identity));
+                        return Ok(());
+                    }
+                    self.commands.cancel(id);
+                    let group =
+                        crate::mls::MlsGroup::join(identity, &r.mls_content, &cx.validator())
+                            .map_err(|e| {
+                                SessionError::Mls(format!("cannot rejoin from the welcome: {e}"))
+                            })?;
+                    self.mls = MlsState::Group(Box::new(group));
+                    let p = self.participant();
+                    p.last_commit = r.commit_id;
+                    p.pending.retain(|c, _| *c > r.commit_id);
+                    cx.events.push_back(Event::Error {
+                        session: Some(self.id),
+                        message: "rejoined the group after missing its commits".into(),
+                    });
+                }
+                // Also a retransmitted reply whose ack was lost: acknowledged again.
                 self.reply(cx, m, Mt::GroupAck, Cmd::GroupAck(pb::GroupAckPayload {}))
             }
             (Mt::LeaveReply | Mt::GroupAck | Mt::GroupNack, _) => {
@@ -250,7 +286,9 @@ impl Session {
         u: &pb::GroupUpdatePayload,
     ) -> Result<(), SessionError> {
         let who = u.participant.as_ref().and_then(wire::participant_name);
-        if let (MlsState::Group(g), Some(mls)) = (&mut self.mls, &u.mls) {
+        let own_rejoin =
+            u.op == pb::GroupUpdateOp::Rejoin as i32 && who.as_ref() == Some(&self.env.source);
+        if let (false, MlsState::Group(g), Some(mls)) = (own_rejoin, &mut self.mls, &u.mls) {
             let outcome = g
                 .process_commit(&mls.mls_content, &cx.validator())
                 .map_err(|e| SessionError::Mls(format!("commit {}: {e}", mls.commit_id)))?;
@@ -306,6 +344,32 @@ impl Session {
             .map(|r| super::state::new_reliable(kind, r));
     }
 
+    /// Asks the moderator back into the group with a fresh key package (REJOIN_REQUEST).
+    fn rejoin(&mut self, cx: &mut Ctx<'_>) -> Result<(), SessionError> {
+        let token = cx.me.token(cx.unix, cx.rng)?;
+        let identity = crate::mls::MlsIdentity::new(cx.me.key().signing_key().clone(), token);
+        let kp = identity
+            .key_package(cx.unix)
+            .map_err(|e| SessionError::Mls(e.to_string()))?;
+        let moderator = self.participant().moderator.clone();
+        let id = cx.random_id();
+        self.participant().rejoining = Some((id, identity));
+        let me = self.env.source.to_proto();
+        self.send_command(
+            cx,
+            &moderator,
+            false,
+            Mt::RejoinRequest,
+            id,
+            Cmd::RejoinRequest(pb::RejoinRequestPayload {
+                participant: Some(me),
+                key_package: kp.into(),
+            }),
+            &[],
+            Expect::All([moderator.clone()].into()),
+        )
+    }
+
     /// Leaves the session on our own: LeaveRequest to the moderator.
     pub fn leave(&mut self, cx: &mut Ctx<'_>) -> Result<(), SessionError> {
         let moderator = self.participant().moderator.clone();
@@ -336,6 +400,18 @@ impl Session {
 
     /// Retries exhausted for our command `id`.
     pub fn participant_command_failed(&mut self, cx: &mut Ctx<'_>, id: u32) {
+        if self
+            .participant()
+            .rejoining
+            .as_ref()
+            .is_some_and(|(r, _)| *r == id)
+        {
+            self.participant().rejoining = None;
+            cx.events.push_back(Event::Error {
+                session: Some(self.id),
+                message: "the moderator did not answer our rejoin request; will retry at its next heartbeat".into(),
+            });
+        }
         if self.participant().leaving == Some(id) {
             self.end(cx);
             cx.events.push_back(Event::SessionClosed {

@@ -741,6 +741,50 @@ impl Session {
                 .is_some_and(|(s, _)| s.in_flight() > 0)
     }
 
+    /// UPDATE_PARTICIPANT_STATE from a member (WIRE.md §5.6): OFFLINE is acknowledged and nothing
+    /// waits for that member's acks any more; ONLINE is acknowledged if the member is at our MLS
+    /// epoch (and it is waited for again), refused with GROUP_NACK otherwise, which tells it to
+    /// rejoin.
+    pub fn on_participant_state(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        m: &Inbound<'_>,
+    ) -> Result<(), SessionError> {
+        let Some(Cmd::UpdateParticipantState(u)) = m.command() else {
+            return Err(SessionError::Protocol(
+                "participant state update without its payload".into(),
+            ));
+        };
+        let who = u
+            .participant
+            .as_ref()
+            .and_then(|n| SlimName::from_proto(n).ok())
+            .unwrap_or_else(|| m.source.clone());
+        let online = u.new_state == pb::ParticipantState::Online as i32;
+        let epoch_ok = match &self.mls {
+            MlsState::Group(g) => u.epoch == g.epoch(),
+            _ => true,
+        };
+        if online && !epoch_ok {
+            return self.reply(
+                cx,
+                m,
+                Mt::GroupNack,
+                Cmd::GroupNack(pb::GroupNackPayload {}),
+            );
+        }
+        if self.members.contains_key(&who) {
+            if let Some((s, _)) = &mut self.reliable {
+                if online {
+                    s.add_receiver(who.clone(), cx.now);
+                } else {
+                    s.remove_receiver(&who);
+                }
+            }
+        }
+        self.reply(cx, m, Mt::GroupAck, Cmd::GroupAck(pb::GroupAckPayload {}))
+    }
+
     /// Queues a moderator task (invite, remove, close).
     pub fn queue_task(&mut self, cx: &mut Ctx<'_>, task: Task) -> Result<(), SessionError> {
         match &mut self.role {

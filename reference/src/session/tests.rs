@@ -514,3 +514,67 @@ fn an_app_with_another_secret_is_refused_with_a_clear_error() {
         .any(|(_, e)| matches!(e, Event::SessionClosed { .. })));
     assert_eq!(w.count(1, |e| matches!(e, Event::SessionOpened { .. })), 0);
 }
+
+#[test]
+fn a_member_cut_off_during_a_commit_rejoins_at_the_next_heartbeat() {
+    let names = ["org/sim/mod", "org/sim/p1", "org/sim/p2", "org/sim/p3"];
+    let mut w = World::new(21, &names, LinkProfile::perfect(Duration::from_millis(5)));
+    let now = w.now;
+    let sid = w.eps[0]
+        .create_group(SlimName::new("org", "sim", "room"), reliable(), now)
+        .expect("group");
+    for p in ["p1", "p2"] {
+        let now = w.now;
+        w.eps[0]
+            .invite(sid, SlimName::new("org", "sim", p), now)
+            .expect("invite");
+    }
+    assert!(w.run_while(Duration::from_secs(60), |w| {
+        w.count(0, |e| matches!(e, Event::MemberJoined { .. })) < 2
+    }));
+    // p2 is cut off while p3 joins: the ADD commit never reaches it (retransmissions run out).
+    for peer in [0, 1, 3] {
+        w.net.set_link(2, peer, LinkProfile::dead());
+        w.net.set_link(peer, 2, LinkProfile::dead());
+    }
+    let now = w.now;
+    w.eps[0]
+        .invite(sid, SlimName::new("org", "sim", "p3"), now)
+        .expect("invite");
+    w.run_for(Duration::from_secs(30));
+    for peer in [0, 1, 3] {
+        w.net
+            .set_link(2, peer, LinkProfile::perfect(Duration::from_millis(5)));
+        w.net
+            .set_link(peer, 2, LinkProfile::perfect(Duration::from_millis(5)));
+    }
+    // The moderator stays idle, so its heartbeat carries the new epoch; p2 asks back in.
+    w.run_for(Duration::from_secs(25));
+    assert!(
+        w.events[2].iter().any(
+            |(_, e)| matches!(e, Event::Error { message, .. } if message.contains("rejoined"))
+        ),
+        "p2 did not rejoin: {:?}",
+        w.events[2]
+    );
+    let start = w.events[2].len();
+    for k in 0..5 {
+        let now = w.now;
+        w.eps[0]
+            .publish(sid, Bytes::from(format!("m0:{k}")), now)
+            .expect("publish");
+    }
+    w.run_for(Duration::from_secs(10));
+    let after: Vec<String> = w.events[2][start..]
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Message { payload, .. } => Some(String::from_utf8_lossy(payload).into_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(after, (0..5).map(|k| format!("m0:{k}")).collect::<Vec<_>>());
+    for i in [1usize, 3] {
+        let got = per_sender(&w.messages(i));
+        assert_eq!(got["m0"], (0..5).collect::<Vec<_>>(), "m{i}");
+    }
+}
