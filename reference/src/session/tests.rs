@@ -578,3 +578,61 @@ fn a_member_cut_off_during_a_commit_rejoins_at_the_next_heartbeat() {
         assert_eq!(got["m0"], (0..5).collect::<Vec<_>>(), "m{i}");
     }
 }
+
+#[test]
+fn a_retransmitted_join_request_gets_the_same_reply_and_is_not_processed_again() {
+    let mut w = World::new(
+        4,
+        &["org/sim/alice", "org/sim/bob"],
+        LinkProfile::perfect(Duration::from_millis(5)),
+    );
+    let now = w.now;
+    w.eps[0]
+        .open_p2p(SlimName::new("org", "sim", "bob"), reliable(), now)
+        .expect("open");
+    // Run until alice has sent her join request; capture it instead of delivering it.
+    let mut join = None;
+    for _ in 0..1000 {
+        w.drain(0);
+        w.drain(1);
+        let t = w.net.next_event_time().expect("traffic");
+        w.now = t;
+        for d in w.net.deliver_due(t) {
+            let is_join = matches!(
+                super::wire::inbound(&d.packet).map(|m| m.kind),
+                Ok(pb::SessionMessageType::JoinRequest)
+            );
+            if is_join {
+                join = Some(d.packet);
+            } else {
+                w.eps[d.to].handle_message(d.packet, t);
+            }
+        }
+        if join.is_some() {
+            break;
+        }
+    }
+    let join = join.expect("alice sent a join request");
+    let replies = |w: &mut World| -> Vec<pb::Message> {
+        let mut out = Vec::new();
+        while let Some(t) = w.eps[1].poll_transmit() {
+            if let Transmit::Publish(m) = t {
+                out.push(m);
+            }
+        }
+        out
+    };
+    let now = w.now;
+    w.eps[1].handle_message(join.clone(), now);
+    let first = replies(&mut w);
+    w.eps[1].handle_message(join, now);
+    let second = replies(&mut w);
+    assert_eq!(first.len(), 1, "one join reply");
+    // The same bytes: the same key package, not a second one (a reprocessed request would make
+    // a new MLS key package and reset the session).
+    assert_eq!(
+        first, second,
+        "a retransmission is answered with the same reply"
+    );
+    assert_eq!(w.eps[1].sessions().len(), 1);
+}
