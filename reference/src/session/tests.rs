@@ -38,6 +38,20 @@ fn lossy() -> LinkProfile {
 
 impl World {
     fn new(seed: u64, names: &[&str], profile: LinkProfile) -> Self {
+        Self::with_credentials(
+            seed,
+            names,
+            profile,
+            Credentials::SharedSecret(SECRET.into()),
+        )
+    }
+
+    fn with_credentials(
+        seed: u64,
+        names: &[&str],
+        profile: LinkProfile,
+        credentials: Credentials,
+    ) -> Self {
         let now = Instant::now();
         // openmls checks key package lifetimes against the system clock, so the simulated wall
         // clock starts at the real one.
@@ -54,7 +68,7 @@ impl World {
                 seed_bytes[8] = i as u8;
                 Endpoint::new(EndpointConfig {
                     name: n.parse().expect("name"),
-                    credentials: Credentials::SharedSecret(SECRET.into()),
+                    credentials: credentials.clone(),
                     seed: seed_bytes,
                     clock,
                 })
@@ -635,4 +649,87 @@ fn a_retransmitted_join_request_gets_the_same_reply_and_is_not_processed_again()
         "a retransmission is answered with the same reply"
     );
     assert_eq!(w.eps[1].sessions().len(), 1);
+}
+
+#[test]
+fn fire_and_forget_sends_no_acks_and_delivers_what_arrives() {
+    let mut w = World::new(
+        8,
+        &["org/sim/alice", "org/sim/bob"],
+        LinkProfile::perfect(Duration::from_millis(5)),
+    );
+    let now = w.now;
+    let sid = w.eps[0]
+        .open_p2p(
+            SlimName::new("org", "sim", "bob"),
+            SessionOptions::default(),
+            now,
+        )
+        .expect("open");
+    assert!(w.run_while(Duration::from_secs(30), |w| {
+        w.count(0, |e| matches!(e, Event::SessionOpened { .. })) == 0
+    }));
+    // Watch bob's transmissions from here on.
+    w.drain(1);
+    for k in 0..10 {
+        let now = w.now;
+        w.eps[0]
+            .publish(sid, Bytes::from(format!("alice:{k}")), now)
+            .expect("publish");
+    }
+    let mut acks = 0;
+    for _ in 0..100 {
+        w.drain(0);
+        while let Some(t) = w.eps[1].poll_transmit() {
+            if let Transmit::Publish(m) = &t {
+                if matches!(
+                    super::wire::inbound(m).map(|m| m.kind),
+                    Ok(pb::SessionMessageType::MsgAck)
+                ) {
+                    acks += 1;
+                }
+            }
+        }
+        let Some(t) = w.net.next_event_time() else {
+            break;
+        };
+        w.now = t;
+        for d in w.net.deliver_due(t) {
+            w.eps[d.to].handle_message(d.packet, t);
+        }
+        while let Some(e) = w.eps[1].poll_event() {
+            w.events[1].push((t, e));
+        }
+    }
+    assert_eq!(acks, 0, "fire-and-forget sessions send no MSG_ACK");
+    assert_eq!(
+        per_sender(&w.messages(1))["alice"],
+        (0..10).collect::<Vec<_>>()
+    );
+    assert_eq!(w.count(0, |e| matches!(e, Event::Delivered { .. })), 0);
+}
+
+#[test]
+fn jwt_identities_with_a_pubkey_claim_work_like_shared_secrets() {
+    let key = slim_proto::identity::JwtKey::hs256(b"jwt-hs256-deployment-key-0123456789abcdef");
+    let mut w = World::with_credentials(
+        9,
+        &["org/sim/alice", "org/sim/bob"],
+        LinkProfile::perfect(Duration::from_millis(5)),
+        Credentials::Jwt(key),
+    );
+    let now = w.now;
+    let sid = w.eps[0]
+        .open_p2p(SlimName::new("org", "sim", "bob"), reliable(), now)
+        .expect("open");
+    assert!(w.run_while(Duration::from_secs(30), |w| {
+        w.count(0, |e| matches!(e, Event::SessionOpened { .. })) == 0
+    }));
+    let now = w.now;
+    w.eps[0]
+        .publish(sid, Bytes::from_static(b"alice:0"), now)
+        .expect("publish");
+    w.run_for(Duration::from_secs(5));
+    assert_eq!(per_sender(&w.messages(1))["alice"], vec![0]);
+    assert_eq!(w.count(0, |e| matches!(e, Event::Delivered { .. })), 1);
 }
