@@ -60,6 +60,8 @@ pub struct SessionResult {
     pub duplicates_or_reordered: u64,
     /// Messages whose retries were exhausted.
     pub failed: u64,
+    /// Where it ran.
+    pub machine: crate::procstat::Machine,
 }
 
 async fn client(target: &str, name: &str, timeout: Duration) -> Result<Client, BenchError> {
@@ -171,6 +173,7 @@ pub async fn run_session(cfg: &SessionConfig) -> Result<SessionResult, BenchErro
         received,
         duplicates_or_reordered: bad,
         failed,
+        machine: crate::procstat::Machine::detect(),
     })
 }
 

@@ -192,3 +192,25 @@ async fn vs_alternates_five_rounds() {
     b.shutdown().await;
     a.shutdown().await.expect("relay shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_throughput_through_the_embedded_relay_counts_every_message() {
+    for mls in [false, true] {
+        let path = tmp(&format!("session-{mls}.json"));
+        let p = path.to_string_lossy().to_string();
+        let mut args = vec!["session", "--embedded", "--msgs", "300", "--json", &p];
+        if mls {
+            args.push("--mls");
+        }
+        let (code, out) = cli(&args).await;
+        assert_eq!(code, 0, "mls={mls}: {out}");
+        let doc = read_json(&path);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(doc["schema"], "slim-bench/session/v1");
+        assert_eq!(doc["delivered"], 300, "{doc}");
+        assert_eq!(doc["received"], 300, "{doc}");
+        assert_eq!(doc["duplicates_or_reordered"], 0, "{doc}");
+        assert_eq!(doc["mls"], mls);
+        assert!(doc["delivered_per_sec"].as_f64().is_some_and(|r| r > 0.0));
+    }
+}
