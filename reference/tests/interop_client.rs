@@ -17,18 +17,17 @@
 //! The wheel is installed into a virtualenv under the target directory on first use; if it
 //! cannot be, the tests fail and say why. They are never skipped.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use slim_reference::config::ServerConfig;
 use slim_reference::server::{spawn, RelayHandle};
 
+#[path = "support/drivers.rs"]
+mod drivers;
 #[path = "support/venv.rs"]
 mod venv;
-use venv::{interop_dir, python};
+use venv::python;
 
 /// Upper bound for one scenario (the drivers bound their own waits well below this).
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(300);
@@ -56,53 +55,10 @@ fn ours() -> String {
 /// The node a scenario runs through; stopped when dropped (pass or fail).
 enum Node {
     Ours(RelayHandle),
-    Real(RealNode),
+    Real(venv::Node),
 }
 
-/// The real SLIM node process; killed when the test ends, pass or fail.
-struct RealNode(Child);
-
-impl Drop for RealNode {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral port")
-}
-
-/// Starts the real node on a free port and waits (bounded) for its ready line.
-fn start_real_node(py: &Path) -> (RealNode, String) {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(py)
-        .arg(interop_dir().join("serve_real_node.py"))
-        .args(["--listen", &listen])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start serve_real_node.py with the venv's python");
-    let stdout = child.stdout.take().expect("stdout");
-    let node = RealNode(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keeps draining stdout (the SDK logs there) so the node never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("\"ready\"") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the real SLIM node (slim-bindings) did not report ready within 60 s");
-    (node, format!("http://{listen}"))
-}
-
-async fn start(node: &str, py: &Path) -> (Node, String) {
+async fn start(node: &str) -> (Node, String) {
     match node {
         "relay" => {
             let cfg = ServerConfig {
@@ -114,7 +70,7 @@ async fn start(node: &str, py: &Path) -> (Node, String) {
             (Node::Ours(relay), url)
         }
         _ => {
-            let (n, url) = start_real_node(py);
+            let (n, url) = venv::start_real_node();
             (Node::Real(n), url)
         }
     }
@@ -127,33 +83,15 @@ async fn run(script: &str, node: &str, min_delivered: u64) -> Value {
     let ours = ours();
     let _serial = SERIAL.lock().await;
     let py = python();
-    let (handle, url) = start(node, &py).await;
-    let mut cmd = tokio::process::Command::new(&py);
-    cmd.arg(interop_dir().join(script))
-        .args(["--node", &url, "--ours", &ours])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd.spawn().expect("start python driver");
-    let out = match tokio::time::timeout(SCENARIO_TIMEOUT, child.wait_with_output()).await {
-        Ok(out) => out.expect("driver output"),
-        Err(_) => panic!("{script} did not finish within {SCENARIO_TIMEOUT:?} (driver killed)"),
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    let summary: Value = serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!("{script}: last stdout line is not a JSON summary ({e}).\nstdout:\n{stdout}\nstderr:\n{stderr}")
-    });
-    assert!(
-        out.status.success() && summary["ok"] == Value::Bool(true),
-        "{script} via {node} with ours = {ours} failed (exit {}):\nsummary: {summary}\nstderr:\n{stderr}",
-        out.status
-    );
+    let (handle, url) = start(node).await;
+    let summary = drivers::run_driver(
+        &py,
+        script,
+        &["--node", &url, "--ours", &ours],
+        SCENARIO_TIMEOUT,
+        &format!("via {node} with ours = {ours}"),
+    )
+    .await;
     // Bounded waits the driver tolerated (judged from the final counts instead), e.g. a removed
     // member whose session end came late: shown so a slow run is visible in the log.
     if let Some(obj) = summary.as_object() {

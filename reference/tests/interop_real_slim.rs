@@ -9,16 +9,17 @@
 //! line. The test also checks the relay's own counters, so a pass proves the messages crossed it.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 use slim_reference::config::ServerConfig;
 use slim_reference::server::{spawn, RelayHandle};
 
+#[path = "support/drivers.rs"]
+mod drivers;
 #[path = "support/venv.rs"]
 mod venv;
-use venv::{interop_dir, python};
+use venv::python;
 
 /// Upper bound for one scenario (the drivers bound their own waits well below this).
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
@@ -36,35 +37,9 @@ async fn relay() -> RelayHandle {
 
 /// Runs one driver against `node` and returns its JSON summary.
 async fn scenario(py: &Path, script: &str, node: &str, extra: &[&str]) -> Value {
-    let mut cmd = tokio::process::Command::new(py);
-    cmd.arg(interop_dir().join(script))
-        .arg("--node")
-        .arg(node)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd.spawn().expect("start python driver");
-    let out = match tokio::time::timeout(SCENARIO_TIMEOUT, child.wait_with_output()).await {
-        Ok(out) => out.expect("driver output"),
-        Err(_) => panic!("{script} did not finish within {SCENARIO_TIMEOUT:?} (driver killed)"),
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    let summary: Value = serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!("{script}: last stdout line is not a JSON summary ({e}).\nstdout:\n{stdout}\nstderr:\n{stderr}")
-    });
-    assert!(
-        out.status.success() && summary["ok"] == Value::Bool(true),
-        "{script} failed (exit {}):\nsummary: {summary}\nstderr:\n{stderr}",
-        out.status
-    );
-    summary
+    let mut args = vec!["--node", node];
+    args.extend_from_slice(extra);
+    drivers::run_driver(py, script, &args, SCENARIO_TIMEOUT, &format!("via {node}")).await
 }
 
 fn count(v: &Value, path: &[&str]) -> u64 {

@@ -43,6 +43,27 @@ pub enum Task {
     Close,
 }
 
+/// The two acknowledgements an invite or a rejoin waits for: its Welcome (or RejoinReply) from
+/// the newcomer, and its GroupUpdate from every other member (when one was sent).
+#[derive(Debug, Clone, Copy)]
+struct Awaiting {
+    direct: Option<u32>,
+    update: Option<u32>,
+}
+
+impl Awaiting {
+    /// Records that command `id` completed; true once nothing is awaited.
+    fn complete(&mut self, id: u32) -> bool {
+        if self.direct == Some(id) {
+            self.direct = None;
+        }
+        if self.update == Some(id) {
+            self.update = None;
+        }
+        self.direct.is_none() && self.update.is_none()
+    }
+}
+
 /// Where the current task stands.
 #[derive(Debug)]
 enum Phase {
@@ -56,8 +77,7 @@ enum Phase {
     },
     Welcome {
         peer: SlimName,
-        welcome: Option<u32>,
-        update: Option<u32>,
+        wait: Awaiting,
     },
     RemoveUpdate {
         peer: SlimName,
@@ -73,8 +93,7 @@ enum Phase {
     },
     Rejoin {
         peer: SlimName,
-        reply: Option<u32>,
-        update: Option<u32>,
+        wait: Awaiting,
     },
 }
 
@@ -353,8 +372,10 @@ impl Session {
         }
         self.moderator().current = Some(Phase::Rejoin {
             peer: peer.clone(),
-            reply: Some(request),
-            update,
+            wait: Awaiting {
+                direct: Some(request),
+                update,
+            },
         });
         self.send_command(
             cx,
@@ -553,8 +574,10 @@ impl Session {
                 let wid = cx.random_id();
                 self.moderator().current = Some(Phase::Welcome {
                     peer: newcomer.clone(),
-                    welcome: Some(wid),
-                    update,
+                    wait: Awaiting {
+                        direct: Some(wid),
+                        update,
+                    },
                 });
                 self.send_command(
                     cx,
@@ -644,23 +667,9 @@ impl Session {
             return Ok(());
         };
         match phase {
-            Phase::Welcome {
-                peer,
-                mut welcome,
-                mut update,
-            } => {
-                if welcome == Some(id) {
-                    welcome = None;
-                }
-                if update == Some(id) {
-                    update = None;
-                }
-                if welcome.is_some() || update.is_some() {
-                    self.moderator().current = Some(Phase::Welcome {
-                        peer,
-                        welcome,
-                        update,
-                    });
+            Phase::Welcome { peer, mut wait } => {
+                if !wait.complete(id) {
+                    self.moderator().current = Some(Phase::Welcome { peer, wait });
                     return Ok(());
                 }
                 self.invite_done(cx, &peer);
@@ -678,23 +687,9 @@ impl Session {
             }
             Phase::Leave { peer, id: lid } if lid == id => self.finish_removal(cx, &peer),
             Phase::Close { id: cid } if cid == id => self.finish_close(cx, "closed"),
-            Phase::Rejoin {
-                peer,
-                mut reply,
-                mut update,
-            } => {
-                if reply == Some(id) {
-                    reply = None;
-                }
-                if update == Some(id) {
-                    update = None;
-                }
-                if reply.is_some() || update.is_some() {
-                    self.moderator().current = Some(Phase::Rejoin {
-                        peer,
-                        reply,
-                        update,
-                    });
+            Phase::Rejoin { peer, mut wait } => {
+                if !wait.complete(id) {
+                    self.moderator().current = Some(Phase::Rejoin { peer, wait });
                     return Ok(());
                 }
                 if let Some((s, _)) = &mut self.reliable {
@@ -762,12 +757,8 @@ impl Session {
                     self.finish_close(cx, &format!("{peer} did not join"));
                 }
             }
-            Phase::Welcome {
-                peer,
-                welcome,
-                update,
-            } => {
-                if welcome == Some(id) {
+            Phase::Welcome { peer, mut wait } => {
+                if wait.direct == Some(id) {
                     cx.events.push_back(Event::Error {
                         session: Some(self.id),
                         message: format!(
@@ -778,7 +769,7 @@ impl Session {
                     if !self.is_group() {
                         self.finish_close(cx, &format!("{peer} did not acknowledge the welcome"));
                     }
-                } else if update == Some(id) {
+                } else if wait.update == Some(id) {
                     // Partial success, as the SDK: the newcomer is in, some members lag.
                     cx.events.push_back(Event::Error {
                         session: Some(self.id),
@@ -787,21 +778,13 @@ impl Session {
                             names(&missing)
                         ),
                     });
-                    if welcome.is_some() {
-                        self.moderator().current = Some(Phase::Welcome {
-                            peer,
-                            welcome,
-                            update: None,
-                        });
+                    if !wait.complete(id) {
+                        self.moderator().current = Some(Phase::Welcome { peer, wait });
                         return;
                     }
                     self.invite_done(cx, &peer);
                 } else {
-                    self.moderator().current = Some(Phase::Welcome {
-                        peer,
-                        welcome,
-                        update,
-                    });
+                    self.moderator().current = Some(Phase::Welcome { peer, wait });
                     return;
                 }
             }

@@ -5,7 +5,10 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// slim-bindings version the wire facts were checked with.
 pub const SLIM_BINDINGS: &str = "slim-bindings==3.3.8";
@@ -52,4 +55,51 @@ fn run_setup(cmd: &mut std::process::Command, what: &str) {
         ),
         Err(e) => panic!("interop setup failed: could not {what}: {e}"),
     }
+}
+
+/// The real SLIM node (the server embedded in the wheel, `serve_real_node.py`); killed when the
+/// test ends, pass or fail.
+pub struct Node(pub Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An ephemeral port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("an ephemeral port")
+}
+
+/// Starts the real node on a free port, waits (bounded) for its ready line, and returns it with
+/// its URL.
+pub fn start_real_node() -> (Node, String) {
+    let py = python();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(&py)
+        .arg(interop_dir().join("serve_real_node.py"))
+        .args(["--listen", &listen])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start serve_real_node.py with the venv's python");
+    let stdout = child.stdout.take().expect("stdout");
+    let node = Node(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keeps draining stdout (the SDK logs there) so the node never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("\"ready\"") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the real SLIM node (slim-bindings) did not report ready within 60 s");
+    (node, format!("http://{listen}"))
 }
