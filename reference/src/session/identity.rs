@@ -179,17 +179,34 @@ impl LocalIdentity {
 
     /// Checks an MLS credential (a token) and its leaf signature key: the token must verify and
     /// name exactly that key (WIRE.md §6, member validation).
+    ///
+    /// With `allow_expired`, a token that was valid when issued but has expired since is accepted:
+    /// that is how the members already in a group are checked when a newcomer joins from a
+    /// Welcome. Their credentials hold the tokens they joined with, which expire after an hour,
+    /// and the group's commits vouched for them when they joined (the real SDK refuses them, so
+    /// nobody can join a group older than its members' tokens).
     pub fn check_credential(
         &self,
         credential: &[u8],
         signature_key: &[u8],
         now_unix: u64,
+        allow_expired: bool,
     ) -> Result<(), String> {
         let token = std::str::from_utf8(credential)
             .map_err(|_| "credential identity is not a UTF-8 token".to_string())?;
-        let claims = match &self.verifier {
-            Verifier::Secret(s) => s.verify(token, now_unix),
-            Verifier::Jwt(k) => k.verify(token, now_unix),
+        let verify = |at: u64| match &self.verifier {
+            Verifier::Secret(s) => s.verify(token, at),
+            Verifier::Jwt(k) => k.verify(token, at),
+        };
+        let claims = match (verify(now_unix), allow_expired) {
+            // Verified as of its issue time (the shared-secret timestamp, or the JWT's expiry).
+            (Err(identity::TokenError::Expired { age }), true) => {
+                verify(now_unix.saturating_sub(age))
+            }
+            (Err(identity::TokenError::JwtExpired(ago)), true) => {
+                verify(now_unix.saturating_sub(ago))
+            }
+            (r, _) => r,
         }
         .map_err(|e| format!("member token refused: {e}"))?;
         if claims.pubkey != signature_key {

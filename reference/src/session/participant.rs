@@ -122,11 +122,14 @@ impl Session {
                         return Ok(());
                     }
                     self.commands.cancel(id);
-                    let group =
-                        crate::mls::MlsGroup::join(identity, &r.mls_content, &cx.validator())
-                            .map_err(|e| {
-                                SessionError::Mls(format!("cannot rejoin from the welcome: {e}"))
-                            })?;
+                    let group = crate::mls::MlsGroup::join(
+                        identity,
+                        &r.mls_content,
+                        &cx.roster_validator(),
+                    )
+                    .map_err(|e| {
+                        SessionError::Mls(format!("cannot rejoin from the welcome: {e}"))
+                    })?;
                     self.mls = MlsState::Group(Box::new(group));
                     let p = self.participant();
                     p.last_commit = r.commit_id;
@@ -223,8 +226,9 @@ impl Session {
             let MlsState::Waiting(id) = std::mem::replace(&mut self.mls, MlsState::Off) else {
                 return Err(SessionError::Mls("welcome before our key package".into()));
             };
-            let group = crate::mls::MlsGroup::join(*id, &mls.mls_content, &cx.validator())
-                .map_err(|e| SessionError::Mls(format!("cannot join from the welcome: {e}")))?;
+            let group =
+                crate::mls::MlsGroup::join(*id, &mls.mls_content, &cx.roster_validator())
+                    .map_err(|e| SessionError::Mls(format!("cannot join from the welcome: {e}")))?;
             self.mls = MlsState::Group(Box::new(group));
             self.participant().last_commit = mls.commit_id;
         }

@@ -60,11 +60,23 @@ impl Ctx<'_> {
         }
     }
 
-    /// A validator of MLS credentials at the current time.
+    /// A validator of the credentials of members entering a group (key packages, commits),
+    /// at the current time.
     pub fn validator(&self) -> Validator<'_> {
         Validator {
             me: self.me,
             unix: self.unix,
+            allow_expired: false,
+        }
+    }
+
+    /// A validator of the members already in a group we join from a Welcome: their tokens may
+    /// have expired since they joined (see [`LocalIdentity::check_credential`]).
+    pub fn roster_validator(&self) -> Validator<'_> {
+        Validator {
+            me: self.me,
+            unix: self.unix,
+            allow_expired: true,
         }
     }
 }
@@ -73,11 +85,13 @@ impl Ctx<'_> {
 pub struct Validator<'a> {
     me: &'a LocalIdentity,
     unix: u64,
+    allow_expired: bool,
 }
 
 impl CredentialValidator for Validator<'_> {
     fn validate(&self, identity: &[u8], signature_key: &[u8]) -> Result<(), String> {
-        self.me.check_credential(identity, signature_key, self.unix)
+        self.me
+            .check_credential(identity, signature_key, self.unix, self.allow_expired)
     }
 }
 

@@ -52,12 +52,23 @@ impl World {
         profile: LinkProfile,
         credentials: Credentials,
     ) -> Self {
+        Self::at(seed, names, profile, credentials, 0)
+    }
+
+    /// A world whose wall clock starts `behind` seconds before the real one.
+    fn at(
+        seed: u64,
+        names: &[&str],
+        profile: LinkProfile,
+        credentials: Credentials,
+        behind: u64,
+    ) -> Self {
         let now = Instant::now();
         // openmls checks key package lifetimes against the system clock, so the simulated wall
         // clock starts at the real one.
         let clock = Clock {
             at: now,
-            unix_secs: Clock::system().unix_secs,
+            unix_secs: Clock::system().unix_secs - behind,
         };
         let eps: Vec<Endpoint> = names
             .iter()
@@ -732,4 +743,48 @@ fn jwt_identities_with_a_pubkey_claim_work_like_shared_secrets() {
     w.run_for(Duration::from_secs(5));
     assert_eq!(per_sender(&w.messages(1))["alice"], vec![0]);
     assert_eq!(w.count(0, |e| matches!(e, Event::Delivered { .. })), 1);
+}
+
+#[test]
+fn a_newcomer_joins_a_group_older_than_its_members_tokens() {
+    // Tokens live an hour and MLS credentials keep the token a member joined with. The simulated
+    // wall clock starts two hours in the past (openmls checks key package lifetimes against the
+    // real clock) and the group lives two hours before p2 is invited.
+    let mut w = World::at(
+        12,
+        &["org/sim/mod", "org/sim/p1", "org/sim/p2"],
+        LinkProfile::perfect(Duration::from_millis(5)),
+        Credentials::SharedSecret(SECRET.into()),
+        2 * 3600 + 120,
+    );
+    let now = w.now;
+    let sid = w.eps[0]
+        .create_group(SlimName::new("org", "sim", "old"), reliable(), now)
+        .expect("group");
+    w.eps[0]
+        .invite(sid, SlimName::new("org", "sim", "p1"), now)
+        .expect("invite");
+    assert!(w.run_while(Duration::from_secs(30), |w| {
+        w.count(0, |e| matches!(e, Event::MemberJoined { .. })) < 1
+    }));
+    w.run_for(Duration::from_secs(2 * 3600));
+    let now = w.now;
+    w.eps[0]
+        .invite(sid, SlimName::new("org", "sim", "p2"), now)
+        .expect("invite");
+    assert!(
+        w.run_while(Duration::from_secs(30), |w| {
+            w.count(0, |e| matches!(e, Event::MemberJoined { .. })) < 2
+        }),
+        "p2 could not join: {:?}",
+        w.events[2]
+    );
+    let now = w.now;
+    w.eps[0]
+        .publish(sid, Bytes::from_static(b"m0:0"), now)
+        .expect("publish");
+    w.run_for(Duration::from_secs(5));
+    for i in [1usize, 2] {
+        assert_eq!(per_sender(&w.messages(i))["m0"], vec![0], "m{i}");
+    }
 }
