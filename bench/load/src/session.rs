@@ -118,10 +118,11 @@ pub async fn run_session(cfg: &SessionConfig) -> Result<SessionResult, BenchErro
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, rx.next_event()).await {
                 Ok(Some(ClientEvent::Session(Event::Message { payload, .. }))) => {
-                    let mut seq = [0u8; 8];
-                    seq.copy_from_slice(&payload[..8.min(payload.len())]);
-                    let seq = u64::from_be_bytes(seq);
-                    if seq == next {
+                    let seq = payload
+                        .get(..8)
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map(u64::from_be_bytes);
+                    if seq == Some(next) {
                         next += 1;
                         received += 1;
                     } else {
