@@ -92,6 +92,7 @@ async fn run(script: &str, node: &str, min_delivered: u64) -> Value {
         &format!("via {node} with ours = {ours}"),
     )
     .await;
+    println!("{script} via {node}: {summary}");
     // Bounded waits the driver tolerated (judged from the final counts instead), e.g. a removed
     // member whose session end came late: shown so a slow run is visible in the log.
     if let Some(obj) = summary.as_object() {
