@@ -49,6 +49,8 @@ pub type SessionId = u32;
 const SESSION_ID_RANGE: u32 = u32::MAX - 1000;
 /// How many processed commands the reply cache remembers.
 const REPLY_CACHE: usize = 4096;
+/// How many sessions may wait for their welcome at once (each costs a key package).
+const MAX_PENDING_JOINS: usize = 64;
 
 /// Wall clock anchored to a monotonic instant, so the endpoint can issue and check token
 /// timestamps (unix seconds) under simulated time.
@@ -338,7 +340,7 @@ impl Endpoint {
                 message: format!("dropped {:?} from {}: {e}", m.kind, m.source),
             });
         }
-        self.sessions.retain(|_, s| !s.ended);
+        self.drop_if_ended(m.session_id);
     }
 
     fn dispatch(&mut self, m: &wire::Inbound<'_>, now: Instant) -> Result<(), SessionError> {
@@ -351,7 +353,7 @@ impl Endpoint {
                 .me
                 .verify_command(m.msg, &m.source, m.identity(), cx.unix)?;
             // A retransmitted request gets the same answer again, never a second processing.
-            if state::is_request(m.kind) {
+            if state::is_cached_request(m.kind) {
                 if let Seen::Again(reply) =
                     cx.replies
                         .check(m.session_id, &m.source, m.message_id, m.kind as i32)
@@ -367,7 +369,8 @@ impl Endpoint {
             None
         };
         let r = self.route(m, peer.as_ref(), now);
-        if peer.is_some() && state::is_request(m.kind) {
+        // Processed: remember it (a request that failed may be retransmitted and tried again).
+        if r.is_ok() && peer.is_some() && state::is_cached_request(m.kind) {
             if let Seen::New =
                 self.replies
                     .check(m.session_id, &m.source, m.message_id, m.kind as i32)
@@ -398,7 +401,13 @@ impl Endpoint {
                     m.destination
                 )));
             }
-            let s = Session::new(
+            let waiting = self.sessions.values().filter(|s| !s.established).count();
+            if waiting >= MAX_PENDING_JOINS {
+                return Err(SessionError::Protocol(format!(
+                    "{waiting} sessions already wait for their welcome; join request refused"
+                )));
+            }
+            let mut s = Session::new(
                 m.session_id,
                 m.session_type,
                 self.name.clone(),
@@ -407,7 +416,11 @@ impl Endpoint {
                 Role::Participant(ParticipantState::new(m.source.clone())),
                 now,
             );
+            let mut cx = cx!(self, now);
+            // Kept only if the join request is accepted.
+            s.handle(&mut cx, m, peer)?;
             self.sessions.insert(m.session_id, s);
+            return Ok(());
         }
         let mut cx = cx!(self, now);
         let s = self
@@ -465,8 +478,8 @@ impl Endpoint {
             if let Some(s) = self.sessions.get_mut(&id) {
                 s.handle_timeout(&mut cx);
             }
+            self.drop_if_ended(id);
         }
-        self.sessions.retain(|_, s| !s.ended);
     }
 
     /// When [`Endpoint::handle_timeout`] must next be called.
@@ -575,8 +588,16 @@ impl Endpoint {
             .get_mut(&id)
             .ok_or(SessionError::UnknownSession(id))?;
         let r = f(s, &mut cx);
-        self.sessions.retain(|_, s| !s.ended);
+        self.drop_if_ended(id);
         r
+    }
+
+    /// Forgets session `id` if it ended (its events are out; the reply cache still answers
+    /// retransmissions of its last commands).
+    fn drop_if_ended(&mut self, id: SessionId) {
+        if self.sessions.get(&id).is_some_and(|s| s.ended) {
+            self.sessions.remove(&id);
+        }
     }
 
     /// Invites `peer` into a group we moderate.

@@ -511,15 +511,19 @@ impl Session {
                 self.commands.cancel(id);
                 let mls = match &mut self.mls {
                     MlsState::Group(g) => {
-                        let kp = reply.key_package.as_ref().ok_or_else(|| {
-                            SessionError::Mls(format!(
-                                "{} joined without an MLS key package (is MLS off on its side?)",
-                                m.source
-                            ))
-                        })?;
-                        let (commit, welcome) = match g.add_member(kp, &cx.validator(), cx.unix) {
+                        let added = match &reply.key_package {
+                            Some(kp) => g
+                                .add_member(kp, &cx.validator(), cx.unix)
+                                .map_err(|e| e.to_string()),
+                            None => Err(
+                                "no MLS key package in its join reply (is MLS off on its side?)"
+                                    .into(),
+                            ),
+                        };
+                        let (commit, welcome) = match added {
                             Ok(x) => x,
                             Err(e) => {
+                                // The invitation ends here; the next task may start.
                                 self.moderator().current = None;
                                 cx.events.push_back(Event::Error {
                                     session: Some(self.id),
@@ -762,11 +766,15 @@ impl Session {
                     cx.events.push_back(Event::Error {
                         session: Some(self.id),
                         message: format!(
-                            "{peer} did not acknowledge its welcome; it is not a member"
+                            "{peer} did not acknowledge its welcome; removing it from the group"
                         ),
                     });
-                    self.remove_member(cx, &peer);
-                    if !self.is_group() {
+                    if self.is_group() {
+                        // It may hold the Welcome (only its ack lost) and so the group's keys:
+                        // its removal is committed like any other.
+                        self.moderator().tasks.push_front(Task::Departed(peer));
+                    } else {
+                        self.remove_member(cx, &peer);
                         self.finish_close(cx, &format!("{peer} did not acknowledge the welcome"));
                     }
                 } else if wait.update == Some(id) {

@@ -157,6 +157,14 @@ impl Session {
         m: &Inbound<'_>,
         j: &pb::JoinRequestPayload,
     ) -> Result<(), SessionError> {
+        // Retransmissions are answered from the reply cache; a new join request for a session
+        // already set up would reset its reliability and MLS state: refused.
+        if self.established || !matches!(self.mls, MlsState::Off) || self.data_dst.is_some() {
+            return Err(SessionError::Protocol(format!(
+                "second join request for session {}",
+                self.id
+            )));
+        }
         // The join request sets the session up: reliability, MLS and, for groups, the channels.
         self.opts.reliable = j.timer_settings.map(|t| Reliability {
             interval: std::time::Duration::from_millis(u64::from(t.timeout.max(1))),
@@ -219,16 +227,26 @@ impl Session {
         m: &Inbound<'_>,
         w: &pb::GroupWelcomePayload,
     ) -> Result<(), SessionError> {
+        if self.established {
+            return Err(SessionError::Protocol(format!(
+                "second welcome for session {}",
+                self.id
+            )));
+        }
         if self.opts.mls {
             let mls = w.mls.as_ref().ok_or_else(|| {
                 SessionError::Mls("welcome without MLS content in an MLS session".into())
             })?;
-            let MlsState::Waiting(id) = std::mem::replace(&mut self.mls, MlsState::Off) else {
+            let MlsState::Waiting(id) = &self.mls else {
                 return Err(SessionError::Mls("welcome before our key package".into()));
             };
-            let group =
-                crate::mls::MlsGroup::join(*id, &mls.mls_content, &cx.roster_validator())
-                    .map_err(|e| SessionError::Mls(format!("cannot join from the welcome: {e}")))?;
+            // Our key package's identity stays in place until the join succeeds.
+            let group = crate::mls::MlsGroup::join(
+                (**id).clone(),
+                &mls.mls_content,
+                &cx.roster_validator(),
+            )
+            .map_err(|e| SessionError::Mls(format!("cannot join from the welcome: {e}")))?;
             self.mls = MlsState::Group(Box::new(group));
             self.participant().last_commit = mls.commit_id;
         }
@@ -265,12 +283,14 @@ impl Session {
                 // Apply every update whose predecessor is applied (commit order, WIRE.md §5.5).
                 loop {
                     let p = self.participant();
-                    let next = p.last_commit + 1;
+                    let Some(next) = p.last_commit.checked_add(1) else {
+                        break;
+                    };
                     let Some(update) = p.pending.remove(&next) else {
                         break;
                     };
-                    p.last_commit = next;
                     self.apply_update(cx, &update)?;
+                    self.participant().last_commit = next;
                 }
             }
             (None, false) => self.apply_update(cx, u)?,

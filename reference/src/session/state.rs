@@ -30,6 +30,9 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 pub const RELIABLE_WINDOW: usize = 4096;
 /// Largest data message id before the sequence wraps (WIRE.md §5.1).
 pub const MAX_DATA_ID: u32 = (1 << 31) - 1;
+/// How long an invited session may wait for its welcome before it is dropped: longer than the
+/// moderator's retransmissions of its join request and welcome (1 s × 10 each).
+pub const JOIN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Everything a session handler may touch besides its own state.
 pub struct Ctx<'a> {
@@ -153,6 +156,8 @@ pub struct Session {
     pub heartbeat_at: Instant,
     /// Whether anything was sent to the session since the last heartbeat tick.
     pub sent_recently: bool,
+    /// When the session was created (a participant's must be welcomed by `JOIN_DEADLINE`).
+    pub created: Instant,
 }
 
 impl Session {
@@ -193,6 +198,7 @@ impl Session {
             next_plain_id: 1,
             heartbeat_at: now + HEARTBEAT_INTERVAL,
             sent_recently: false,
+            created: now,
         }
     }
 
@@ -322,13 +328,15 @@ impl Session {
 
     /// Queues an application message (sent at once when the session is established).
     pub fn publish(&mut self, cx: &mut Ctx<'_>, payload: Bytes) -> Result<u32, SessionError> {
-        if self.ended {
+        if self.ended || matches!(self.mls, MlsState::Gone) {
             return Err(SessionError::Closed(self.id));
         }
-        let id = match &self.reliable {
+        // The id this message will get: after the ones already waiting in the backlog.
+        let next = match &self.reliable {
             Some((s, _)) => s.next_id(),
             None => self.next_plain_id,
         };
+        let id = data_id_after(next, self.backlog.len());
         self.backlog.push_back(payload);
         self.drain_backlog(cx);
         Ok(id)
@@ -349,7 +357,7 @@ impl Session {
                 }
                 None => {
                     let id = self.next_plain_id;
-                    self.next_plain_id = if id >= MAX_DATA_ID { 1 } else { id + 1 };
+                    self.next_plain_id = data_id_after(id, 1);
                     let dst = self.data_dst.clone().unwrap_or_else(|| self.peer.clone());
                     self.transmit_data(cx, &dst, self.is_group(), Mt::Msg, id, &payload, false);
                 }
@@ -388,6 +396,15 @@ impl Session {
         let mut msg = self.env.publish(dst, broadcast, kind, id, &token, content);
         if lost {
             wire::set_error(&mut msg);
+        } else if self.opts.mls && !matches!(self.mls, MlsState::Group(_)) {
+            // Never in clear in an MLS session: before the welcome, or after our removal.
+            cx.events.push_back(Event::Error {
+                session: Some(self.id),
+                message: format!(
+                    "message {id} not sent: no MLS group (not welcomed yet, or removed)"
+                ),
+            });
+            return;
         } else if let MlsState::Group(g) = &mut self.mls {
             // The header AAD binds the ciphertext to the header it travels in (WIRE.md §5.7).
             let aad = slim_proto::e2e::header_aad(&msg);
@@ -478,14 +495,19 @@ impl Session {
         }
     }
 
-    /// An ack or retransmission request: empty application payload, fanout 1.
+    /// An ack or retransmission request: empty application payload, fanout 1; the ack of a
+    /// `publish_to` message (an id outside the sequence) says so (WIRE.md §5.4).
     fn send_plain(&mut self, cx: &mut Ctx<'_>, to: &SlimName, kind: Mt, id: u32) {
         let Ok(token) = cx.me.token(cx.unix, cx.rng) else {
             return;
         };
-        let msg = self
+        let mut msg = self
             .env
             .publish(to, false, kind, id, &token, wire::empty_app());
+        if !super::reliable::is_sequenced(id) {
+            msg.metadata
+                .insert(wire::PUBLISH_TO.to_string(), wire::TRUE_VAL.to_string());
+        }
         cx.out.push_back(Transmit::Publish(msg));
     }
 
@@ -530,12 +552,14 @@ impl Session {
                                 cx.now,
                             );
                         } else {
-                            // publish_to: delivered at once, acked, not ordered.
-                            cx.events.push_back(Event::Message {
-                                session: self.id,
-                                from: m.source.clone(),
-                                payload: payload.unwrap_or_default(),
-                            });
+                            // publish_to (ids above the sequence range): the receiver acks and
+                            // delivers it at once, outside the ordered stream.
+                            receiver.on_message(
+                                &m.source,
+                                m.message_id,
+                                payload.unwrap_or_default(),
+                                cx.now,
+                            );
                         }
                         self.flush_reliable(cx);
                     }
@@ -686,11 +710,28 @@ impl Session {
         if self.established && !self.ended {
             min(Some(self.heartbeat_at));
         }
+        if !self.established && !self.ended && matches!(self.role, Role::Participant(_)) {
+            min(Some(self.created + JOIN_DEADLINE));
+        }
         t
     }
 
     /// Runs whatever is due at `cx.now`.
     pub fn handle_timeout(&mut self, cx: &mut Ctx<'_>) {
+        if !self.established
+            && matches!(self.role, Role::Participant(_))
+            && cx.now >= self.created + JOIN_DEADLINE
+        {
+            cx.events.push_back(Event::Error {
+                session: Some(self.id),
+                message: format!(
+                    "invitation to session {} from {} dropped: no welcome within {:?}",
+                    self.id, self.peer, JOIN_DEADLINE
+                ),
+            });
+            self.end(cx);
+            return;
+        }
         self.commands.handle_timeout(cx.now);
         self.flush_commands(cx);
         if let Some((s, r)) = &mut self.reliable {
@@ -809,17 +850,17 @@ impl Session {
     }
 }
 
-/// Whether a command type is a request (answered by the receiver) rather than a reply.
-pub fn is_request(kind: Mt) -> bool {
+/// Whether a command is a request that changes state, so that a retransmission of it must be
+/// answered from the reply cache rather than processed again (SLIM-SESS-005). Discovery requests
+/// are stateless (answered every time) and heartbeats get no answer.
+pub fn is_cached_request(kind: Mt) -> bool {
     matches!(
         kind,
-        Mt::DiscoveryRequest
-            | Mt::JoinRequest
+        Mt::JoinRequest
             | Mt::LeaveRequest
             | Mt::GroupUpdate
             | Mt::GroupWelcome
             | Mt::GroupClose
-            | Mt::Heartbeat
             | Mt::UpdateParticipantState
             | Mt::RejoinRequest
     )
@@ -841,4 +882,11 @@ pub fn new_reliable(
         ReliableSender::new(r.interval, r.max_retries, RELIABLE_WINDOW),
         receiver,
     )
+}
+
+/// The data message id `n` places after `id` in a sender's sequence (ids wrap after
+/// [`MAX_DATA_ID`], as the SDK's).
+pub fn data_id_after(id: u32, n: usize) -> u32 {
+    let span = u64::from(MAX_DATA_ID) + 1;
+    ((u64::from(id) + n as u64) % span) as u32
 }

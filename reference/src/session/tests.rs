@@ -615,29 +615,7 @@ fn a_retransmitted_join_request_gets_the_same_reply_and_is_not_processed_again()
     w.eps[0]
         .open_p2p(SlimName::new("org", "sim", "bob"), reliable(), now)
         .expect("open");
-    // Run until alice has sent her join request; capture it instead of delivering it.
-    let mut join = None;
-    for _ in 0..1000 {
-        w.drain(0);
-        w.drain(1);
-        let t = w.net.next_event_time().expect("traffic");
-        w.now = t;
-        for d in w.net.deliver_due(t) {
-            let is_join = matches!(
-                super::wire::inbound(&d.packet).map(|m| m.kind),
-                Ok(pb::SessionMessageType::JoinRequest)
-            );
-            if is_join {
-                join = Some(d.packet);
-            } else {
-                w.eps[d.to].handle_message(d.packet, t);
-            }
-        }
-        if join.is_some() {
-            break;
-        }
-    }
-    let join = join.expect("alice sent a join request");
+    let join = capture(&mut w, pb::SessionMessageType::JoinRequest);
     let replies = |w: &mut World| -> Vec<pb::Message> {
         let mut out = Vec::new();
         while let Some(t) = w.eps[1].poll_transmit() {
@@ -787,4 +765,85 @@ fn a_newcomer_joins_a_group_older_than_its_members_tokens() {
     for i in [1usize, 2] {
         assert_eq!(per_sender(&w.messages(i))["m0"], vec![0], "m{i}");
     }
+}
+
+/// Runs `w` until a message of type `kind` is on its way, and returns it instead of delivering it.
+fn capture(w: &mut World, kind: pb::SessionMessageType) -> pb::Message {
+    for _ in 0..1000 {
+        w.drain(0);
+        w.drain(1);
+        let t = w.net.next_event_time().expect("traffic");
+        w.now = t;
+        let mut found = None;
+        for d in w.net.deliver_due(t) {
+            if matches!(super::wire::inbound(&d.packet).map(|m| m.kind), Ok(k) if k == kind) {
+                found = Some(d.packet);
+            } else {
+                w.eps[d.to].handle_message(d.packet, t);
+            }
+        }
+        if let Some(m) = found {
+            return m;
+        }
+    }
+    panic!("no {kind:?} was sent");
+}
+
+fn transmitted(w: &mut World, i: usize) -> Vec<pb::Message> {
+    let mut out = Vec::new();
+    while let Some(t) = w.eps[i].poll_transmit() {
+        if let Transmit::Publish(m) = t {
+            out.push(m);
+        }
+    }
+    out
+}
+
+#[test]
+fn every_copy_of_a_discovery_request_is_answered() {
+    let mut w = World::new(
+        14,
+        &["org/sim/alice", "org/sim/bob"],
+        LinkProfile::perfect(Duration::from_millis(5)),
+    );
+    let now = w.now;
+    w.eps[0]
+        .open_p2p(SlimName::new("org", "sim", "bob"), reliable(), now)
+        .expect("open");
+    let discovery = capture(&mut w, pb::SessionMessageType::DiscoveryRequest);
+    let now = w.now;
+    for _ in 0..3 {
+        w.eps[1].handle_message(discovery.clone(), now);
+        let replies = transmitted(&mut w, 1);
+        assert_eq!(replies.len(), 1, "each copy gets a discovery reply");
+    }
+}
+
+#[test]
+fn an_invitation_without_a_welcome_is_dropped_after_the_join_deadline() {
+    let mut w = World::new(
+        15,
+        &["org/sim/alice", "org/sim/bob"],
+        LinkProfile::perfect(Duration::from_millis(5)),
+    );
+    let now = w.now;
+    w.eps[0]
+        .open_p2p(SlimName::new("org", "sim", "bob"), reliable(), now)
+        .expect("open");
+    let join = capture(&mut w, pb::SessionMessageType::JoinRequest);
+    let now = w.now;
+    w.eps[1].handle_message(join, now);
+    assert_eq!(w.eps[1].sessions().len(), 1);
+    let deadline = w.eps[1].poll_timeout().expect("a deadline");
+    assert!(deadline <= now + state::JOIN_DEADLINE);
+    w.eps[1].handle_timeout(now + state::JOIN_DEADLINE);
+    assert!(
+        w.eps[1].sessions().is_empty(),
+        "the half-open session is gone"
+    );
+    let mut said = false;
+    while let Some(e) = w.eps[1].poll_event() {
+        said |= matches!(e, Event::Error { message, .. } if message.contains("no welcome"));
+    }
+    assert!(said, "and the user is told why");
 }
