@@ -106,24 +106,26 @@ impl LocalIdentity {
     }
 
     /// A token for a message sent at `now_unix` (reused for a minute, then renewed).
-    pub fn token(&mut self, now_unix: u64, rng: &mut impl RngCore) -> Result<String, SessionError> {
-        if let Some((at, t)) = &self.token {
-            if now_unix >= *at && now_unix - at < TOKEN_REUSE_SECS {
-                return Ok(t.clone());
+    pub fn token(&mut self, now_unix: u64, rng: &mut impl RngCore) -> Result<&str, SessionError> {
+        let fresh = matches!(&self.token, Some((at, _)) if now_unix >= *at && now_unix - at < TOKEN_REUSE_SECS);
+        if !fresh {
+            let pubkey = self.key.public_bytes();
+            let t = match &self.verifier {
+                Verifier::Secret(s) => {
+                    let mut nonce = [0u8; 12];
+                    rng.fill_bytes(&mut nonce);
+                    s.issue(&self.sub, &pubkey, nonce, now_unix)
+                }
+                Verifier::Jwt(k) => k.issue(&self.sub, &pubkey, now_unix, 3600),
             }
+            .map_err(SessionError::Token)?;
+            self.token = Some((now_unix, t));
         }
-        let pubkey = self.key.public_bytes();
-        let t = match &self.verifier {
-            Verifier::Secret(s) => {
-                let mut nonce = [0u8; 12];
-                rng.fill_bytes(&mut nonce);
-                s.issue(&self.sub, &pubkey, nonce, now_unix)
-            }
-            Verifier::Jwt(k) => k.issue(&self.sub, &pubkey, now_unix, 3600),
-        }
-        .map_err(SessionError::Token)?;
-        self.token = Some((now_unix, t.clone()));
-        Ok(t)
+        Ok(self
+            .token
+            .as_ref()
+            .map(|(_, t)| t.as_str())
+            .unwrap_or_default())
     }
 
     /// Signs a command we send: header signature and payload signature.
@@ -154,6 +156,17 @@ impl LocalIdentity {
         }
         self.verified.insert(token.to_string(), (peer.clone(), exp));
         Ok(peer)
+    }
+
+    /// Checks a peer's token (data messages): like [`Self::verify_token`] without returning
+    /// the claims, so a cached token costs one lookup.
+    pub fn check_token(&mut self, token: &str, now_unix: u64) -> Result<(), SessionError> {
+        if let Some((_, exp)) = self.verified.get(token) {
+            if now_unix <= *exp {
+                return Ok(());
+            }
+        }
+        self.verify_token(token, now_unix).map(|_| ())
     }
 
     /// Verifies an inbound command: its token (SLIM-IDENT-001/002), that the sender's name id

@@ -518,7 +518,10 @@ impl Endpoint {
             now,
         );
         if opts.mls {
-            let token = self.me.token(self.clock.unix(now), &mut self.rng)?;
+            let token = self
+                .me
+                .token(self.clock.unix(now), &mut self.rng)?
+                .to_string();
             let ident = crate::mls::MlsIdentity::new(self.me.key().signing_key().clone(), token);
             let group = crate::mls::MlsGroup::create(ident, self.clock.unix(now))
                 .map_err(|e| SessionError::Mls(e.to_string()))?;

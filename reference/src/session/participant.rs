@@ -199,7 +199,7 @@ impl Session {
             self.data_dst = Some(m.source.clone());
         }
         let key_package = if self.opts.mls {
-            let token = cx.me.token(cx.unix, cx.rng)?;
+            let token = cx.me.token(cx.unix, cx.rng)?.to_string();
             let id = crate::mls::MlsIdentity::new(cx.me.key().signing_key().clone(), token);
             let kp = id
                 .key_package(cx.unix)
@@ -370,7 +370,7 @@ impl Session {
 
     /// Asks the moderator back into the group with a fresh key package (REJOIN_REQUEST).
     fn rejoin(&mut self, cx: &mut Ctx<'_>) -> Result<(), SessionError> {
-        let token = cx.me.token(cx.unix, cx.rng)?;
+        let token = cx.me.token(cx.unix, cx.rng)?.to_string();
         let identity = crate::mls::MlsIdentity::new(cx.me.key().signing_key().clone(), token);
         let kp = identity
             .key_package(cx.unix)

@@ -243,7 +243,7 @@ impl Session {
         let token = cx.me.token(cx.unix, cx.rng)?;
         let mut msg = self
             .env
-            .publish(dst, broadcast, kind, id, &token, wire::command(payload));
+            .publish(dst, broadcast, kind, id, token, wire::command(payload));
         for (k, v) in metadata {
             msg.metadata.insert((*k).to_string(), (*v).to_string());
         }
@@ -393,7 +393,7 @@ impl Session {
         } else {
             wire::app(wire::DATA_PAYLOAD_TYPE, payload.clone())
         };
-        let mut msg = self.env.publish(dst, broadcast, kind, id, &token, content);
+        let mut msg = self.env.publish(dst, broadcast, kind, id, token, content);
         if lost {
             wire::set_error(&mut msg);
         } else if self.opts.mls && !matches!(self.mls, MlsState::Group(_)) {
@@ -503,7 +503,7 @@ impl Session {
         };
         let mut msg = self
             .env
-            .publish(to, false, kind, id, &token, wire::empty_app());
+            .publish(to, false, kind, id, token, wire::empty_app());
         if !super::reliable::is_sequenced(id) {
             msg.metadata
                 .insert(wire::PUBLISH_TO.to_string(), wire::TRUE_VAL.to_string());
@@ -522,7 +522,7 @@ impl Session {
             )));
         }
         // Data carries the sender's token too; a bad one is refused.
-        cx.me.verify_token(m.identity(), cx.unix)?;
+        cx.me.check_token(m.identity(), cx.unix)?;
         match m.kind {
             Mt::Msg | Mt::RtxReply => {
                 if let Some((_, receiver)) = &mut self.reliable {
