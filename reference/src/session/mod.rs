@@ -458,7 +458,7 @@ impl Endpoint {
             false,
             Mt::DiscoveryReply,
             m.message_id,
-            &token,
+            token,
             wire::command(Cmd::DiscoveryReply(pb::DiscoveryReplyPayload {})),
         );
         cx.me.sign(&mut reply)?;
