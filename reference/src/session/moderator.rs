@@ -254,24 +254,14 @@ impl Session {
                 update: id,
                 leave: send_leave,
             });
-            let control = self
-                .control_dst
-                .clone()
-                .unwrap_or_else(|| self.peer.clone());
-            self.send_command(
+            self.send_group_update(
                 cx,
-                &control,
-                true,
-                Mt::GroupUpdate,
                 id,
-                Cmd::GroupUpdate(pb::GroupUpdatePayload {
-                    op: pb::GroupUpdateOp::Remove as i32,
-                    participant: Some(wire::participant(&peer)),
-                    participants: roster_before,
-                    mls,
-                }),
-                &[],
-                Expect::All(remaining),
+                pb::GroupUpdateOp::Remove,
+                &peer,
+                roster_before,
+                mls,
+                remaining,
             )
         } else if send_leave {
             self.send_leave(cx, &peer)
@@ -345,29 +335,20 @@ impl Session {
         let roster = self.roster();
         let mut update = None;
         if self.is_group() && !others.is_empty() {
+            let mls = self.opts.mls.then(|| pb::MlsPayload {
+                commit_id,
+                mls_content: commit.into(),
+            });
             let uid = cx.random_id();
             update = Some(uid);
-            let control = self
-                .control_dst
-                .clone()
-                .unwrap_or_else(|| self.peer.clone());
-            self.send_command(
+            self.send_group_update(
                 cx,
-                &control,
-                true,
-                Mt::GroupUpdate,
                 uid,
-                Cmd::GroupUpdate(pb::GroupUpdatePayload {
-                    op: pb::GroupUpdateOp::Rejoin as i32,
-                    participant: Some(wire::participant(&peer)),
-                    participants: roster,
-                    mls: self.opts.mls.then(|| pb::MlsPayload {
-                        commit_id,
-                        mls_content: commit.into(),
-                    }),
-                }),
-                &[],
-                Expect::All(others),
+                pb::GroupUpdateOp::Rejoin,
+                &peer,
+                roster,
+                mls,
+                others,
             )?;
         }
         self.moderator().current = Some(Phase::Rejoin {
@@ -389,6 +370,41 @@ impl Session {
             }),
             &[],
             Expect::All([peer.clone()].into()),
+        )
+    }
+
+    /// Sends GROUP_UPDATE `id` (`op` on `who`, with the roster and the MLS commit) to the control
+    /// channel, to be acknowledged by each of `acks` (the caller records `id` in its phase first:
+    /// completion may be immediate).
+    #[allow(clippy::too_many_arguments)]
+    fn send_group_update(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        id: u32,
+        op: pb::GroupUpdateOp,
+        who: &SlimName,
+        participants: Vec<pb::Participant>,
+        mls: Option<pb::MlsPayload>,
+        acks: BTreeSet<SlimName>,
+    ) -> Result<(), SessionError> {
+        let control = self
+            .control_dst
+            .clone()
+            .unwrap_or_else(|| self.peer.clone());
+        self.send_command(
+            cx,
+            &control,
+            true,
+            Mt::GroupUpdate,
+            id,
+            Cmd::GroupUpdate(pb::GroupUpdatePayload {
+                op: op as i32,
+                participant: Some(wire::participant(who)),
+                participants,
+                mls,
+            }),
+            &[],
+            Expect::All(acks),
         )
     }
 
@@ -550,29 +566,20 @@ impl Session {
                 let roster = self.roster();
                 let mut update = None;
                 if roster.len() > 2 {
+                    let commit = mls.as_ref().map(|(cid, c, _)| pb::MlsPayload {
+                        commit_id: *cid,
+                        mls_content: c.clone().into(),
+                    });
                     let uid = cx.random_id();
                     update = Some(uid);
-                    let control = self
-                        .control_dst
-                        .clone()
-                        .unwrap_or_else(|| self.peer.clone());
-                    self.send_command(
+                    self.send_group_update(
                         cx,
-                        &control,
-                        true,
-                        Mt::GroupUpdate,
                         uid,
-                        Cmd::GroupUpdate(pb::GroupUpdatePayload {
-                            op: pb::GroupUpdateOp::Add as i32,
-                            participant: Some(wire::participant(&newcomer)),
-                            participants: roster.clone(),
-                            mls: mls.as_ref().map(|(cid, c, _)| pb::MlsPayload {
-                                commit_id: *cid,
-                                mls_content: c.clone().into(),
-                            }),
-                        }),
-                        &[],
-                        Expect::All(existing),
+                        pb::GroupUpdateOp::Add,
+                        &newcomer,
+                        roster.clone(),
+                        commit,
+                        existing,
                     )?;
                 }
                 let wid = cx.random_id();
