@@ -1,4 +1,5 @@
-//! slim-reference: a small, readable SLIM node that real SLIM apps run through.
+//! slim-reference: a small, readable SLIM node that real SLIM apps run through, and a SLIM client
+//! that real SLIM apps talk to.
 //!
 //! - [`relay`]: the sans-IO relay core (link negotiation, header MAC, subscriptions, routing).
 //! - [`server`]: the thin tokio/tonic shell that serves `DataPlaneService.OpenChannel`.
