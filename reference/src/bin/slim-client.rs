@@ -283,14 +283,18 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let mut client = Client::connect(opts).await.map_err(|e| describe(&e))?;
+        let mut sigint = watch_sigint();
+        let mut client = tokio::select! {
+            c = Client::connect(opts) => c.map_err(|e| describe(&e))?,
+            _ = interrupted(&mut sigint) => return Err("interrupted while connecting to the node".to_string()),
+        };
         out.ready(client.local_name());
         let mut app = App {
             client: &mut client,
             out,
             timeout,
             sessions: BTreeSet::new(),
-            sigint: watch_sigint(),
+            sigint,
         };
         match cli.command {
             Cmd::Listen { echo, count, stdin } => app.listen(echo, count, stdin).await,
@@ -536,10 +540,22 @@ impl Out {
 
 /// A flag that turns true on the first SIGINT. One watcher for the whole run, so a signal that
 /// arrives between two waits is not lost.
+///
+/// The handler is registered before this returns (not when the task first runs), so a SIGINT
+/// that comes right after `ready` is printed is not lost to the default action.
 fn watch_sigint() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
+    #[cfg(unix)]
+    let mut signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        #[cfg(unix)]
+        let got = match signal.as_mut() {
+            Some(s) => s.recv().await.is_some(),
+            None => tokio::signal::ctrl_c().await.is_ok(),
+        };
+        #[cfg(not(unix))]
+        let got = tokio::signal::ctrl_c().await.is_ok();
+        if got {
             let _ = tx.send(true);
             // Keep the sender alive so receivers do not see a closed channel.
             std::future::pending::<()>().await;
