@@ -1,4 +1,4 @@
-//! The command line: `run`, `vs`, `compare` and `null-relay`.
+//! The command line: `run`, `vs`, `compare`, `null-relay` and `session`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -192,6 +192,23 @@ pub struct NullRelayArgs {
     pub listen: SocketAddr,
 }
 
+/// `--target` if given, else the reference relay started in this process on an ephemeral port
+/// (`--embedded`); the handle keeps the relay running until it is dropped.
+async fn target_or_embedded(
+    target: &Option<String>,
+) -> Result<(String, Option<slim_reference::server::RelayHandle>), BenchError> {
+    if let Some(t) = target {
+        return Ok((t.clone(), None));
+    }
+    let h = slim_reference::server::spawn(slim_reference::config::ServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| BenchError::Usage(format!("embedded relay: {e}")))?;
+    Ok((h.url(), Some(h)))
+}
+
 /// Parses `args` (argv, program name first), runs the command, and returns the exit code:
 /// 0 success, 1 loss or duplicates measured, 2 the benchmark could not run.
 pub async fn run_cli(args: Vec<String>, out: &mut (dyn Write + Send)) -> i32 {
@@ -223,21 +240,7 @@ pub async fn execute(
     };
     match cli.command {
         Command::Session(a) => {
-            let mut relay = None;
-            let target = match &a.target {
-                Some(t) => t.clone(),
-                None => {
-                    let h = slim_reference::server::spawn(slim_reference::config::ServerConfig {
-                        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| BenchError::Usage(format!("embedded relay: {e}")))?;
-                    let url = h.url();
-                    relay = Some(h);
-                    url
-                }
-            };
+            let (target, relay) = target_or_embedded(&a.target).await?;
             if !(a.timeout.is_finite() && a.timeout > 0.0) {
                 return Err(BenchError::Usage(
                     "--timeout must be a positive number of seconds".into(),
@@ -279,21 +282,7 @@ pub async fn execute(
         }
         Command::Run(a) => {
             let params = a.scenario.params();
-            let mut relay = None;
-            let url = match (&a.target, a.embedded) {
-                (Some(t), _) => t.clone(),
-                (None, _) => {
-                    let h = slim_reference::server::spawn(slim_reference::config::ServerConfig {
-                        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| BenchError::Usage(format!("embedded relay: {e}")))?;
-                    let url = h.url();
-                    relay = Some(h);
-                    url
-                }
-            };
+            let (url, relay) = target_or_embedded(&a.target).await?;
             let cfg = RunConfig {
                 url: url.clone(),
                 params: params.clone(),

@@ -202,6 +202,11 @@ impl Session {
         }
     }
 
+    /// Where data goes: the data channel of a group, the peer of a point-to-point session.
+    pub fn data_target(&self) -> SlimName {
+        self.data_dst.clone().unwrap_or_else(|| self.peer.clone())
+    }
+
     /// Whether this is a group (multicast) session.
     pub fn is_group(&self) -> bool {
         self.kind == SessionType::Multicast
@@ -358,7 +363,7 @@ impl Session {
                 None => {
                     let id = self.next_plain_id;
                     self.next_plain_id = data_id_after(id, 1);
-                    let dst = self.data_dst.clone().unwrap_or_else(|| self.peer.clone());
+                    let dst = self.data_target();
                     self.transmit_data(cx, &dst, self.is_group(), Mt::Msg, id, &payload, false);
                 }
             }
@@ -431,7 +436,7 @@ impl Session {
             return;
         };
         let group = self.is_group();
-        let default_dst = self.data_dst.clone().unwrap_or_else(|| self.peer.clone());
+        let default_dst = self.data_target();
         while let Some(o) = sender.poll_output() {
             match o {
                 SenderOutput::Transmit {
@@ -756,10 +761,7 @@ impl Session {
         };
         let (dst, broadcast) = match (&self.control_dst, self.is_group()) {
             (Some(c), true) => (c.clone(), true),
-            _ => (
-                self.data_dst.clone().unwrap_or_else(|| self.peer.clone()),
-                false,
-            ),
+            _ => (self.data_target(), false),
         };
         let id = cx.random_id();
         if let Err(e) = self.send_command(
