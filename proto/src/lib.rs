@@ -8,6 +8,7 @@
 //! - [`validate`]: structural validation with a typed error per defect.
 //! - [`messages`]: builders for well-formed Subscribe, Unsubscribe and Publish messages.
 //! - [`raw`]: a gRPC codec for sending raw frames (test clients).
+//! - [`frame`]: a routed Publish read and rewritten in its encoded form (the relay's fast path).
 //! - [`identity`]: end-to-end identity: the P-256 identity key, shared-secret and JWT identity
 //!   tokens, and the name ids an identity derives.
 //! - [`e2e`]: end-to-end signatures on session control messages (header AAD and payload).
@@ -17,6 +18,7 @@
 //! `vectors/`.
 
 pub mod e2e;
+pub mod frame;
 pub mod identity;
 pub mod link;
 pub mod mac;
@@ -42,6 +44,9 @@ pub const DEFAULT_TTL: u32 = 8;
 
 /// Largest encoded `Message` a node accepts (SLIM-TRANS-003): tonic's default, 4 MiB.
 pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// The gRPC path of the one RPC a SLIM node serves, `DataPlaneService.OpenChannel`.
+pub const OPEN_CHANNEL: &str = "/dataplane.proto.v1.DataPlaneService/OpenChannel";
 
 /// Default TCP port of a SLIM node (SLIM-TRANS-001).
 pub const DEFAULT_PORT: u16 = 46357;

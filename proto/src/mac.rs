@@ -77,8 +77,16 @@ impl LinkMac {
 
     /// The tag for `header` as it is (its current `header_mac` is ignored).
     pub fn tag(&self, header: &pb::SlimHeader) -> [u8; TAG_LEN] {
+        self.tag_fields(&MacFields::from(header))
+    }
+
+    /// The tag for a header given by its covered fields (the relay's frame path, which reads
+    /// them from the received bytes without decoding a [`pb::SlimHeader`]).
+    pub fn tag_fields(&self, fields: &MacFields<'_>) -> [u8; TAG_LEN] {
         let mut mac = self.hmac();
-        write_preimage(&mut mac, header, &self.link_id);
+        let mut sink = Buffered::new(&mut mac);
+        write_preimage(&mut sink, fields, &self.link_id);
+        sink.flush();
         mac.finalize().into_bytes().into()
     }
 
@@ -89,12 +97,24 @@ impl LinkMac {
 
     /// Checks `header.header_mac` in constant time (SLIM-MAC-004).
     pub fn verify(&self, header: &pb::SlimHeader) -> Result<(), MacError> {
-        let tag = header.header_mac.as_deref().ok_or(MacError::MissingTag)?;
+        self.verify_fields(&MacFields::from(header), header.header_mac.as_deref())
+    }
+
+    /// Checks `tag` (the received `header_mac`, if any) against the covered fields, in constant
+    /// time (SLIM-MAC-004).
+    pub fn verify_fields(
+        &self,
+        fields: &MacFields<'_>,
+        tag: Option<&[u8]>,
+    ) -> Result<(), MacError> {
+        let tag = tag.ok_or(MacError::MissingTag)?;
         if tag.len() != TAG_LEN {
             return Err(MacError::BadTagLength(tag.len()));
         }
         let mut mac = self.hmac();
-        write_preimage(&mut mac, header, &self.link_id);
+        let mut sink = Buffered::new(&mut mac);
+        write_preimage(&mut sink, fields, &self.link_id);
+        sink.flush();
         mac.verify_slice(tag).map_err(|_| MacError::Mismatch)
     }
 
@@ -103,17 +123,79 @@ impl LinkMac {
     }
 }
 
+/// The header fields the MAC covers (SLIM-MAC-002), borrowed from wherever the header is held: a
+/// decoded [`pb::SlimHeader`] (`From`) or the bytes of a received frame
+/// ([`crate::frame::PublishFrame`]). Both go through the one preimage writer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MacFields<'a> {
+    /// `source`.
+    pub source: Option<NameFields<'a>>,
+    /// `destination`.
+    pub destination: Option<NameFields<'a>>,
+    /// `identity`, as bytes.
+    pub identity: &'a [u8],
+    /// `fanout`.
+    pub fanout: u32,
+    /// `recv_from`.
+    pub recv_from: Option<u64>,
+    /// `forward_to`.
+    pub forward_to: Option<u64>,
+    /// `error`.
+    pub error: Option<bool>,
+    /// `ttl`.
+    pub ttl: u32,
+}
+
+/// The covered parts of a `Name`: its hashed form and its string components.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NameFields<'a> {
+    /// `Name.name`, the hashed form.
+    pub encoded: Option<&'a pb::EncodedName>,
+    /// `Name.str_name`'s three components, as bytes.
+    pub strs: Option<[&'a [u8]; 3]>,
+}
+
+impl<'a> From<&'a pb::Name> for NameFields<'a> {
+    fn from(name: &'a pb::Name) -> Self {
+        Self {
+            encoded: name.name.as_ref(),
+            strs: name.str_name.as_ref().map(|s| {
+                [
+                    s.str_component_0.as_bytes(),
+                    s.str_component_1.as_bytes(),
+                    s.str_component_2.as_bytes(),
+                ]
+            }),
+        }
+    }
+}
+
+impl<'a> From<&'a pb::SlimHeader> for MacFields<'a> {
+    fn from(h: &'a pb::SlimHeader) -> Self {
+        Self {
+            source: h.source.as_ref().map(NameFields::from),
+            destination: h.destination.as_ref().map(NameFields::from),
+            identity: h.identity.as_bytes(),
+            fanout: h.fanout,
+            recv_from: h.recv_from,
+            forward_to: h.forward_to,
+            error: h.error,
+            ttl: h.ttl,
+        }
+    }
+}
+
 /// The exact bytes the MAC covers (SLIM-MAC-002). All integers little-endian;
 /// `bytes(x) = u32le(len x) || x`; optional fields are `0x00` or `0x01 || value`.
 pub fn preimage(header: &pb::SlimHeader, link_id: &str) -> Vec<u8> {
     let mut buf = Vec::with_capacity(160 + link_id.len());
-    write_preimage(&mut buf, header, link_id);
+    write_preimage(&mut buf, &MacFields::from(header), link_id);
     buf
 }
 
-/// Where the preimage goes: a buffer ([`preimage`]) or, on the hot path, straight into the keyed
-/// HMAC state, so signing and verifying allocate nothing. One writer serves both, so the bytes
-/// MACed are by construction the bytes [`preimage`] returns.
+/// Where the preimage goes: a buffer ([`preimage`]) or, on the hot path, the keyed HMAC state
+/// through a stack buffer ([`Buffered`]), so signing and verifying allocate nothing. One writer
+/// serves both, so the bytes MACed are by construction the bytes [`preimage`] returns.
 trait Sink {
     fn put(&mut self, data: &[u8]);
 }
@@ -124,26 +206,57 @@ impl Sink for Vec<u8> {
     }
 }
 
-impl Sink for Hmac<Sha256> {
-    fn put(&mut self, data: &[u8]) {
-        self.update(data);
+/// Collects the preimage's many small pieces (one to eight bytes each) on the stack and hands
+/// them to the HMAC in block-sized updates: one `update` per piece cost more than the hashing.
+struct Buffered<'m> {
+    mac: &'m mut Hmac<Sha256>,
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl<'m> Buffered<'m> {
+    fn new(mac: &'m mut Hmac<Sha256>) -> Self {
+        Self {
+            mac,
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+
+    fn flush(&mut self) {
+        self.mac.update(&self.buf[..self.len]);
+        self.len = 0;
     }
 }
 
-fn write_preimage(out: &mut impl Sink, header: &pb::SlimHeader, link_id: &str) {
+impl Sink for Buffered<'_> {
+    fn put(&mut self, data: &[u8]) {
+        if self.len + data.len() > self.buf.len() {
+            self.flush();
+            if data.len() > self.buf.len() {
+                self.mac.update(data);
+                return;
+            }
+        }
+        self.buf[self.len..self.len + data.len()].copy_from_slice(data);
+        self.len += data.len();
+    }
+}
+
+fn write_preimage(out: &mut impl Sink, f: &MacFields<'_>, link_id: &str) {
     out.put(DOMAIN_V1);
     put_bytes(out, link_id.as_bytes());
-    put_name(out, header.source.as_ref());
-    put_name(out, header.destination.as_ref());
-    put_bytes(out, header.identity.as_bytes());
-    out.put(&header.fanout.to_le_bytes());
-    put_opt_u64(out, header.recv_from);
-    put_opt_u64(out, header.forward_to);
-    match header.error {
+    put_name(out, f.source.as_ref());
+    put_name(out, f.destination.as_ref());
+    put_bytes(out, f.identity);
+    out.put(&f.fanout.to_le_bytes());
+    put_opt_u64(out, f.recv_from);
+    put_opt_u64(out, f.forward_to);
+    match f.error {
         None => out.put(&[0]),
         Some(b) => out.put(&[1, u8::from(b)]),
     }
-    out.put(&header.ttl.to_le_bytes());
+    out.put(&f.ttl.to_le_bytes());
 }
 
 fn put_bytes(out: &mut impl Sink, data: &[u8]) {
@@ -162,13 +275,13 @@ fn put_opt_u64(out: &mut impl Sink, v: Option<u64>) {
     }
 }
 
-fn put_name(out: &mut impl Sink, name: Option<&pb::Name>) {
+fn put_name(out: &mut impl Sink, name: Option<&NameFields<'_>>) {
     let Some(name) = name else {
         out.put(&[0]);
         return;
     };
     out.put(&[1]);
-    match &name.name {
+    match name.encoded {
         None => out.put(&[0]),
         Some(enc) => {
             out.put(&[1]);
@@ -185,13 +298,13 @@ fn put_name(out: &mut impl Sink, name: Option<&pb::Name>) {
             }
         }
     }
-    match &name.str_name {
+    match name.strs {
         None => out.put(&[0]),
-        Some(s) => {
+        Some(strs) => {
             out.put(&[1]);
-            put_bytes(out, s.str_component_0.as_bytes());
-            put_bytes(out, s.str_component_1.as_bytes());
-            put_bytes(out, s.str_component_2.as_bytes());
+            for s in strs {
+                put_bytes(out, s);
+            }
         }
     }
 }
@@ -261,6 +374,21 @@ mod tests {
         want.update(&preimage(&h, "link-1"));
         let want: [u8; TAG_LEN] = want.finalize().into_bytes().into();
         assert_eq!(mac.tag(&h), want);
+    }
+
+    proptest! {
+        /// The stack buffer in front of the HMAC changes nothing, whatever the preimage's length
+        /// (identities longer than the buffer included).
+        #[test]
+        fn buffered_tag_is_the_hmac_of_the_preimage(identity in "\\PC{0,700}", link in "[a-z0-9-]{0,300}") {
+            let mac = LinkMac::new([9; 32], &link);
+            let mut h = header();
+            h.identity = identity;
+            let mut want = <Hmac<Sha256> as Mac>::new_from_slice(&[9; 32]).expect("any key length");
+            want.update(&preimage(&h, &link));
+            let want: [u8; TAG_LEN] = want.finalize().into_bytes().into();
+            prop_assert_eq!(mac.tag(&h), want);
+        }
     }
 
     /// One mutation of a covered field per variant.

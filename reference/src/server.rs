@@ -1,9 +1,11 @@
 //! The tokio/tonic shell around the relay core.
 //!
 //! It only moves bytes and time: each `OpenChannel` stream gets a connection index from the core,
-//! a task that decodes inbound messages and feeds them to the core, and a bounded outbound queue
-//! that the core's [`Output`]s are pushed into. One timer task calls the core's
-//! `handle_timeout` when `poll_timeout` says so.
+//! a task that feeds the core every inbound frame as the bytes received
+//! ([`Relay::handle_frame`]: the core routes a Publish from its bytes and decodes everything
+//! else), and a bounded outbound queue that the core's [`Output`]s are pushed into: frames are
+//! written as they are, messages encoded with prost ([`RelayCodec`]). One timer task calls the
+//! core's `handle_timeout` when `poll_timeout` says so.
 //!
 //! Backpressure (SLIM-TRANS-006): each connection's outbound queue holds `queue_capacity`
 //! messages. When a receiver's queue is full, the message is dropped **for that receiver only**
@@ -12,8 +14,9 @@
 //! recover such losses end to end by retransmission.
 //!
 //! Transport errors (SLIM-TRANS-003..005, SLIM-VAL-005): a frame larger than 4 MiB ends that stream
-//! with `RESOURCE_EXHAUSTED`, undecodable bytes with `INVALID_ARGUMENT`; in both cases the
-//! connection's subscriptions are removed and other connections are unaffected.
+//! with `RESOURCE_EXHAUSTED` (here, from tonic's length check), undecodable bytes with
+//! `INVALID_ARGUMENT` (from the core); in both cases the connection's subscriptions are removed
+//! and other connections are unaffected.
 //!
 //! Authentication (SLIM-AUTH-001..003): when [`ServerConfig::auth`] is set, `open_channel` checks
 //! the `authorization` header with [`auth::check`] before anything else. A refused call ends at
@@ -22,20 +25,28 @@
 //! in [`ShellStats::refused_unauthenticated`]).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::{Buf, Bytes};
+use prost::Message as _;
+
 use rand_core::{OsRng, RngCore};
+use slim_proto::frame::EgressFrame;
 use slim_proto::pb;
-use slim_proto::pb::data_plane_service_server::{DataPlaneService, DataPlaneServiceServer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::StreamExt as _;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
+use tonic::server::{NamedService, StreamingService};
 use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
@@ -54,7 +65,7 @@ pub struct ShellStats {
 
 /// The shell's handle on one connection.
 struct LinkHandle {
-    tx: mpsc::Sender<Result<pb::Message, Status>>,
+    tx: mpsc::Sender<Result<Outbound, Status>>,
     close: Option<oneshot::Sender<Status>>,
 }
 
@@ -91,40 +102,93 @@ impl State {
         outputs: &mut Vec<Output>,
         shell_stats: &ShellStats,
         ingress: Option<ConnId>,
-    ) -> Vec<pb::Message> {
+    ) -> Vec<Outbound> {
         let mut deferred = Vec::new();
         for output in outputs.drain(..) {
-            match output {
-                Output::Send { conn, message } => {
-                    let Some(link) = self.links.get(&conn) else {
-                        continue;
-                    };
-                    match link.tx.try_send(Ok(message)) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(Ok(message)))
-                            if Some(conn) == ingress =>
-                        {
-                            deferred.push(message);
-                        }
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            let n = shell_stats
-                                .dropped_queue_full
-                                .fetch_add(1, Ordering::Relaxed);
-                            if n.is_power_of_two() || n == 0 {
-                                warn!(conn, dropped_total = n + 1, "receiver queue full, message dropped for this receiver (slow consumer)");
-                            }
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => {}
-                    }
-                }
+            let (conn, item) = match output {
+                Output::Send { conn, message } => (conn, Outbound::Message(Box::new(message))),
+                Output::SendFrame { conn, frame } => (conn, Outbound::Frame(frame)),
                 Output::Close { conn, reason } => {
                     if let Some(close) = self.links.get_mut(&conn).and_then(|l| l.close.take()) {
                         let _ = close.send(status(&reason));
                     }
+                    continue;
                 }
+            };
+            let Some(link) = self.links.get(&conn) else {
+                continue;
+            };
+            match link.tx.try_send(Ok(item)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(Ok(item))) if Some(conn) == ingress => {
+                    deferred.push(item);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let n = shell_stats
+                        .dropped_queue_full
+                        .fetch_add(1, Ordering::Relaxed);
+                    if n.is_power_of_two() || n == 0 {
+                        warn!(conn, dropped_total = n + 1, "receiver queue full, message dropped for this receiver (slow consumer)");
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
         deferred
+    }
+}
+
+/// What a connection's outbound queue carries: a message the core built (acks, negotiation
+/// replies, Publishes routed on the decoded path), or a Publish frame of the frame path.
+#[derive(Debug)]
+enum Outbound {
+    // Boxed: a `pb::Message` is ~750 bytes and this variant is the rare one, so every queued
+    // frame does not carry that size.
+    Message(Box<pb::Message>),
+    Frame(EgressFrame),
+}
+
+/// The gRPC codec of `OpenChannel`: inbound frames as the bytes received (the core decides how
+/// to read them, see [`Relay::handle_frame`]); outbound items encoded with prost or written as
+/// the frame they already are.
+#[derive(Debug, Default, Clone, Copy)]
+struct RelayCodec;
+
+impl Encoder for RelayCodec {
+    type Item = Outbound;
+    type Error = Status;
+    fn encode(&mut self, item: Outbound, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        match item {
+            Outbound::Message(m) => m
+                .encode(dst)
+                .map_err(|e| Status::internal(format!("encoding a message: {e}"))),
+            Outbound::Frame(f) => {
+                f.write_to(dst);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Decoder for RelayCodec {
+    type Item = Bytes;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        // A slice of tonic's receive buffer, not a copy.
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl Codec for RelayCodec {
+    type Encode = Outbound;
+    type Decode = Bytes;
+    type Encoder = RelayCodec;
+    type Decoder = RelayCodec;
+    fn encoder(&mut self) -> RelayCodec {
+        RelayCodec
+    }
+    fn decoder(&mut self) -> RelayCodec {
+        RelayCodec
     }
 }
 
@@ -157,65 +221,109 @@ fn read_error_status(err: &Status) -> Option<Status> {
     }
 }
 
-/// The gRPC service: one `OpenChannel` stream per link.
+/// The `OpenChannel` handler: one stream per link.
 #[derive(Clone)]
-pub struct RelayService {
+struct RelayService {
     shared: Arc<Shared>,
 }
 
-type OutStream = ReceiverStream<Result<pb::Message, Status>>;
+type OutStream = ReceiverStream<Result<Outbound, Status>>;
 
-#[tonic::async_trait]
-impl DataPlaneService for RelayService {
-    type OpenChannelStream = OutStream;
+impl StreamingService<Bytes> for RelayService {
+    type Response = Outbound;
+    type ResponseStream = OutStream;
+    type Future = BoxFuture<Response<OutStream>, Status>;
 
-    async fn open_channel(
-        &self,
-        request: Request<Streaming<pb::Message>>,
-    ) -> Result<Response<Self::OpenChannelStream>, Status> {
-        let peer = request.remote_addr();
-        // SLIM-AUTH-001/002: credentials are checked at call setup, before the core sees the
-        // stream. A refusal consumes no connection index and sends no negotiation reply.
-        // SLIM-AUTH-003: with valid credentials we fall through to the usual path.
-        if let Some(expected) = &self.shared.auth {
-            let header = request
-                .metadata()
-                .get("authorization")
-                .map(|v| v.as_bytes());
-            if let Err(why) = auth::check(expected, header) {
-                self.shared
-                    .shell_stats
-                    .refused_unauthenticated
-                    .fetch_add(1, Ordering::Relaxed);
-                warn!(?peer, reason = %why, "OpenChannel refused: UNAUTHENTICATED");
-                return Err(Status::unauthenticated(why.to_string()));
-            }
+    fn call(&mut self, request: Request<Streaming<Bytes>>) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move { open_channel(shared, request) })
+    }
+}
+
+/// Accepts one `OpenChannel` call: checks its credentials, gives it a connection index and starts
+/// the task that reads it.
+fn open_channel(
+    shared: Arc<Shared>,
+    request: Request<Streaming<Bytes>>,
+) -> Result<Response<OutStream>, Status> {
+    let peer = request.remote_addr();
+    // SLIM-AUTH-001/002: credentials are checked at call setup, before the core sees the
+    // stream. A refusal consumes no connection index and sends no negotiation reply.
+    // SLIM-AUTH-003: with valid credentials we fall through to the usual path.
+    if let Some(expected) = &shared.auth {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
+        if let Err(why) = auth::check(expected, header) {
+            shared
+                .shell_stats
+                .refused_unauthenticated
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(?peer, reason = %why, "OpenChannel refused: UNAUTHENTICATED");
+            return Err(Status::unauthenticated(why.to_string()));
         }
-        let inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(self.shared.queue_capacity);
-        let (close_tx, close_rx) = oneshot::channel();
-        let conn = {
-            let mut state = self.shared.lock();
-            let conn = state.relay.open(Instant::now());
-            state.links.insert(
-                conn,
-                LinkHandle {
-                    tx: tx.clone(),
-                    close: Some(close_tx),
-                },
-            );
-            conn
-        };
-        self.shared.timer.notify_one();
-        info!(conn, ?peer, "connection opened");
-        tokio::spawn(connection_task(
-            self.shared.clone(),
+    }
+    let inbound = request.into_inner();
+    let (tx, rx) = mpsc::channel(shared.queue_capacity);
+    let (close_tx, close_rx) = oneshot::channel();
+    let conn = {
+        let mut state = shared.lock();
+        let conn = state.relay.open(Instant::now());
+        state.links.insert(
             conn,
-            inbound,
-            tx,
-            close_rx,
-        ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+            LinkHandle {
+                tx: tx.clone(),
+                close: Some(close_tx),
+            },
+        );
+        conn
+    };
+    shared.timer.notify_one();
+    info!(conn, ?peer, "connection opened");
+    tokio::spawn(connection_task(shared, conn, inbound, tx, close_rx));
+    Ok(Response::new(ReceiverStream::new(rx)))
+}
+
+/// The tower service tonic's router takes: `OpenChannel` with [`RelayCodec`], `UNIMPLEMENTED`
+/// for any other method.
+#[derive(Clone)]
+struct RelayServer {
+    service: RelayService,
+}
+
+impl NamedService for RelayServer {
+    const NAME: &'static str = "dataplane.proto.v1.DataPlaneService";
+}
+
+impl<B> Service<http::Request<B>> for RelayServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let service = self.service.clone();
+        Box::pin(async move {
+            if req.uri().path() != slim_proto::OPEN_CHANNEL {
+                let method = req.uri().path().to_string();
+                return Ok(Status::unimplemented(format!(
+                    "{method}: a SLIM node serves only {}",
+                    slim_proto::OPEN_CHANNEL
+                ))
+                .into_http());
+            }
+            let mut grpc = tonic::server::Grpc::new(RelayCodec)
+                .max_decoding_message_size(slim_proto::MAX_MESSAGE_SIZE);
+            Ok(grpc.streaming(service, req).await)
+        })
     }
 }
 
@@ -223,8 +331,8 @@ impl DataPlaneService for RelayService {
 async fn connection_task(
     shared: Arc<Shared>,
     conn: ConnId,
-    mut inbound: Streaming<pb::Message>,
-    tx: mpsc::Sender<Result<pb::Message, Status>>,
+    mut inbound: Streaming<Bytes>,
+    tx: mpsc::Sender<Result<Outbound, Status>>,
     mut close_rx: oneshot::Receiver<Status>,
 ) {
     let mut out = Vec::new();
@@ -238,10 +346,10 @@ async fn connection_task(
                 break why;
             }
             item = inbound.message() => match item {
-                Ok(Some(msg)) => {
+                Ok(Some(frame)) => {
                     let deferred = {
                         let mut state = shared.lock();
-                        state.relay.handle(conn, msg, Instant::now(), &mut out);
+                        state.relay.handle_frame(conn, frame, Instant::now(), &mut out);
                         state.dispatch(&mut out, &shared.shell_stats, Some(conn))
                     };
                     // Backpressure on this link only: stop reading it until its replies fit.
@@ -289,7 +397,7 @@ async fn connection_task(
 }
 
 /// Ends a stream with `status`, waiting a bounded time for queue space.
-async fn send_final(tx: &mpsc::Sender<Result<pb::Message, Status>>, status: Status) {
+async fn send_final(tx: &mpsc::Sender<Result<Outbound, Status>>, status: Status) {
     if tokio::time::timeout(Duration::from_secs(1), tx.send(Err(status)))
         .await
         .is_err()
@@ -470,10 +578,11 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let timer = tokio::spawn(timer_task(shared.clone()));
-    let service = DataPlaneServiceServer::new(RelayService {
-        shared: shared.clone(),
-    })
-    .max_decoding_message_size(slim_proto::MAX_MESSAGE_SIZE);
+    let service = RelayServer {
+        service: RelayService {
+            shared: shared.clone(),
+        },
+    };
     let closing = shared.clone();
     let stop: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
         shutdown.await;

@@ -23,8 +23,7 @@ use tonic::Streaming;
 use crate::error::BenchError;
 use crate::payload::{Stamp, HEADER_LEN};
 
-/// The gRPC method every SLIM link uses.
-pub const OPEN_CHANNEL: &str = "/dataplane.proto.v1.DataPlaneService/OpenChannel";
+pub use slim_proto::OPEN_CHANNEL;
 
 /// Encoded messages a client may queue towards its gRPC stream before the sender waits.
 pub const SEND_QUEUE: usize = 128;

@@ -1,5 +1,6 @@
-//! The relay core handling one Publish end to end without I/O (validate, verify the MAC, TTL,
-//! lookup, copy and re-sign per receiver), as publishes/s: p2p (one subscriber) and fanout 16.
+//! The relay core handling one Publish end to end without I/O, from the received bytes to the
+//! bytes to send (verify the MAC, TTL, lookup, re-sign per receiver), as publishes/s: p2p (one
+//! subscriber) and fanout 16, on the frame path the relay uses and on the decoded (prost) path.
 //! Bodies and fixtures (negotiated links, subscriptions, the signed Publish):
 //! `slim_microbench::relay`.
 // `criterion_group!` generates an undocumented `pub fn`; a bench binary has no API to document.
@@ -8,7 +9,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use slim_microbench::relay;
 
 fn publish(c: &mut Criterion) {
@@ -16,20 +17,28 @@ fn publish(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for (label, receivers) in [("p2p", 1), ("fanout_16", 16)] {
         let mut fx = relay::relay_fixture(receivers).expect("relay fixture");
-        let publish = fx.publish.clone();
+        let frame = fx.frame.clone();
         let mut out = Vec::with_capacity(receivers);
+        // The relay's path: from the received frame to one frame per receiver. Cloning the
+        // frame is a reference count; dropping the outputs is inside the timing.
         group.bench_function(label, |b| {
-            // The relay takes the message by value: the clone is made outside the timing; dropping
-            // the outputs (the receivers' copies) is inside it.
-            b.iter_batched(
-                || publish.clone(),
-                |msg| {
-                    relay::publish_once(&mut fx, black_box(msg), &mut out);
-                    black_box(&out);
-                    out.clear();
-                },
-                BatchSize::SmallInput,
-            )
+            b.iter(|| {
+                relay::publish_frame_once(&mut fx, black_box(frame.clone()), &mut out);
+                black_box(&out);
+                out.clear();
+            })
+        });
+        // The same through prost: decode, handle, encode every copy.
+        let mut encoded = Vec::with_capacity(receivers);
+        group.bench_function(format!("{label}_decoded"), |b| {
+            b.iter(|| {
+                let n =
+                    relay::publish_decoded_once(&mut fx, black_box(&frame), &mut out, &mut encoded)
+                        .expect("the fixture's frame decodes");
+                black_box((n, &encoded));
+                out.clear();
+                encoded.clear();
+            })
         });
     }
     group.finish();

@@ -2,16 +2,24 @@
 //!
 //! The fixture opens and negotiates real links with [`Relay::handle`] (X25519 key agreement, so
 //! every link has its own MAC key), subscribes the receivers, and prepares a Publish signed with
-//! the sender's link key. The timed operation is one [`Relay::handle`] call on that Publish:
-//! validation, MAC verification, TTL, the subscription lookup, one copy per receiver with
-//! link-local fields cleared and the header re-signed with the receiver's key, and the
-//! [`Output::Send`]s. Decoding and encoding are not included (see [`crate::codec`]).
+//! the sender's link key, decoded and encoded. Two timed operations, from received bytes to bytes
+//! to send:
+//!
+//! - [`publish_frame_once`]: one [`Relay::handle_frame`] call, what the relay's shell does per
+//!   frame: the frame path reads the header in place, verifies the MAC, applies the TTL, looks
+//!   up the receivers and writes one re-signed header per receiver in front of the shared rest
+//!   ([`Output::SendFrame`]).
+//! - [`publish_decoded_once`]: the same work the way the relay did it before the frame path:
+//!   prost decode, [`Relay::handle`] (validation, MAC, TTL, lookup, one re-signed copy per
+//!   receiver), prost encode of every copy.
 //!
 //! Two shapes: `p2p` (fanout 1 to one subscriber's specific id) and `fanout_16` (broadcast to a
 //! group of 16 subscribers).
 
 use std::time::Instant;
 
+use bytes::Bytes;
+use prost::Message as _;
 use slim_proto::link::{self, LinkKeyPair};
 use slim_proto::mac::LinkMac;
 use slim_proto::names::SlimName;
@@ -33,6 +41,8 @@ pub struct RelayFixture {
     pub receivers: Vec<(ConnId, LinkMac)>,
     /// The Publish, signed with the sender's link key; cloned for every call.
     pub publish: pb::Message,
+    /// The same Publish encoded, as the shell receives it.
+    pub frame: Bytes,
 }
 
 /// One client's end of a negotiated link.
@@ -147,23 +157,44 @@ pub fn relay_fixture(receivers: usize) -> Result<RelayFixture, SetupError> {
         header.fanout = fanout;
         sender.mac.sign(header);
     }
+    let frame = Bytes::from(publish.encode_to_vec());
     Ok(RelayFixture {
         relay,
         now,
         sender: sender.conn,
         receivers: links,
         publish,
+        frame,
     })
 }
 
-/// Feeds one Publish from the sender (timed by `relay/p2p` and `relay/fanout_16`). `out` receives
-/// one [`Output::Send`] per receiver; the caller clears it.
-pub fn publish_once(fx: &mut RelayFixture, publish: pb::Message, out: &mut Vec<Output>) {
-    fx.relay.handle(fx.sender, publish, fx.now, out);
+/// Feeds one Publish from the sender as a frame (timed by `relay/p2p` and `relay/fanout_16`).
+/// `out` receives one [`Output::SendFrame`] per receiver; the caller clears it.
+pub fn publish_frame_once(fx: &mut RelayFixture, frame: Bytes, out: &mut Vec<Output>) {
+    fx.relay.handle_frame(fx.sender, frame, fx.now, out);
 }
 
-/// Checks `out` after [`publish_once`]: exactly one Publish per receiver, each re-signed with that
-/// receiver's link key. Returns how many were delivered.
+/// The decoded path (timed by `relay/p2p_decoded` and `relay/fanout_16_decoded`): decodes
+/// `frame`, feeds it to [`Relay::handle`] and encodes every copy into `encoded`. Returns how
+/// many copies it encoded.
+pub fn publish_decoded_once(
+    fx: &mut RelayFixture,
+    frame: &[u8],
+    out: &mut Vec<Output>,
+    encoded: &mut Vec<Vec<u8>>,
+) -> Result<usize, SetupError> {
+    let msg = pb::Message::decode(frame).map_err(|e| SetupError(format!("decode: {e}")))?;
+    fx.relay.handle(fx.sender, msg, fx.now, out);
+    for o in out.iter() {
+        if let Output::Send { message, .. } = o {
+            encoded.push(message.encode_to_vec());
+        }
+    }
+    Ok(encoded.len())
+}
+
+/// Checks `out` after either operation: exactly one Publish per receiver, each re-signed with
+/// that receiver's link key. Returns how many were delivered.
 pub fn check_deliveries(fx: &RelayFixture, out: &[Output]) -> Result<usize, SetupError> {
     if out.len() != fx.receivers.len() {
         return Err(SetupError(format!(
@@ -174,13 +205,17 @@ pub fn check_deliveries(fx: &RelayFixture, out: &[Output]) -> Result<usize, Setu
     }
     for (conn, mac) in &fx.receivers {
         let delivered = out.iter().find_map(|o| match o {
-            Output::Send { conn: c, message } if c == conn => Some(message),
+            Output::Send { conn: c, message } if c == conn => Some(message.clone()),
+            Output::SendFrame { conn: c, frame } if c == conn => {
+                pb::Message::decode(&frame.to_vec()[..]).ok()
+            }
             _ => None,
         });
-        let header = delivered
+        let delivered = delivered
             .filter(|m| matches!(m.message_type, Some(MessageType::Publish(_))))
-            .and_then(slim_proto::validate::header)
             .ok_or_else(|| SetupError(format!("no publish delivered to conn {conn}")))?;
+        let header = slim_proto::validate::header(&delivered)
+            .ok_or_else(|| SetupError(format!("copy for conn {conn} has no header")))?;
         mac.verify(header)
             .map_err(|e| SetupError(format!("copy for conn {conn}: {e}")))?;
     }

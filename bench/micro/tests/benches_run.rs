@@ -68,15 +68,31 @@ fn relay_bodies() {
         let mut fx = relay::relay_fixture(receivers).expect("fixture");
         for round in 0..3 {
             let mut out = Vec::new();
-            let msg = fx.publish.clone();
-            relay::publish_once(&mut fx, msg, &mut out);
+            let frame = fx.frame.clone();
+            relay::publish_frame_once(&mut fx, frame, &mut out);
+            assert!(
+                out.iter()
+                    .all(|o| matches!(o, slim_reference::relay::Output::SendFrame { .. })),
+                "the frame path was taken"
+            );
             assert_eq!(
                 relay::check_deliveries(&fx, &out),
                 Ok(receivers),
-                "{receivers} receivers, round {round}"
+                "{receivers} receivers, frame path, round {round}"
+            );
+            out.clear();
+            let mut encoded = Vec::new();
+            let frame = fx.frame.clone();
+            let n = relay::publish_decoded_once(&mut fx, &frame, &mut out, &mut encoded);
+            assert_eq!(n, Ok(receivers));
+            assert_eq!(
+                relay::check_deliveries(&fx, &out),
+                Ok(receivers),
+                "{receivers} receivers, decoded path, round {round}"
             );
         }
         assert_eq!(fx.relay.stats().dropped_bad_mac, 0);
+        assert_eq!(fx.relay.stats().publishes_delivered, 6 * receivers as u64);
     }
     assert!(relay::relay_fixture(0).is_err());
 }

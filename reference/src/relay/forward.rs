@@ -1,6 +1,7 @@
 //! What the relay does with Subscribe, Unsubscribe and Publish once they passed validation, the
 //! MAC check and the TTL step (SLIM-SUB-*, SLIM-ROUTE-*).
 
+use slim_proto::frame::PublishFrame;
 use slim_proto::names::encoded_id;
 use slim_proto::pb::{self, message::MessageType};
 use tracing::{debug, warn};
@@ -97,9 +98,40 @@ impl Relay {
         }
     }
 
-    /// Routes a Publish: to `forward_to` if set (SLIM-ROUTE-008), else by the table: anycast for
-    /// fanout 1 (SLIM-ROUTE-005), broadcast otherwise (SLIM-ROUTE-006), never back to the sender
-    /// (SLIM-ROUTE-007).
+    /// The connections a Publish goes to: `forward_to` if set (SLIM-ROUTE-008), else by the
+    /// table: anycast for fanout 1 (SLIM-ROUTE-005), broadcast otherwise (SLIM-ROUTE-006), never
+    /// back to the sender (SLIM-ROUTE-007). One decision for both the decoded and the frame path.
+    fn targets(
+        &mut self,
+        conn: ConnId,
+        forward_to: Option<ConnId>,
+        destination: Option<&pb::EncodedName>,
+        fanout: u32,
+    ) -> Vec<ConnId> {
+        if let Some(n) = forward_to {
+            if matches!(self.links.get(&n), Some(LinkState::Established(_))) {
+                return vec![n];
+            }
+            debug!(
+                conn,
+                forward_to = n,
+                "publish to an unknown connection dropped"
+            );
+            return Vec::new();
+        }
+        let Some(enc) = destination else {
+            return Vec::new();
+        };
+        let prefix = [enc.component_0, enc.component_1, enc.component_2];
+        let id = encoded_id(enc);
+        if fanout == slim_proto::ANYCAST_FANOUT {
+            self.table.pick_one(&prefix, id, conn).into_iter().collect()
+        } else {
+            self.table.all(&prefix, id, conn)
+        }
+    }
+
+    /// Routes a decoded Publish (see [`Relay::targets`]).
     pub(super) fn on_publish(&mut self, conn: ConnId, msg: pb::Message, out: &mut Vec<Output>) {
         self.stats.publishes_received += 1;
         let Some(MessageType::Publish(publish)) = &msg.message_type else {
@@ -108,26 +140,8 @@ impl Relay {
         let Some(header) = publish.header.as_ref() else {
             return;
         };
-        let targets: Vec<ConnId> = if let Some(n) = header.forward_to {
-            if matches!(self.links.get(&n), Some(LinkState::Established(_))) {
-                vec![n]
-            } else {
-                debug!(
-                    conn,
-                    forward_to = n,
-                    "publish to an unknown connection dropped"
-                );
-                Vec::new()
-            }
-        } else {
-            match key(header.destination.as_ref()) {
-                None => Vec::new(),
-                Some((prefix, id)) if header.fanout == slim_proto::ANYCAST_FANOUT => {
-                    self.table.pick_one(&prefix, id, conn).into_iter().collect()
-                }
-                Some((prefix, id)) => self.table.all(&prefix, id, conn),
-            }
-        };
+        let destination = header.destination.as_ref().and_then(|d| d.name.as_ref());
+        let targets = self.targets(conn, header.forward_to, destination, header.fanout);
         if targets.is_empty() {
             self.stats.dropped_no_route += 1;
             debug!(conn, "publish matched no subscriber");
@@ -146,6 +160,59 @@ impl Relay {
                     message,
                 });
             }
+        }
+    }
+
+    /// Routes a Publish read from its frame: the same steps as the decoded path (header MAC,
+    /// TTL, [`Relay::targets`], one copy per receiver re-signed with its link key), on the
+    /// received bytes.
+    pub(super) fn on_publish_frame(
+        &mut self,
+        conn: ConnId,
+        frame: &PublishFrame,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(LinkState::Established(link)) = self.links.get(&conn) else {
+            return;
+        };
+        // SLIM-MAC-004/005
+        let strict = self.config.require_header_mac;
+        if let Err(err) = link.check_fields(&frame.mac_fields(), frame.header_mac(), strict) {
+            self.stats.dropped_bad_mac += 1;
+            warn!(conn, %err, "message with bad header MAC dropped");
+            return;
+        }
+        // SLIM-ROUTE-010: one hop less, drop at zero.
+        let ttl = frame.ttl().saturating_sub(1);
+        if ttl == 0 {
+            self.stats.dropped_ttl += 1;
+            debug!(conn, kind = ?slim_proto::validate::Kind::Publish, "ttl expired, message dropped");
+            return;
+        }
+        self.stats.publishes_received += 1;
+        let targets = self.targets(
+            conn,
+            frame.forward_to(),
+            frame.destination(),
+            frame.fanout(),
+        );
+        if targets.is_empty() {
+            self.stats.dropped_no_route += 1;
+            debug!(conn, "publish matched no subscriber");
+            return;
+        }
+        let fields = frame.egress_mac_fields(ttl);
+        for target in targets {
+            let Some(LinkState::Established(link)) = self.links.get(&target) else {
+                continue;
+            };
+            // SLIM-MAC-003 (this link's key), SLIM-ROUTE-009 (the ingress connection).
+            let tag = link.tag_fields(&fields);
+            self.stats.publishes_delivered += 1;
+            out.push(Output::SendFrame {
+                conn: target,
+                frame: frame.egress(ttl, conn, tag.as_ref()),
+            });
         }
     }
 

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use slim_proto::link::{self, LinkError, LinkKeyPair, ML_KEM768_PUBLIC_KEY_LEN};
-use slim_proto::mac::{LinkMac, MacError};
+use slim_proto::mac::{LinkMac, MacError, MacFields, TAG_LEN};
 use slim_proto::pb;
 use tracing::info;
 
@@ -53,13 +53,34 @@ impl EstablishedLink {
     /// Applies the MAC rules (SLIM-MAC-004..006): a present MAC must verify; a missing one is
     /// accepted only by a non-strict relay.
     pub fn check(&self, header: &pb::SlimHeader, strict: bool) -> Result<(), MacCheckError> {
-        match (&self.mac, header.header_mac.is_some()) {
-            (Some(mac), true) => Ok(mac.verify(header)?),
+        self.check_fields(
+            &MacFields::from(header),
+            header.header_mac.as_deref(),
+            strict,
+        )
+    }
+
+    /// [`EstablishedLink::check`] for a header given by its covered fields and received tag
+    /// (the frame path).
+    pub fn check_fields(
+        &self,
+        fields: &MacFields<'_>,
+        tag: Option<&[u8]>,
+        strict: bool,
+    ) -> Result<(), MacCheckError> {
+        match (&self.mac, tag.is_some()) {
+            (Some(mac), true) => Ok(mac.verify_fields(fields, tag)?),
             (Some(_), false) if !strict => Ok(()),
             (Some(_), false) => Err(MacError::MissingTag.into()),
             (None, true) => Err(MacCheckError::NoKey),
             (None, false) => Ok(()),
         }
+    }
+
+    /// The tag for a header leaving on this link, given by its covered fields; `None` when the
+    /// link has no key, so the copy carries no MAC (SLIM-MAC-003).
+    pub fn tag_fields(&self, fields: &MacFields<'_>) -> Option<[u8; TAG_LEN]> {
+        self.mac.as_ref().map(|mac| mac.tag_fields(fields))
     }
 
     /// Signs a header for this link, or strips any MAC when the link has no key (SLIM-MAC-003).

@@ -12,12 +12,21 @@
 //! - [`forward`]: what happens to a Publish (TTL, forward_to, anycast/broadcast, re-signing).
 //!
 //! A message on an established link goes: validate → header MAC → TTL → dispatch by kind.
+//!
+//! The shell hands over frames as received ([`Relay::handle_frame`]). A Publish of the usual shape
+//! is routed from its bytes ([`slim_proto::frame`]): the header is read in place and each
+//! receiver's copy is a rewritten header in front of the shared, untouched rest. Every other frame
+//! is decoded with prost and goes through [`Relay::handle`]; both paths apply the same steps in
+//! the same order and share the routing decision.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use prost::Message as _;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use slim_proto::frame::{EgressFrame, PublishFrame};
 use slim_proto::pb::{self, message::MessageType};
 use slim_proto::validate::{self, Kind};
 use tracing::{debug, info, warn};
@@ -94,6 +103,14 @@ pub enum Output {
         /// The message, already signed for that link.
         message: pb::Message,
     },
+    /// Queue an already encoded Publish on connection `conn` (the frame path:
+    /// [`Relay::handle_frame`]).
+    SendFrame {
+        /// Destination connection.
+        conn: ConnId,
+        /// The frame, already signed for that link.
+        frame: EgressFrame,
+    },
     /// End connection `conn` with a gRPC status. The relay has already forgotten it.
     Close {
         /// Connection to close.
@@ -118,6 +135,8 @@ pub struct Stats {
     pub unsubscribes: u64,
     /// Messages dropped because they were structurally invalid.
     pub dropped_invalid: u64,
+    /// Frames that did not decode as a `Message`; each ended its link (SLIM-TRANS-005).
+    pub undecodable_frames: u64,
     /// Messages dropped because their header MAC was missing or wrong.
     pub dropped_bad_mac: u64,
     /// Messages dropped because their TTL ran out.
@@ -248,6 +267,39 @@ impl Relay {
                 "relay is shutting down".to_string(),
                 out,
             );
+        }
+    }
+
+    /// Feeds one frame (an encoded `Message`) received on `conn`.
+    ///
+    /// A Publish the frame path reads ([`PublishFrame::parse`]) on an established link is routed
+    /// without being decoded; anything else is decoded and fed to [`Relay::handle`]. A frame that
+    /// does not decode ends the link with `INVALID_ARGUMENT` naming the decode error
+    /// (SLIM-TRANS-005); the connection's subscriptions are removed, other links are unaffected.
+    pub fn handle_frame(
+        &mut self,
+        conn: ConnId,
+        frame: Bytes,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        if matches!(self.links.get(&conn), Some(LinkState::Established(_))) {
+            if let Some(publish) = PublishFrame::parse(&frame) {
+                self.on_publish_frame(conn, &publish, out);
+                return;
+            }
+        }
+        match pb::Message::decode(frame) {
+            Ok(msg) => self.handle(conn, msg, now, out),
+            Err(e) => {
+                self.stats.undecodable_frames += 1;
+                self.close_with(
+                    conn,
+                    CloseCode::InvalidArgument,
+                    format!("could not decode a dataplane.proto.v1.Message: {e}"),
+                    out,
+                );
+            }
         }
     }
 

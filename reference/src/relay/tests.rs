@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use slim_proto::link::{self, LinkKeyPair};
 use slim_proto::mac::LinkMac;
 use slim_proto::names::{SlimName, NULL_ID};
@@ -15,9 +16,27 @@ struct Client {
     mac: Option<LinkMac>,
 }
 
+/// Two relays built alike: `relay` fed decoded messages ([`Relay::handle`]), `framed` fed the
+/// same messages encoded ([`Relay::handle_frame`]). Every feed checks that both paths produced
+/// the same outputs and counters, so each test below covers the frame path as well.
 struct Net {
     relay: Relay,
+    framed: Relay,
     now: Instant,
+}
+
+/// Outputs with every frame decoded, to compare the frame path with the decoded path.
+fn decoded(out: Vec<Output>) -> Vec<Output> {
+    out.into_iter()
+        .map(|o| match o {
+            Output::SendFrame { conn, frame } => Output::Send {
+                conn,
+                message: pb::Message::decode(&frame.to_vec()[..])
+                    .expect("a frame the relay wrote decodes"),
+            },
+            other => other,
+        })
+        .collect()
 }
 
 fn msg(t: MessageType) -> pb::Message {
@@ -60,20 +79,58 @@ impl Net {
             ..RelayConfig::default()
         };
         Self {
-            relay: Relay::new(config, [7; 32]),
+            relay: Relay::new(config.clone(), [7; 32]),
+            framed: Relay::new(config, [7; 32]),
             now: Instant::now(),
         }
     }
 
     fn feed(&mut self, conn: ConnId, m: pb::Message) -> Vec<Output> {
+        self.feed_at(conn, m, self.now)
+    }
+
+    fn feed_at(&mut self, conn: ConnId, m: pb::Message, now: Instant) -> Vec<Output> {
+        let frame = Bytes::from(m.encode_to_vec());
         let mut out = Vec::new();
-        self.relay.handle(conn, m, self.now, &mut out);
+        self.relay.handle(conn, m, now, &mut out);
+        let mut framed = Vec::new();
+        self.framed.handle_frame(conn, frame, now, &mut framed);
+        assert_eq!(decoded(framed), out, "frame path and decoded path disagree");
+        assert_eq!(self.framed.stats(), self.relay.stats());
+        out
+    }
+
+    /// Feeds raw bytes to the frame path only (what no decoded message can express).
+    fn feed_frame(&mut self, conn: ConnId, frame: &[u8]) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.framed
+            .handle_frame(conn, Bytes::copy_from_slice(frame), self.now, &mut out);
+        decoded(out)
+    }
+
+    fn open(&mut self) -> ConnId {
+        let conn = self.relay.open(self.now);
+        assert_eq!(self.framed.open(self.now), conn);
+        conn
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.relay.close(conn);
+        self.framed.close(conn);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.relay.handle_timeout(now, &mut out);
+        let mut framed = Vec::new();
+        self.framed.handle_timeout(now, &mut framed);
+        assert_eq!(framed, out);
         out
     }
 
     /// Opens a link and negotiates it; returns the client.
     fn connect(&mut self, seed: u8) -> Client {
-        let conn = self.relay.open(self.now);
+        let conn = self.open();
         let pair = LinkKeyPair::from_secret_bytes([seed; 32]);
         let link_id = format!("link-{seed}");
         let out = self.feed(conn, request(&link_id, pair.public_bytes().to_vec()));
@@ -197,7 +254,7 @@ fn negotiation_reply_and_bad_first_messages() {
         (request("l", vec![]), "0 bytes"),
     ];
     for (m, why) in bad {
-        let conn = net.relay.open(net.now);
+        let conn = net.open();
         let out = net.feed(conn, m);
         match out.as_slice() {
             [Output::Close { conn: c, reason }] => {
@@ -215,7 +272,7 @@ fn negotiation_reply_and_bad_first_messages() {
     {
         p.slim_version = "not-semver".into();
     }
-    let conn = net.relay.open(net.now);
+    let conn = net.open();
     assert!(matches!(
         net.feed(conn, reply).as_slice(),
         [Output::Close { .. }]
@@ -226,28 +283,24 @@ fn negotiation_reply_and_bad_first_messages() {
 #[test]
 fn silent_streams_time_out() {
     let mut net = Net::new(true);
-    let conn = net.relay.open(net.now);
+    let conn = net.open();
     let deadline = net.relay.poll_timeout().expect("a pending deadline");
     assert_eq!(deadline, net.now + Duration::from_secs(5));
-    let mut out = Vec::new();
-    net.relay
-        .handle_timeout(deadline - Duration::from_millis(1), &mut out);
+    let out = net.handle_timeout(deadline - Duration::from_millis(1));
     assert!(out.is_empty());
-    net.relay.handle_timeout(deadline, &mut out);
+    let out = net.handle_timeout(deadline);
     assert!(
         matches!(out.as_slice(), [Output::Close { conn: c, reason }] if *c == conn && reason.code == CloseCode::DeadlineExceeded)
     );
     assert_eq!(net.relay.poll_timeout(), None);
 
     // A request that arrives after the deadline, before the timer fired, is refused the same way.
-    let late = net.relay.open(net.now);
-    let mut out = Vec::new();
+    let late = net.open();
     let pair = LinkKeyPair::from_secret_bytes([5; 32]);
-    net.relay.handle(
+    let out = net.feed_at(
         late,
         request("l", pair.public_bytes().to_vec()),
         net.now + Duration::from_secs(5),
-        &mut out,
     );
     assert!(
         matches!(out.as_slice(), [Output::Close { conn: c, reason }] if *c == late && reason.code == CloseCode::DeadlineExceeded)
@@ -257,7 +310,7 @@ fn silent_streams_time_out() {
 #[test]
 fn non_strict_relay_accepts_keyless_links() {
     let mut net = Net::new(false);
-    let conn = net.relay.open(net.now);
+    let conn = net.open();
     let out = net.feed(conn, request("l", vec![]));
     let [Output::Send { message, .. }] = out.as_slice() else {
         panic!("{out:?}")
@@ -410,7 +463,7 @@ fn forward_to_and_connection_cleanup() {
     acked(&net.subscribe(&b, &n, 1), 1).expect("ack");
     acked(&net.subscribe(&b, &SlimName::new("o", "n", "other"), 2), 2).expect("ack");
     assert_eq!(net.relay.subscription_count(b.conn), 2);
-    net.relay.close(b.conn);
+    net.close(b.conn);
     assert_eq!(net.relay.subscription_count(b.conn), 0);
     assert!(receivers(&net.publish(&a, &n, 1)).is_empty());
     // A forward_to naming the closed connection goes nowhere.
@@ -469,6 +522,62 @@ fn bad_input_on_an_established_link() {
 }
 
 #[test]
+fn publishes_are_routed_from_their_frames() {
+    let mut net = Net::new(true);
+    let a = net.connect(1);
+    let b = net.connect(2);
+    let n = name("o/n/a/1");
+    acked(&net.subscribe(&a, &n, 1), 1).expect("ack");
+    let m = net.signed(&b, publish(header(&name("o/n/b"), &n, 1)));
+    let mut out = Vec::new();
+    net.framed
+        .handle_frame(b.conn, Bytes::from(m.encode_to_vec()), net.now, &mut out);
+    let [Output::SendFrame { conn, frame }] = out.as_slice() else {
+        panic!("expected one frame for a, got {out:?}");
+    };
+    assert_eq!(*conn, a.conn);
+    let copy = pb::Message::decode(&frame.to_vec()[..]).expect("decodes");
+    let h = slim_proto::validate::header(&copy).expect("header");
+    a.mac
+        .as_ref()
+        .expect("key")
+        .verify(h)
+        .expect("signed for a's link");
+    assert_eq!((h.ttl, h.incoming_conn), (7, Some(b.conn)));
+    // The payload is shared with the received frame, not copied.
+    assert!(frame.tail.ends_with(b"hello"));
+}
+
+#[test]
+fn undecodable_frames_close_only_their_link() {
+    let mut net = Net::new(true);
+    let a = net.connect(1);
+    let b = net.connect(2);
+    let c = net.connect(3);
+    let n = name("o/n/a/1");
+    acked(&net.subscribe(&a, &n, 1), 1).expect("ack");
+    acked(&net.subscribe(&b, &name("o/n/b/1"), 1), 1).expect("ack");
+    let out = net.feed_frame(b.conn, &[0x1a, 0x05, 0x0a]);
+    let [Output::Close { conn, reason }] = out.as_slice() else {
+        panic!("expected a close, got {out:?}");
+    };
+    assert_eq!((*conn, reason.code), (b.conn, CloseCode::InvalidArgument));
+    assert!(
+        reason
+            .message
+            .starts_with("could not decode a dataplane.proto.v1.Message"),
+        "{}",
+        reason.message
+    );
+    assert_eq!(net.framed.subscription_count(b.conn), 0);
+    assert_eq!(net.framed.stats().undecodable_frames, 1);
+    // The others are unaffected.
+    let m = net.signed(&c, publish(header(&name("o/n/c"), &n, 1)));
+    let out = net.feed_frame(c.conn, &m.encode_to_vec());
+    assert_eq!(receivers(&out), vec![a.conn]);
+}
+
+#[test]
 fn unsubscribe_acks() {
     let mut net = Net::new(true);
     let a = net.connect(1);
@@ -494,7 +603,6 @@ fn unsubscribe_acks() {
 mod robustness {
     use super::*;
     use proptest::prelude::*;
-    use prost::Message as _;
 
     /// A valid message of some kind with fields perturbed by `bits`.
     fn perturbed(bits: u64, names: &[SlimName]) -> pb::Message {
@@ -537,6 +645,45 @@ mod robustness {
     }
 
     proptest! {
+        /// A damaged Publish frame: the frame path routes it exactly as the decoded path routes
+        /// what prost reads from it, or closes the link when prost cannot read it.
+        #[test]
+        fn damaged_frames_agree_with_decoding(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            fanout in 0u32..3,
+            sign in any::<bool>(),
+        ) {
+            let mut net = Net::new(true);
+            let a = net.connect(1);
+            let b = net.connect(2);
+            let n = name("o/n/a/1");
+            acked(&net.subscribe(&a, &n, 1), 1).expect("ack");
+            let m = publish(header(&name("o/n/b"), &n, fanout));
+            let m = if sign { net.signed(&b, m) } else { m };
+            let mut bytes = m.encode_to_vec();
+            for (at, v) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = v;
+            }
+            match pb::Message::decode(&bytes[..]) {
+                Ok(m) => {
+                    let mut framed = Vec::new();
+                    net.framed.handle_frame(b.conn, Bytes::from(bytes), net.now, &mut framed);
+                    let mut out = Vec::new();
+                    net.relay.handle(b.conn, m, net.now, &mut out);
+                    prop_assert_eq!(decoded(framed), out);
+                    prop_assert_eq!(net.framed.stats(), net.relay.stats());
+                }
+                Err(_) => {
+                    let out = net.feed_frame(b.conn, &bytes);
+                    let closed = matches!(out.as_slice(), [Output::Close { conn, reason }] if *conn == b.conn && reason.code == CloseCode::InvalidArgument);
+                    prop_assert!(closed, "{:?}", out);
+                }
+            }
+        }
+    }
+
+    proptest! {
         /// Whatever arrives, in whatever order, the core never panics, only ever sends to links
         /// it knows, and forgets a link's subscriptions when the link closes.
         #[test]
@@ -545,7 +692,7 @@ mod robustness {
         ) {
             let mut net = Net::new(true);
             let clients: Vec<Client> = (1..=3).map(|i| net.connect(i)).collect();
-            let pending = net.relay.open(net.now);
+            let pending = net.open();
             let names = [name("o/n/a/1"), name("o/n/a/2"), SlimName::new("o", "n", "a")];
             for (target, bits, sign, raw) in script {
                 let conn = if target < 3 { clients[target as usize].conn } else if target == 3 { pending } else { 99 };
@@ -566,7 +713,7 @@ mod robustness {
                 }
             }
             for c in &clients {
-                net.relay.close(c.conn);
+                net.close(c.conn);
                 prop_assert_eq!(net.relay.subscription_count(c.conn), 0);
             }
         }
