@@ -38,8 +38,17 @@ fn parse_vm_hwm(status: &str) -> Option<u64> {
 pub struct Machine {
     /// `/proc/sys/kernel/hostname`.
     pub hostname: String,
-    /// Logical CPUs available to this process (what `nproc` prints).
+    /// Logical CPUs available to this process (what `nproc` prints: 1 when the load generator
+    /// is pinned to one core).
     pub nproc: usize,
+    /// Logical CPUs of the machine (`processor` entries in `/proc/cpuinfo`); 0 in results
+    /// written before this field existed.
+    #[serde(default)]
+    pub cpus_online: usize,
+    /// The CPUs the load generator may run on (`Cpus_allowed_list` of `/proc/self/status`,
+    /// e.g. `1` under `taskset -c 1`); empty in older results.
+    #[serde(default)]
+    pub generator_cpus: String,
     /// `model name` from `/proc/cpuinfo`.
     pub cpu_model: String,
     /// `/proc/version`.
@@ -54,8 +63,20 @@ impl Machine {
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|_| "unknown".into())
         };
-        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpus_online = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count();
+        let generator_cpus = std::fs::read_to_string("/proc/self/status")
             .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let cpu_model = Some(cpuinfo)
             .and_then(|c| {
                 c.lines()
                     .find(|l| l.starts_with("model name"))
@@ -66,6 +87,8 @@ impl Machine {
         Machine {
             hostname: read("/proc/sys/kernel/hostname"),
             nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpus_online,
+            generator_cpus,
             cpu_model,
             kernel: read("/proc/version"),
         }
@@ -95,5 +118,12 @@ mod tests {
         let pid = std::process::id();
         assert!(cpu_seconds(pid).is_some());
         assert!(peak_rss_kib(pid).unwrap_or(0) > 0);
+    }
+
+    #[test]
+    fn machine_names_its_cpus() {
+        let m = Machine::detect();
+        assert!(m.cpus_online >= m.nproc && m.nproc >= 1, "{m:?}");
+        assert!(!m.generator_cpus.is_empty() && m.generator_cpus != "unknown", "{m:?}");
     }
 }
