@@ -8,6 +8,7 @@
 //! - [`validate`]: structural validation with a typed error per defect.
 //! - [`messages`]: builders for well-formed Subscribe, Unsubscribe and Publish messages.
 //! - [`raw`]: a gRPC codec for sending raw frames (test clients).
+//! - [`service`]: `DataPlaneService.OpenChannel` served with a codec of the caller's choice.
 //! - [`frame`]: a routed Publish read and rewritten in its encoded form (the relay's fast path).
 //! - [`identity`]: end-to-end identity: the P-256 identity key, shared-secret and JWT identity
 //!   tokens, and the name ids an identity derives.
@@ -25,6 +26,7 @@ pub mod mac;
 pub mod messages;
 pub mod names;
 pub mod raw;
+pub mod service;
 pub mod validate;
 
 /// Generated types for package `dataplane.proto.v1` (see `proto/dataplane/v1/data_plane.proto`).

@@ -25,13 +25,11 @@
 //! in [`ShellStats::refused_unauthenticated`]).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
@@ -40,13 +38,14 @@ use prost::Message as _;
 use rand_core::{OsRng, RngCore};
 use slim_proto::frame::EgressFrame;
 use slim_proto::pb;
+use slim_proto::service::OpenChannelServer;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::StreamExt as _;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
-use tonic::server::{NamedService, StreamingService};
+use tonic::codegen::BoxFuture;
+use tonic::server::StreamingService;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
@@ -283,48 +282,6 @@ fn open_channel(
     info!(conn, ?peer, "connection opened");
     tokio::spawn(connection_task(shared, conn, inbound, tx, close_rx));
     Ok(Response::new(ReceiverStream::new(rx)))
-}
-
-/// The tower service tonic's router takes: `OpenChannel` with [`RelayCodec`], `UNIMPLEMENTED`
-/// for any other method.
-#[derive(Clone)]
-struct RelayServer {
-    service: RelayService,
-}
-
-impl NamedService for RelayServer {
-    const NAME: &'static str = "dataplane.proto.v1.DataPlaneService";
-}
-
-impl<B> Service<http::Request<B>> for RelayServer
-where
-    B: Body + Send + 'static,
-    B::Error: Into<StdError> + Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let service = self.service.clone();
-        Box::pin(async move {
-            if req.uri().path() != slim_proto::OPEN_CHANNEL {
-                let method = req.uri().path().to_string();
-                return Ok(Status::unimplemented(format!(
-                    "{method}: a SLIM node serves only {}",
-                    slim_proto::OPEN_CHANNEL
-                ))
-                .into_http());
-            }
-            let mut grpc = tonic::server::Grpc::new(RelayCodec)
-                .max_decoding_message_size(slim_proto::MAX_MESSAGE_SIZE);
-            Ok(grpc.streaming(service, req).await)
-        })
-    }
 }
 
 /// Reads one stream until it ends or the core closes it.
@@ -578,11 +535,12 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let timer = tokio::spawn(timer_task(shared.clone()));
-    let service = RelayServer {
-        service: RelayService {
+    let service = OpenChannelServer::new(
+        RelayService {
             shared: shared.clone(),
         },
-    };
+        RelayCodec,
+    );
     let closing = shared.clone();
     let stop: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
         shutdown.await;

@@ -206,3 +206,30 @@ async fn slow_consumer_loses_only_its_own_messages() {
     );
     relay.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn other_methods_are_unimplemented() {
+    let relay = relay(5000).await;
+    let channel = tonic::transport::Endpoint::from_shared(relay.url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let path = http::uri::PathAndQuery::from_static("/dataplane.proto.v1.DataPlaneService/Other");
+    let err = grpc
+        .unary(
+            tonic::Request::new(Vec::new()),
+            path,
+            slim_proto::raw::RawCodec,
+        )
+        .await
+        .expect_err("no such method");
+    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert!(err.message().contains("serves only"), "{}", err.message());
+    // The relay still serves OpenChannel.
+    let (mut sub, publisher, name) = healthy_pair(&relay.url(), "u").await;
+    still_routes(&mut sub, &publisher, &name, b"after").await;
+    relay.shutdown().await.expect("clean shutdown");
+}

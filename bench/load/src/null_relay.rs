@@ -13,26 +13,24 @@
 //! Forwarding waits for room in each receiver's queue (no drops): the floor is lossless, and a
 //! slow receiver slows the publishers, exactly as h2 flow control would.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 
 use bytes::{Buf, BufMut, Bytes};
 use prost::Message as _;
 use slim_proto::link::{self, LinkKeyPair};
 use slim_proto::pb;
+use slim_proto::service::OpenChannelServer;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::StreamExt as _;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
-use tonic::server::{NamedService, StreamingService};
+use tonic::codegen::BoxFuture;
+use tonic::server::StreamingService;
 use tonic::{Status, Streaming};
 
-use crate::client::OPEN_CHANNEL;
 use crate::error::BenchError;
 
 /// Messages queued per stream towards its client.
@@ -242,41 +240,6 @@ impl StreamingService<Bytes> for NullRelay {
     }
 }
 
-/// The tower service tonic's router takes: `OpenChannel`, and `UNIMPLEMENTED` for anything else.
-#[derive(Clone, Default)]
-struct NullRelayServer {
-    relay: NullRelay,
-}
-
-impl NamedService for NullRelayServer {
-    const NAME: &'static str = "dataplane.proto.v1.DataPlaneService";
-}
-
-impl<B> Service<http::Request<B>> for NullRelayServer
-where
-    B: Body + Send + 'static,
-    B::Error: Into<StdError> + Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let relay = self.relay.clone();
-        Box::pin(async move {
-            if req.uri().path() != OPEN_CHANNEL {
-                return Ok(Status::unimplemented("only OpenChannel").into_http());
-            }
-            let mut grpc = tonic::server::Grpc::new(BytesCodec);
-            Ok(grpc.streaming(relay, req).await)
-        })
-    }
-}
-
 /// A running null relay.
 pub struct NullRelayHandle {
     addr: SocketAddr,
@@ -339,7 +302,7 @@ pub async fn spawn(listen: SocketAddr) -> Result<NullRelayHandle, BenchError> {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(NullRelayServer::default())
+            .add_service(OpenChannelServer::new(NullRelay::default(), BytesCodec))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;
             }),

@@ -124,6 +124,9 @@ mod tests {
     fn machine_names_its_cpus() {
         let m = Machine::detect();
         assert!(m.cpus_online >= m.nproc && m.nproc >= 1, "{m:?}");
-        assert!(!m.generator_cpus.is_empty() && m.generator_cpus != "unknown", "{m:?}");
+        assert!(
+            !m.generator_cpus.is_empty() && m.generator_cpus != "unknown",
+            "{m:?}"
+        );
     }
 }
