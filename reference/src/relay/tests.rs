@@ -577,6 +577,45 @@ fn undecodable_frames_close_only_their_link() {
     assert_eq!(receivers(&out), vec![a.conn]);
 }
 
+/// A Publish prost cannot decode (unknown-field groups nested in a command payload, past prost's
+/// recursion limit only inside the whole Message) is never forwarded: the link is closed as for
+/// any undecodable frame (found by review: the frame path used to route it).
+#[test]
+fn publishes_prost_cannot_decode_are_never_forwarded() {
+    use prost::encoding::encode_varint;
+    let mut net = Net::new(true);
+    let a = net.connect(1);
+    let b = net.connect(2);
+    let n = name("o/n/a/1");
+    acked(&net.subscribe(&a, &n, 1), 1).expect("ack");
+    let m = net.signed(&b, publish(header(&name("o/n/b"), &n, 1)));
+    let Some(MessageType::Publish(p)) = m.message_type else {
+        panic!("a publish")
+    };
+    let mut body = Vec::new();
+    prost::encoding::message::encode(1, p.header.as_ref().expect("header"), &mut body);
+    prost::encoding::message::encode(2, p.session.as_ref().expect("session"), &mut body);
+    let mut cmd = vec![0x0a, 0x00]; // discovery_request {}
+    cmd.extend([0x8b, 0x01].repeat(98)); // unknown field 17, start group
+    cmd.extend([0x8c, 0x01].repeat(98)); // field 17, end group
+    let mut content = vec![0x12];
+    encode_varint(cmd.len() as u64, &mut content);
+    content.extend_from_slice(&cmd);
+    body.push(0x1a);
+    encode_varint(content.len() as u64, &mut body);
+    body.extend_from_slice(&content);
+    let mut frame = vec![0x1a];
+    encode_varint(body.len() as u64, &mut frame);
+    frame.extend_from_slice(&body);
+    assert!(pb::Message::decode(&frame[..]).is_err());
+    let out = net.feed_frame(b.conn, &frame);
+    assert!(
+        matches!(out.as_slice(), [Output::Close { conn, reason }] if *conn == b.conn && reason.code == CloseCode::InvalidArgument),
+        "{out:?}"
+    );
+    assert_eq!(net.framed.stats().publishes_delivered, 0);
+}
+
 #[test]
 fn unsubscribe_acks() {
     let mut net = Net::new(true);
