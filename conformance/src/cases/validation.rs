@@ -73,6 +73,126 @@ fn refused_subscribe(
     })
 }
 
+/// Where a signed, well-routed Publish is made undecodable (SLIM-VAL-008).
+#[derive(Clone, Copy)]
+enum Defect {
+    /// `header.version` (not MAC-covered, not routed by) is not UTF-8.
+    Version,
+    /// The session header's field 1 has the wrong wire type.
+    Session,
+    /// The application payload's `payload_type` is not UTF-8.
+    Content,
+    /// A command payload holding unknown fields as 98 nested groups: it decodes on its own, but
+    /// inside the Message it passes prost's recursion limit of 100.
+    DeepCommand,
+}
+
+/// A Publish from `src` to `dst`, signed by `link`, whose routing header is well formed and
+/// whose defect lies where a node does not route by; prost cannot decode the whole frame.
+fn undecodable_publish(
+    link: &client::Link,
+    src: &slim_proto::names::SlimName,
+    dst: &slim_proto::names::SlimName,
+    defect: Defect,
+) -> Result<Vec<u8>, Failure> {
+    use prost::encoding::{encode_varint, message};
+    use prost::Message as _;
+    let mut m = client::publish(src, dst, 1, b"never delivered");
+    if let (Defect::Version, Some(h)) = (defect, header_of(&mut m)) {
+        h.version = "\u{e9}\u{e9}".into(); // placeholder, made invalid below
+    }
+    link.sign(&mut m);
+    let Some(MessageType::Publish(p)) = m.message_type else {
+        return Err(Failure::Harness(
+            "the publish builder made no Publish".into(),
+        ));
+    };
+    let (Some(header), Some(session)) = (p.header.as_ref(), p.session.as_ref()) else {
+        return Err(Failure::Harness(
+            "the publish builder made no header".into(),
+        ));
+    };
+    let mut body = Vec::new();
+    message::encode(1, header, &mut body);
+    if let Defect::Version = defect {
+        let field = [0x2a, 0x04, 0xc3, 0xa9, 0xc3, 0xa9];
+        let at = body
+            .windows(field.len())
+            .position(|w| w == field)
+            .ok_or_else(|| Failure::Harness("the version field was not found".into()))?;
+        body[at + 2..at + 6].copy_from_slice(&[0xff, 0xfe, 0xff, 0xfe]);
+    }
+    match defect {
+        Defect::Session => body.extend_from_slice(&[0x12, 0x02, 0x0a, 0x00]),
+        _ => message::encode(2, session, &mut body),
+    }
+    match defect {
+        // Content{app_payload{payload_type: 0xff, blob: "x"}}
+        Defect::Content => {
+            body.extend_from_slice(&[0x1a, 0x08, 0x0a, 0x06, 0x0a, 0x01, 0xff, 0x12, 0x01, b'x'])
+        }
+        Defect::DeepCommand => {
+            let mut cmd = vec![0x0a, 0x00]; // discovery_request {}
+            cmd.extend([0x8b, 0x01].repeat(98)); // unknown field 17: start group
+            cmd.extend([0x8c, 0x01].repeat(98)); // end group
+            let mut content = vec![0x12];
+            encode_varint(cmd.len() as u64, &mut content);
+            content.extend_from_slice(&cmd);
+            body.push(0x1a);
+            encode_varint(content.len() as u64, &mut body);
+            body.extend_from_slice(&content);
+        }
+        _ => {
+            if let Some(c) = p.msg.as_ref() {
+                message::encode(3, c, &mut body);
+            }
+        }
+    }
+    let mut frame = vec![0x1a];
+    encode_varint(body.len() as u64, &mut frame);
+    frame.extend_from_slice(&body);
+    if pb::Message::decode(&frame[..]).is_ok() {
+        return Err(Failure::Harness("the damaged Publish still decodes".into()));
+    }
+    Ok(frame)
+}
+
+/// B sends a signed Publish to A's name that does not decode: A must never receive it (it would
+/// end A's stream), B's stream should end with INVALID_ARGUMENT, and A is still served.
+fn not_forwarded(id: &str, title: &str, what: &'static str, defect: Defect) -> Case {
+    Case::new(
+        id,
+        title,
+        &["SLIM-VAL-008", "SLIM-VAL-005", "SLIM-TRANS-005"],
+        move |cx: Ctx| async move {
+            let name = cx.name("svc", Some(1));
+            let mut a = cx.link("A").await?;
+            a.subscribe(&name, 1).await?;
+            let mut b = cx.link("B").await?;
+            let src = cx.name("sender", None);
+            let frame = undecodable_publish(&b, &src, &name, defect)?;
+            b.send_raw(frame, what).await?;
+            match b.recv(PROMPT).await {
+                Event::Ended(s) if s.code() == tonic::Code::InvalidArgument => {}
+                other => cx.finding(
+                    "SLIM-TRANS-005",
+                    "the stream that carried the undecodable Publish ends with INVALID_ARGUMENT",
+                    event_text(&other),
+                ),
+            }
+            let c = cx.link("C").await?;
+            send_text(&c, &src, &name, "after").await?;
+            expect_payload(&mut a, "after").await.map_err(|f| {
+                Failure::violation(
+                    format!("A receives only the valid Publish sent after {what} (a forwarded frame A cannot decode ends A's stream)"),
+                    f.texts().1,
+                )
+            })?;
+            still_serves(&cx, what).await
+        },
+    )
+}
+
 fn header_of(m: &mut pb::Message) -> Option<&mut pb::SlimHeader> {
     slim_proto::validate::header_mut(m)
 }
@@ -90,6 +210,30 @@ pub(super) fn cases() -> Vec<Case> {
             "a Message with an unknown oneof field (number 9) is dropped; the link keeps working",
             &[0x4a, 0x00],
             "a Message carrying only unknown field 9",
+        ),
+        not_forwarded(
+            "validation/undecodable-version-not-forwarded",
+            "a signed Publish whose header version is not UTF-8 is not forwarded",
+            "a Publish whose header version is not UTF-8",
+            Defect::Version,
+        ),
+        not_forwarded(
+            "validation/undecodable-session-not-forwarded",
+            "a signed Publish whose session header does not decode is not forwarded",
+            "a Publish whose session header has a field of the wrong wire type",
+            Defect::Session,
+        ),
+        not_forwarded(
+            "validation/undecodable-content-not-forwarded",
+            "a signed Publish whose payload type is not UTF-8 is not forwarded",
+            "a Publish whose payload_type is not UTF-8",
+            Defect::Content,
+        ),
+        not_forwarded(
+            "validation/undecodable-command-not-forwarded",
+            "a signed Publish whose command payload nests past the decoder's recursion limit is not forwarded",
+            "a Publish whose command payload nests 98 groups deep",
+            Defect::DeepCommand,
         ),
         Case::new(
             "validation/dead-link-routes-removed",
