@@ -190,6 +190,17 @@ impl Net {
     }
 }
 
+/// A strict relay with client `a` subscribed to `o/n/a/1` (returned as `n`) and client `b`,
+/// the sender, connected.
+fn subscribed_pair() -> (Net, Client, Client, SlimName) {
+    let mut net = Net::new(true);
+    let a = net.connect(1);
+    let b = net.connect(2);
+    let n = name("o/n/a/1");
+    acked(&net.subscribe(&a, &n, 1), 1).expect("ack");
+    (net, a, b, n)
+}
+
 fn publish(h: pb::SlimHeader) -> pb::Message {
     msg(MessageType::Publish(pb::Publish {
         header: Some(h),
@@ -523,11 +534,7 @@ fn bad_input_on_an_established_link() {
 
 #[test]
 fn publishes_are_routed_from_their_frames() {
-    let mut net = Net::new(true);
-    let a = net.connect(1);
-    let b = net.connect(2);
-    let n = name("o/n/a/1");
-    acked(&net.subscribe(&a, &n, 1), 1).expect("ack");
+    let (mut net, a, b, n) = subscribed_pair();
     let m = net.signed(&b, publish(header(&name("o/n/b"), &n, 1)));
     let mut out = Vec::new();
     net.framed
@@ -583,11 +590,7 @@ fn undecodable_frames_close_only_their_link() {
 #[test]
 fn publishes_prost_cannot_decode_are_never_forwarded() {
     use prost::encoding::encode_varint;
-    let mut net = Net::new(true);
-    let a = net.connect(1);
-    let b = net.connect(2);
-    let n = name("o/n/a/1");
-    acked(&net.subscribe(&a, &n, 1), 1).expect("ack");
+    let (mut net, _a, b, n) = subscribed_pair();
     let m = net.signed(&b, publish(header(&name("o/n/b"), &n, 1)));
     let Some(MessageType::Publish(p)) = m.message_type else {
         panic!("a publish")
@@ -692,11 +695,7 @@ mod robustness {
             fanout in 0u32..3,
             sign in any::<bool>(),
         ) {
-            let mut net = Net::new(true);
-            let a = net.connect(1);
-            let b = net.connect(2);
-            let n = name("o/n/a/1");
-            acked(&net.subscribe(&a, &n, 1), 1).expect("ack");
+            let (mut net, _a, b, n) = subscribed_pair();
             let m = publish(header(&name("o/n/b"), &n, fanout));
             let m = if sign { net.signed(&b, m) } else { m };
             let mut bytes = m.encode_to_vec();
