@@ -134,14 +134,14 @@ impl Seen {
 }
 
 /// A name read from a frame: the hashed form decoded, the strings as ranges of the frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct NameView {
     encoded: Option<pb::EncodedName>,
     strs: Option<[Range<usize>; 3]>,
 }
 
 /// What the relay needs of a received header; every other field is copied as received.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct HeaderView {
     source: NameView,
     destination: NameView,
@@ -259,10 +259,7 @@ fn parse_strs(r: &mut Reader<'_>) -> Option<[Range<usize>; 3]> {
 }
 
 fn parse_name(r: &mut Reader<'_>) -> Option<NameView> {
-    let mut name = NameView {
-        encoded: None,
-        strs: None,
-    };
+    let mut name = NameView::default();
     let mut seen = Seen::default();
     while !r.done() {
         let (field, wire) = r.key()?;
@@ -282,24 +279,7 @@ fn parse_name(r: &mut Reader<'_>) -> Option<NameView> {
 fn parse_header(r: &mut Reader<'_>) -> Option<HeaderView> {
     let mut source = None;
     let mut destination = None;
-    let mut h = HeaderView {
-        source: NameView {
-            encoded: None,
-            strs: None,
-        },
-        destination: NameView {
-            encoded: None,
-            strs: None,
-        },
-        identity: 0..0,
-        fanout: 0,
-        ttl: 0,
-        recv_from: None,
-        forward_to: None,
-        error: None,
-        mac: None,
-        raw: Default::default(),
-    };
+    let mut h = HeaderView::default();
     let mut seen = Seen::default();
     while !r.done() {
         let start = r.pos;
@@ -521,11 +501,6 @@ impl PublishFrame {
     /// `forward_to`.
     pub fn forward_to(&self) -> Option<u64> {
         self.header.forward_to
-    }
-
-    /// The frame as received.
-    pub fn bytes(&self) -> &Bytes {
-        &self.frame
     }
 
     /// The copy to send on another link: the header with `ttl`, `incoming_conn`, no

@@ -12,11 +12,15 @@ use super::{ack, ConnId, Output, Relay};
 
 /// The routing key of a name: its prefix and id (absent id = wildcard).
 fn key(name: Option<&pb::Name>) -> Option<(Prefix, u128)> {
-    let enc = name?.name.as_ref()?;
-    Some((
+    name?.name.as_ref().map(encoded_key)
+}
+
+/// The routing key of a name's hashed form.
+fn encoded_key(enc: &pb::EncodedName) -> (Prefix, u128) {
+    (
         [enc.component_0, enc.component_1, enc.component_2],
         encoded_id(enc),
-    ))
+    )
 }
 
 impl Relay {
@@ -119,11 +123,9 @@ impl Relay {
             );
             return Vec::new();
         }
-        let Some(enc) = destination else {
+        let Some((prefix, id)) = destination.map(encoded_key) else {
             return Vec::new();
         };
-        let prefix = [enc.component_0, enc.component_1, enc.component_2];
-        let id = encoded_id(enc);
         if fanout == slim_proto::ANYCAST_FANOUT {
             self.table.pick_one(&prefix, id, conn).into_iter().collect()
         } else {

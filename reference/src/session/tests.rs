@@ -606,30 +606,13 @@ fn a_member_cut_off_during_a_commit_rejoins_at_the_next_heartbeat() {
 
 #[test]
 fn a_retransmitted_join_request_gets_the_same_reply_and_is_not_processed_again() {
-    let mut w = World::new(
-        4,
-        &["org/sim/alice", "org/sim/bob"],
-        LinkProfile::perfect(Duration::from_millis(5)),
-    );
-    let now = w.now;
-    w.eps[0]
-        .open_p2p(SlimName::new("org", "sim", "bob"), reliable(), now)
-        .expect("open");
+    let mut w = alice_opens_p2p_to_bob(4);
     let join = capture(&mut w, pb::SessionMessageType::JoinRequest);
-    let replies = |w: &mut World| -> Vec<pb::Message> {
-        let mut out = Vec::new();
-        while let Some(t) = w.eps[1].poll_transmit() {
-            if let Transmit::Publish(m) = t {
-                out.push(m);
-            }
-        }
-        out
-    };
     let now = w.now;
     w.eps[1].handle_message(join.clone(), now);
-    let first = replies(&mut w);
+    let first = transmitted(&mut w, 1);
     w.eps[1].handle_message(join, now);
-    let second = replies(&mut w);
+    let second = transmitted(&mut w, 1);
     assert_eq!(first.len(), 1, "one join reply");
     // The same bytes: the same key package, not a second one (a reprocessed request would make
     // a new MLS key package and reset the session).
@@ -789,6 +772,21 @@ fn capture(w: &mut World, kind: pb::SessionMessageType) -> pb::Message {
     panic!("no {kind:?} was sent");
 }
 
+/// Two endpoints on a perfect 5 ms link; alice has just asked to open a reliable P2P session
+/// with bob (nothing delivered yet).
+fn alice_opens_p2p_to_bob(seed: u64) -> World {
+    let mut w = World::new(
+        seed,
+        &["org/sim/alice", "org/sim/bob"],
+        LinkProfile::perfect(Duration::from_millis(5)),
+    );
+    let now = w.now;
+    w.eps[0]
+        .open_p2p(SlimName::new("org", "sim", "bob"), reliable(), now)
+        .expect("open");
+    w
+}
+
 fn transmitted(w: &mut World, i: usize) -> Vec<pb::Message> {
     let mut out = Vec::new();
     while let Some(t) = w.eps[i].poll_transmit() {
@@ -801,15 +799,7 @@ fn transmitted(w: &mut World, i: usize) -> Vec<pb::Message> {
 
 #[test]
 fn every_copy_of_a_discovery_request_is_answered() {
-    let mut w = World::new(
-        14,
-        &["org/sim/alice", "org/sim/bob"],
-        LinkProfile::perfect(Duration::from_millis(5)),
-    );
-    let now = w.now;
-    w.eps[0]
-        .open_p2p(SlimName::new("org", "sim", "bob"), reliable(), now)
-        .expect("open");
+    let mut w = alice_opens_p2p_to_bob(14);
     let discovery = capture(&mut w, pb::SessionMessageType::DiscoveryRequest);
     let now = w.now;
     for _ in 0..3 {
@@ -821,15 +811,7 @@ fn every_copy_of_a_discovery_request_is_answered() {
 
 #[test]
 fn an_invitation_without_a_welcome_is_dropped_after_the_join_deadline() {
-    let mut w = World::new(
-        15,
-        &["org/sim/alice", "org/sim/bob"],
-        LinkProfile::perfect(Duration::from_millis(5)),
-    );
-    let now = w.now;
-    w.eps[0]
-        .open_p2p(SlimName::new("org", "sim", "bob"), reliable(), now)
-        .expect("open");
+    let mut w = alice_opens_p2p_to_bob(15);
     let join = capture(&mut w, pb::SessionMessageType::JoinRequest);
     let now = w.now;
     w.eps[1].handle_message(join, now);
