@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::compare;
 use crate::error::BenchError;
 use crate::null_relay;
+use crate::pace::Pacing;
 use crate::result::{
     fmt_num, loss_warning, print_run, Metrics, Params, ResultFile, TargetResult, METRICS,
 };
@@ -89,6 +90,10 @@ pub struct ScenarioArgs {
     /// Total messages per second, paced across publishers; default: as fast as the window allows.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// With --rate: `smooth` sends each message at its due time (busy generator core), `timer`
+    /// sleeps on tokio's 1 ms timer, so the messages due within a tick leave together.
+    #[arg(long, value_enum, default_value = "smooth")]
+    pub pacing: Pacing,
     /// Warm-up messages per publisher, checked for loss but not measured.
     #[arg(long, default_value_t = 0)]
     pub warmup: u64,
@@ -112,6 +117,7 @@ impl ScenarioArgs {
             publishers: self.publishers,
             subscribers: self.subscribers,
             rate: self.rate,
+            pacing: self.pacing,
             warmup: self.warmup,
             window: self.window,
             drain_timeout_s: self.drain_timeout,

@@ -8,6 +8,7 @@
 //! - [`scenario`]: who publishes where, and how many deliveries a correct node produces.
 //! - [`client`]: the raw load client (negotiate, subscribe, pre-signed publish templates).
 //! - [`run`]: one run — flow control, stop condition, metrics.
+//! - [`pace`]: how `--rate` spaces the messages (timer ticks or smooth).
 //! - [`result`]: metrics, the `slim-bench/result/v1` JSON document, tables.
 //! - [`compare`]: ratios between two result files, noise check, SVG plot.
 //! - [`nats`]: the same scenarios over a NATS server (`nats://` targets), as a reference peer.
@@ -25,6 +26,7 @@ pub mod compare;
 pub mod error;
 pub mod nats;
 pub mod null_relay;
+pub mod pace;
 pub mod payload;
 pub mod procstat;
 pub mod result;

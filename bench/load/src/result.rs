@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::BenchError;
 use crate::nats::Transport;
+use crate::pace::Pacing;
 use crate::procstat::Machine;
 use crate::scenario::Scenario;
 
@@ -65,7 +66,16 @@ pub struct Metrics {
     pub target_peak_rss_kib: Option<u64>,
     /// CPU seconds this benchmark process used during the run (clients, and the embedded relay).
     pub client_cpu_s: Option<f64>,
+    /// Paced runs: how late the latest measured message left after its due time, in µs. Large
+    /// values mean the generator or the window could not keep the schedule, so the run offered
+    /// less than `--rate` for a while.
+    pub send_lag_max_us: Option<f64>,
+    /// Paced runs: measured messages that left more than [`LATE_SEND_US`] µs after their due time.
+    pub late_sends: Option<u64>,
 }
+
+/// A paced message that leaves this many µs after its due time counts in `late_sends`.
+pub const LATE_SEND_US: u64 = 1_000;
 
 impl Metrics {
     /// True when the node lost or duplicated nothing.
@@ -144,6 +154,12 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
     },
     MetricDef {
+        key: "send_lag_max_us",
+        label: "send lag max µs",
+        get: |m| m.send_lag_max_us,
+        higher_is_better: false,
+    },
+    MetricDef {
         key: "target_cpu_s",
         label: "target CPU s",
         get: |m| m.target_cpu_s,
@@ -172,6 +188,10 @@ pub struct Params {
     pub subscribers: usize,
     /// Total paced rate in messages/s; `None` = as fast as the window allows.
     pub rate: Option<f64>,
+    /// How a paced publisher waits for each due time. Files written before the choice existed
+    /// have no such field and read as `timer`, which is what they used.
+    #[serde(default = "Pacing::legacy")]
+    pub pacing: Pacing,
     /// Warm-up messages per publisher, delivered and checked but not measured.
     pub warmup: u64,
     /// Messages in flight (sent, not yet delivered) allowed across all publishers.
@@ -364,8 +384,9 @@ pub fn print_run(
         params.publishers,
         params.subscribers,
         params.rate.map_or(String::new(), |r| format!(
-            ", paced at {} msgs/s",
-            fmt_num(r)
+            ", paced at {} msgs/s ({})",
+            fmt_num(r),
+            params.pacing.as_str()
         ))
     )?;
     let rows: Vec<(&str, String)> = vec![
@@ -419,6 +440,16 @@ pub fn print_run(
     if let Some(cpu) = m.client_cpu_s {
         writeln!(out, "  {:<14} {cpu:.2} CPU s (this process)", "bench")?;
     }
+    if let (Some(lag), Some(late)) = (m.send_lag_max_us, m.late_sends) {
+        writeln!(
+            out,
+            "  {:<14} {} pacing, latest send {} µs after its due time, {late} sent over {} µs late",
+            "schedule",
+            params.pacing.as_str(),
+            fmt_num(lag),
+            LATE_SEND_US
+        )?;
+    }
     if m.ignored > 0 {
         writeln!(
             out,
@@ -442,6 +473,30 @@ pub fn loss_warning(m: &Metrics) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Result files written before `--pacing` existed were all paced on the timer.
+    #[test]
+    fn params_without_pacing_read_as_timer_paced() {
+        let params = Params {
+            scenario: Scenario::P2p,
+            size: 128,
+            msgs: 10,
+            publishers: 1,
+            subscribers: 1,
+            rate: Some(1000.0),
+            pacing: Pacing::Smooth,
+            warmup: 0,
+            window: 512,
+            drain_timeout_s: 5.0,
+        };
+        let mut json = serde_json::to_value(&params).expect("serialise");
+        assert_eq!(json["pacing"], "smooth");
+        let back: Params = serde_json::from_value(json.clone()).expect("read back");
+        assert_eq!(back, params);
+        json.as_object_mut().expect("object").remove("pacing");
+        let old: Params = serde_json::from_value(json).expect("old file");
+        assert_eq!(old.pacing, Pacing::Timer);
+    }
 
     #[test]
     fn medians_and_numbers() {

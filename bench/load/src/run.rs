@@ -25,9 +25,10 @@ use tokio::task::JoinHandle;
 use crate::client::{publish_parts, BenchLink, PublishTemplate};
 use crate::error::BenchError;
 use crate::nats::Transport;
+use crate::pace;
 use crate::payload::{Stamp, HEADER_LEN};
 use crate::procstat;
-use crate::result::{Latency, Metrics, Params};
+use crate::result::{Latency, Metrics, Params, LATE_SEND_US};
 use crate::scenario::{Names, Scenario};
 
 /// How long a publisher waits for window room before sending anyway (see the module docs).
@@ -60,11 +61,24 @@ struct Shared {
     first_measured_send: AtomicU64,
     /// Latest delivery time of a measured message (nanos since `epoch`).
     last_measured_recv: AtomicU64,
+    /// Paced runs: the largest delay of a measured send after its due time (nanos).
+    send_lag_max: AtomicU64,
+    /// Paced runs: measured sends more than [`LATE_SEND_US`] late.
+    late_sends: AtomicU64,
 }
 
 impl Shared {
     fn now_nanos(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Notes that a measured paced message left `lag` after its due time.
+    fn record_lag(&self, lag: Duration) {
+        let nanos = u64::try_from(lag.as_nanos()).unwrap_or(u64::MAX);
+        self.send_lag_max.fetch_max(nanos, Ordering::Relaxed);
+        if nanos > LATE_SEND_US * 1_000 {
+            self.late_sends.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -209,6 +223,8 @@ impl Harness {
                 .collect(),
             first_measured_send: AtomicU64::new(u64::MAX),
             last_measured_recv: AtomicU64::new(0),
+            send_lag_max: AtomicU64::new(0),
+            late_sends: AtomicU64::new(0),
         });
         let (done_tx, done_rx) = watch::channel(false);
         Ok(Self {
@@ -267,6 +283,7 @@ impl Harness {
         let total_seq = self.total_seq;
         let copies = self.copies;
         let per_pub_rate = self.params.rate.map(|r| r / self.params.publishers as f64);
+        let pacing = self.params.pacing;
         tokio::spawn(async move {
             let Some(window) = shared.windows.get(i).cloned() else {
                 return;
@@ -279,9 +296,11 @@ impl Harness {
                     permit.forget();
                 }
                 if let Some(rate) = per_pub_rate {
-                    let due = t0 + Duration::from_secs_f64(seq as f64 / rate);
-                    if due > tokio::time::Instant::now() {
-                        tokio::time::sleep_until(due).await;
+                    let due = pace::due(t0, seq, rate);
+                    pacing.wait_until(due).await;
+                    if seq >= warmup {
+                        shared
+                            .record_lag(tokio::time::Instant::now().saturating_duration_since(due));
                     }
                 }
                 let sent_nanos = shared.now_nanos();
@@ -385,6 +404,10 @@ impl Harness {
             .and_then(|c| c.self_cpu)
             .zip(self_cpu_after)
             .map(|(a, b)| b - a);
+        if p.rate.is_some() {
+            m.send_lag_max_us = Some(shared.send_lag_max.load(Ordering::Relaxed) as f64 / 1e3);
+            m.late_sends = Some(shared.late_sends.load(Ordering::Relaxed));
+        }
         Ok(m)
     }
 }

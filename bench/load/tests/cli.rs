@@ -73,6 +73,56 @@ async fn every_scenario_through_the_reference_relay_is_lossless() {
     embedded_run("reqrep", "2", "2").await;
 }
 
+/// `--rate` holds the offered load to the rate in both pacing modes (no message leaves before its
+/// due time, so the measured rate cannot exceed it by more than the first message's head start)
+/// and the result records the mode and how well the schedule was kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_runs_keep_to_the_rate_and_record_the_schedule() {
+    for pacing in ["smooth", "timer"] {
+        let path = tmp(&format!("paced-{pacing}.json"));
+        let p = path.to_string_lossy().to_string();
+        let (code, out) = cli(&[
+            "run",
+            "--embedded",
+            "--scenario",
+            "p2p",
+            "--msgs",
+            "1500",
+            "--rate",
+            "5000",
+            "--pacing",
+            pacing,
+            "--quiet",
+            "--json",
+            &p,
+        ])
+        .await;
+        assert_eq!(code, 0, "{pacing}: {out}");
+        assert!(
+            out.contains(&format!("paced at 5,000 msgs/s ({pacing})")),
+            "{out}"
+        );
+        assert!(out.contains("schedule"), "{out}");
+        let doc = read_json(&path);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(doc["params"]["pacing"], pacing);
+        let m = &doc["targets"][0]["rounds"][0];
+        assert_eq!(m["lost"], 0, "{m}");
+        let rate = m["msgs_per_s"].as_f64().unwrap_or(f64::MAX);
+        // 1 500 messages due over 0.2998 s: at most 5 000 × 1 500 / 1 499 msgs/s.
+        assert!(
+            rate <= 5_000.0 * 1500.0 / 1499.0 + 1.0,
+            "{pacing}: {rate} msgs/s"
+        );
+        assert!(m["send_lag_max_us"].as_f64().is_some(), "{m}");
+        assert!(m["late_sends"].as_u64().is_some(), "{m}");
+    }
+    // Unpaced runs have no schedule to report.
+    let (code, out) = cli(&["run", "--embedded", "--msgs", "200", "--quiet"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("schedule"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn null_relay_carries_p2p_and_fanout() {
     let relay = null_relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
