@@ -185,6 +185,13 @@ pub struct CompareArgs {
     /// Which target of each file to compare (`A`, `B`, `target`); default: the first.
     #[arg(long)]
     pub label: Option<String>,
+    /// The target of the old file, overriding --label (e.g. `B` to compare both sides of one
+    /// `vs` file: `compare vs.json vs.json --old-label B --new-label A`).
+    #[arg(long)]
+    pub old_label: Option<String>,
+    /// The target of the new file, overriding --label.
+    #[arg(long)]
+    pub new_label: Option<String>,
     /// Write an SVG plot (latency percentiles and throughput) to this file.
     #[arg(long)]
     pub plot: Option<String>,
@@ -358,8 +365,18 @@ pub async fn execute(
         Command::Compare(a) => {
             let old = ResultFile::read(&a.old)?;
             let new = ResultFile::read(&a.new)?;
-            let to = compare::pick(&old, a.label.as_deref(), &a.old)?;
-            let tn = compare::pick(&new, a.label.as_deref(), &a.new)?;
+            let old_label = a.old_label.as_deref().or(a.label.as_deref());
+            let new_label = a.new_label.as_deref().or(a.label.as_deref());
+            let to = compare::pick(&old, old_label, &a.old)?;
+            let tn = compare::pick(&new, new_label, &a.new)?;
+            // Names in the table and the plot's legend: the file, and the target when one was
+            // picked, so two sides of one file stay apart.
+            let name = |file: &str, label: Option<&str>, url: &str| match label {
+                Some(l) => format!("{file} [{l}: {url}]"),
+                None => file.to_string(),
+            };
+            let old_name = name(&a.old, old_label, &to.url);
+            let new_name = name(&a.new, new_label, &tn.url);
             if old.params != new.params {
                 writeln!(
                     out,
@@ -368,14 +385,14 @@ pub async fn execute(
                 .map_err(io)?;
             }
             let rows = compare::rows(to, tn);
-            compare::print(out, &a.old, &a.new, &rows).map_err(io)?;
+            compare::print(out, &old_name, &new_name, &rows).map_err(io)?;
             if let Some(path) = &a.plot {
-                std::fs::write(path, compare::svg(&a.old, &a.new, to, tn)).map_err(|source| {
-                    BenchError::Io {
+                std::fs::write(path, compare::svg(&old_name, &new_name, to, tn)).map_err(
+                    |source| BenchError::Io {
                         path: path.clone(),
                         source,
-                    }
-                })?;
+                    },
+                )?;
             }
             Ok(0)
         }

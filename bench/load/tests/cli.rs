@@ -235,6 +235,33 @@ async fn vs_alternates_five_rounds() {
     let (code, out) = cli(&["compare", &p, &p, "--label", "B"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("same") && !out.contains("worse"), "{out}");
+    // The two sides of one vs file, each named with its label and URL in the table and the plot.
+    let svg = tmp("vs-sides.svg");
+    let sp = svg.to_string_lossy().to_string();
+    let (code, out) = cli(&[
+        "compare",
+        &p,
+        &p,
+        "--old-label",
+        "B",
+        "--new-label",
+        "A",
+        "--plot",
+        &sp,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("old: {p} [B: {bu}]")), "{out}");
+    assert!(out.contains(&format!("new: {p} [A: {au}]")), "{out}");
+    let plot = std::fs::read_to_string(&svg).expect("plot written");
+    let _ = std::fs::remove_file(&svg);
+    assert!(
+        plot.contains(&format!("[A: {au}]")),
+        "legend names the side"
+    );
+    // A label the file does not have is an error (its message, on stderr, lists A and B).
+    let (code, out) = cli(&["compare", &p, &p, "--old-label", "C"]).await;
+    assert_ne!(code, 0, "{out}");
     // Fewer than 5 rounds is refused.
     let (code, _) = cli(&["vs", "--a", &au, "--b", &bu, "--rounds", "4"]).await;
     assert_eq!(code, 2);

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Re-runs every side-by-side measurement of bench/RESULTS.md, draws its plots, and prints where
+# slim-relay stands against the targets of the benchmarks issue. Not part of CI (about 10 minutes, and it needs the
+# real SLIM node: see bench/README.md).
+#
+#   bench/results.sh [OUT]      OUT: where the JSON results go (default: bench/results)
+#
+# Environment: ROUNDS (default 5, at least 5) for every `vs`, RATE_ROUNDS (default 7) for the
+# fixed-rate latency runs, RATE to force their rate (default: half the real node's p2p maximum,
+# as measured by this script's own first run, rounded to 1 000 msgs/s).
+#
+# The peers come from bench/peers.sh (servers pinned to core 0); the generator runs on core 1.
+# They are stopped when this script ends, also on failure or Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${1:-bench/results}
+ROUNDS=${ROUNDS:-5}
+RATE_ROUNDS=${RATE_ROUNDS:-7}
+TARGET=${CARGO_TARGET_DIR:-target}
+
+command -v python3 >/dev/null || { echo "error: python3 is needed to read the JSON results" >&2; exit 1; }
+[ -x target/agntcy-slim/bin/slim ] || {
+  echo "error: the real SLIM node is missing (target/agntcy-slim/bin/slim); build it once with:" >&2
+  echo "  cargo install --locked agntcy-slim --version 3.4.6 --root target/agntcy-slim" >&2
+  exit 1
+}
+command -v taskset >/dev/null || { echo "error: taskset (util-linux) is needed to pin the generator" >&2; exit 1; }
+
+mkdir -p "$OUT"
+trap 'bench/peers.sh stop >/dev/null' EXIT
+trap 'exit 130' INT TERM
+bench/peers.sh start >/dev/null
+# shellcheck disable=SC1091
+. target/peers.env
+
+vs() { # vs NAME B_URL B_PID ARGS...: one interleaved run of slim-relay (A) against B
+  local name=$1 url=$2 pid=$3; shift 3
+  echo "== $name"
+  taskset -c 1 "$TARGET/release/slim-bench" vs --quiet --size 128 --rounds "$ROUNDS" \
+    --a "$SLIM_RELAY_URL" --a-pid "$SLIM_RELAY_PID" --b "$url" --b-pid "$pid" \
+    "$@" --json "$OUT/$name.json"
+}
+
+summary() { # summary FILE LABEL KEY: the median of KEY for target LABEL
+  python3 - "$@" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+t = next(t for t in doc["targets"] if t["label"] == sys.argv[2])
+print(t["summary"][sys.argv[3]])
+PY
+}
+
+vs vs-relay-node-p2p "$SLIM_NODE_URL" "$SLIM_NODE_PID" --scenario p2p --msgs 100000
+vs vs-relay-node-fanout16 "$SLIM_NODE_URL" "$SLIM_NODE_PID" --scenario fanout --subscribers 16 --msgs 20000
+vs vs-relay-null-p2p "$NULL_RELAY_URL" "$NULL_RELAY_PID" --scenario p2p --msgs 100000
+vs vs-relay-null-fanout16 "$NULL_RELAY_URL" "$NULL_RELAY_PID" --scenario fanout --subscribers 16 --msgs 20000
+vs vs-relay-nats-p2p "$NATS_URL" "$NATS_PID" --scenario p2p --msgs 100000
+vs vs-relay-nats-fanout16 "$NATS_URL" "$NATS_PID" --scenario fanout --subscribers 16 --msgs 20000
+vs vs-relay-node-anycast4 "$SLIM_NODE_URL" "$SLIM_NODE_PID" --scenario anycast --subscribers 4 --msgs 100000
+vs vs-relay-node-reqrep "$SLIM_NODE_URL" "$SLIM_NODE_PID" --scenario reqrep --msgs 50000
+
+NODE_MAX=$(summary "$OUT/vs-relay-node-p2p.json" B msgs_per_s)
+RATE=${RATE:-$(python3 -c "print(round($NODE_MAX / 2 / 1000) * 1000)")}
+echo "real node p2p maximum: $NODE_MAX msgs/s; fixed-rate runs at $RATE msgs/s"
+ROUNDS=$RATE_ROUNDS vs vs-relay-node-p2p-rate "$SLIM_NODE_URL" "$SLIM_NODE_PID" --scenario p2p --msgs 200000 --rate "$RATE"
+ROUNDS=$RATE_ROUNDS vs vs-relay-node-p2p-rate-timer "$SLIM_NODE_URL" "$SLIM_NODE_PID" --scenario p2p --msgs 200000 --rate "$RATE" --pacing timer
+ROUNDS=$RATE_ROUNDS vs vs-relay-null-p2p-rate "$NULL_RELAY_URL" "$NULL_RELAY_PID" --scenario p2p --msgs 200000 --rate "$RATE"
+
+# The plots of RESULTS.md: the real node (old) against slim-relay (new), one vs file each.
+for f in p2p fanout16; do
+  "$TARGET/release/slim-bench" compare "$OUT/vs-relay-node-$f.json" "$OUT/vs-relay-node-$f.json" \
+    --old-label B --new-label A --plot "$OUT/relay-vs-node-$f.svg" >/dev/null
+done
+
+ratio() { # ratio FILE KEY: median of A / median of B
+  python3 -c "print(f'{$(summary "$1" A "$2") / $(summary "$1" B "$2"):.2f}')"
+}
+echo
+echo "targets (medians; every file in $OUT):"
+echo "  relay / node, p2p msgs/s          $(ratio "$OUT/vs-relay-node-p2p.json" msgs_per_s)  (target >= 1.5)"
+echo "  relay / node, fanout 1->16        $(ratio "$OUT/vs-relay-node-fanout16.json" msgs_per_s)  (target >= 1.5)"
+echo "  relay / null, p2p msgs/s          $(ratio "$OUT/vs-relay-null-p2p.json" msgs_per_s)  (target >= 0.8)"
+echo "  relay / null, fanout 1->16        $(ratio "$OUT/vs-relay-null-fanout16.json" msgs_per_s)  (target >= 0.8)"
+echo "  relay / node, p99 at $RATE msgs/s  $(ratio "$OUT/vs-relay-node-p2p-rate.json" p99_us) smooth, $(ratio "$OUT/vs-relay-node-p2p-rate-timer.json" p99_us) timer pacing  (target <= 0.5)"
+lossy=$(python3 - "$OUT"/vs-*.json <<'PY'
+import json, sys
+bad = []
+for path in sys.argv[1:]:
+    for t in json.load(open(path))["targets"]:
+        for i, r in enumerate(t["rounds"]):
+            if r["lost"] or r["duplicates"]:
+                bad.append(f"{path} {t['label']} round {i + 1}: {r['lost']} lost, {r['duplicates']} duplicates")
+print("\n".join(bad))
+PY
+)
+if [ -n "$lossy" ]; then
+  echo "  loss or duplicates:"; echo "$lossy" | sed 's/^/    /'
+  exit 1
+fi
+echo "  zero loss and zero duplicates in every round of every run"
