@@ -74,8 +74,7 @@ async fn every_scenario_through_the_reference_relay_is_lossless() {
 }
 
 /// `--rate` holds the offered load to the rate in both pacing modes (no message leaves before its
-/// due time, so the measured rate cannot exceed it by more than the first message's head start)
-/// and the result records the mode and how well the schedule was kept.
+/// due time) and the result records the mode and how well the schedule was kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paced_runs_keep_to_the_rate_and_record_the_schedule() {
     for pacing in ["smooth", "timer"] {
@@ -109,11 +108,10 @@ async fn paced_runs_keep_to_the_rate_and_record_the_schedule() {
         let m = &doc["targets"][0]["rounds"][0];
         assert_eq!(m["lost"], 0, "{m}");
         let rate = m["msgs_per_s"].as_f64().unwrap_or(f64::MAX);
-        // 1 500 messages due over 0.2998 s: at most 5 000 × 1 500 / 1 499 msgs/s.
-        assert!(
-            rate <= 5_000.0 * 1500.0 / 1499.0 + 1.0,
-            "{pacing}: {rate} msgs/s"
-        );
+        // The last message is due 0.2998 s after the first, so the measured span is at least
+        // that minus how late the first one left. 10 % of slack covers a first send up to 27 ms
+        // late; a publisher that ignored the rate would run tens of times faster.
+        assert!(rate <= 5_000.0 * 1.1, "{pacing}: {rate} msgs/s");
         assert!(m["send_lag_max_us"].as_f64().is_some(), "{m}");
         assert!(m["late_sends"].as_u64().is_some(), "{m}");
     }
