@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Re-runs every side-by-side measurement of bench/RESULTS.md, draws its plots, and prints where
-# slim-relay stands against the targets of the benchmarks issue. Not part of CI (about 10 minutes, and it needs the
-# real SLIM node: see bench/README.md).
+# slim-relay stands against the targets of the benchmarks issue. Not part of CI: it needs the
+# real SLIM node (see bench/README.md) and takes about 3 minutes on 2 cores, plus the build.
 #
-#   bench/results.sh [OUT]      OUT: where the JSON results go (default: bench/results)
+#   bench/results.sh [OUT]      OUT: where the JSON results and plots go (default: bench/results)
 #
 # Environment: ROUNDS (default 5, at least 5) for every `vs`, RATE_ROUNDS (default 7) for the
 # fixed-rate latency runs, RATE to force their rate (default: half the real node's p2p maximum,
 # as measured by this script's own first run, rounded to 1 000 msgs/s).
 #
 # The peers come from bench/peers.sh (servers pinned to core 0); the generator runs on core 1.
-# They are stopped when this script ends, also on failure or Ctrl-C.
+# They are stopped when this script ends, also on failure or Ctrl-C. Every run is made even when
+# one fails; the exit status is 1 if any run failed or lost or duplicated a message.
 set -euo pipefail
+# OUT is taken relative to where the script was started, before moving to the repository.
+OUT=$(mkdir -p "${1:-$(dirname "$0")/results}" && cd "${1:-$(dirname "$0")/results}" && pwd)
 cd "$(dirname "$0")/.."
 
-OUT=${1:-bench/results}
 ROUNDS=${ROUNDS:-5}
 RATE_ROUNDS=${RATE_ROUNDS:-7}
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -27,19 +29,21 @@ command -v python3 >/dev/null || { echo "error: python3 is needed to read the JS
 }
 command -v taskset >/dev/null || { echo "error: taskset (util-linux) is needed to pin the generator" >&2; exit 1; }
 
-mkdir -p "$OUT"
+# Started first, so a failed start (ports taken by peers someone else runs) stops nothing.
+bench/peers.sh start >/dev/null
 trap 'bench/peers.sh stop >/dev/null' EXIT
 trap 'exit 130' INT TERM
-bench/peers.sh start >/dev/null
 # shellcheck disable=SC1091
 . target/peers.env
 
+FAILED=()
 vs() { # vs NAME B_URL B_PID ARGS...: one interleaved run of slim-relay (A) against B
   local name=$1 url=$2 pid=$3; shift 3
   echo "== $name"
+  rm -f "$OUT/$name.json" # never read a previous run's file as this one's
   taskset -c 1 "$TARGET/release/slim-bench" vs --quiet --size 128 --rounds "$ROUNDS" \
     --a "$SLIM_RELAY_URL" --a-pid "$SLIM_RELAY_PID" --b "$url" --b-pid "$pid" \
-    "$@" --json "$OUT/$name.json"
+    "$@" --json "$OUT/$name.json" || FAILED+=("$name")
 }
 
 summary() { # summary FILE LABEL KEY: the median of KEY for target LABEL
@@ -60,9 +64,16 @@ vs vs-relay-nats-fanout16 "$NATS_URL" "$NATS_PID" --scenario fanout --subscriber
 vs vs-relay-node-anycast4 "$SLIM_NODE_URL" "$SLIM_NODE_PID" --scenario anycast --subscribers 4 --msgs 100000
 vs vs-relay-node-reqrep "$SLIM_NODE_URL" "$SLIM_NODE_PID" --scenario reqrep --msgs 50000
 
-NODE_MAX=$(summary "$OUT/vs-relay-node-p2p.json" B msgs_per_s)
-RATE=${RATE:-$(python3 -c "print(round($NODE_MAX / 2 / 1000) * 1000)")}
-echo "real node p2p maximum: $NODE_MAX msgs/s; fixed-rate runs at $RATE msgs/s"
+if [ -z "${RATE:-}" ]; then
+  NODE_MAX=$(summary "$OUT/vs-relay-node-p2p.json" B msgs_per_s) || {
+    echo "error: no p2p result of the real node to take half its maximum from; set RATE=msgs/s" >&2
+    exit 1
+  }
+  RATE=$(python3 -c "print(round($NODE_MAX / 2 / 1000) * 1000)")
+  echo "real node p2p maximum: $NODE_MAX msgs/s; fixed-rate runs at half of it, $RATE msgs/s"
+else
+  echo "fixed-rate runs at RATE=$RATE msgs/s"
+fi
 ROUNDS=$RATE_ROUNDS vs vs-relay-node-p2p-rate "$SLIM_NODE_URL" "$SLIM_NODE_PID" --scenario p2p --msgs 200000 --rate "$RATE"
 ROUNDS=$RATE_ROUNDS vs vs-relay-node-p2p-rate-timer "$SLIM_NODE_URL" "$SLIM_NODE_PID" --scenario p2p --msgs 200000 --rate "$RATE" --pacing timer
 ROUNDS=$RATE_ROUNDS vs vs-relay-null-p2p-rate "$NULL_RELAY_URL" "$NULL_RELAY_PID" --scenario p2p --msgs 200000 --rate "$RATE"
@@ -70,11 +81,14 @@ ROUNDS=$RATE_ROUNDS vs vs-relay-null-p2p-rate "$NULL_RELAY_URL" "$NULL_RELAY_PID
 # The plots of RESULTS.md: the real node (old) against slim-relay (new), one vs file each.
 for f in p2p fanout16; do
   "$TARGET/release/slim-bench" compare "$OUT/vs-relay-node-$f.json" "$OUT/vs-relay-node-$f.json" \
-    --old-label B --new-label A --plot "$OUT/relay-vs-node-$f.svg" >/dev/null
+    --old-label B --new-label A --plot "$OUT/relay-vs-node-$f.svg" >/dev/null || FAILED+=("plot-$f")
 done
 
-ratio() { # ratio FILE KEY: median of A / median of B
-  python3 -c "print(f'{$(summary "$1" A "$2") / $(summary "$1" B "$2"):.2f}')"
+ratio() { # ratio FILE KEY: median of A / median of B, or why there is none
+  local a b
+  a=$(summary "$1" A "$2" 2>/dev/null) && b=$(summary "$1" B "$2" 2>/dev/null) \
+    || { echo "n/a (no $2 in $1)"; return; }
+  python3 -c "print(f'{$a / $b:.2f}' if $b else 'n/a (B is 0)')"
 }
 echo
 echo "targets (medians; every file in $OUT):"
@@ -94,8 +108,15 @@ for path in sys.argv[1:]:
 print("\n".join(bad))
 PY
 )
+status=0
 if [ -n "$lossy" ]; then
   echo "  loss or duplicates:"; echo "$lossy" | sed 's/^/    /'
-  exit 1
+  status=1
+else
+  echo "  zero loss and zero duplicates in every round of every run"
 fi
-echo "  zero loss and zero duplicates in every round of every run"
+if [ ${#FAILED[@]} -gt 0 ]; then
+  echo "  runs that failed (see their output above): ${FAILED[*]}"
+  status=1
+fi
+exit "$status"

@@ -90,10 +90,11 @@ pub struct ScenarioArgs {
     /// Total messages per second, paced across publishers; default: as fast as the window allows.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// With --rate: `smooth` sends each message at its due time (busy generator core), `timer`
-    /// sleeps on tokio's 1 ms timer, so the messages due within a tick leave together.
-    #[arg(long, value_enum, default_value = "smooth")]
-    pub pacing: Pacing,
+    /// With --rate: `smooth` (default) sends each message at its due time (busy generator
+    /// core), `timer` sleeps on tokio's 1 ms timer, so the messages due within a tick leave
+    /// together.
+    #[arg(long, value_enum, requires = "rate")]
+    pub pacing: Option<Pacing>,
     /// Warm-up messages per publisher, checked for loss but not measured.
     #[arg(long, default_value_t = 0)]
     pub warmup: u64,
@@ -117,7 +118,7 @@ impl ScenarioArgs {
             publishers: self.publishers,
             subscribers: self.subscribers,
             rate: self.rate,
-            pacing: self.pacing,
+            pacing: self.rate.map(|_| self.pacing.unwrap_or_default()),
             warmup: self.warmup,
             window: self.window,
             drain_timeout_s: self.drain_timeout,
@@ -421,13 +422,14 @@ fn print_vs(
 ) -> std::io::Result<()> {
     writeln!(
         out,
-        "slim-bench vs, {} rounds each (A B A B …), {} {} B × {} msgs/publisher, {} pub / {} sub",
+        "slim-bench vs, {} rounds each (A B A B …), {} {} B × {} msgs/publisher, {} pub / {} sub{}",
         rounds,
         params.scenario.as_str(),
         params.size,
         params.msgs,
         params.publishers,
-        params.subscribers
+        params.subscribers,
+        crate::result::paced(params)
     )?;
     writeln!(
         out,

@@ -87,6 +87,33 @@ mod tests {
         assert_eq!(due(t0, 130, 130_000.0) - t0, Duration::from_millis(1));
     }
 
+    /// While a smooth pacer waits, the other tasks of a one-thread runtime keep running: it
+    /// yields instead of spinning on the thread, so receivers are not starved.
+    #[tokio::test(flavor = "current_thread")]
+    async fn smooth_pacing_lets_other_tasks_run() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        let ticks = Arc::new(AtomicU64::new(0));
+        let counter = {
+            let ticks = ticks.clone();
+            tokio::spawn(async move {
+                loop {
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        // Entirely inside the spin window: no sleep, only yields.
+        Pacing::Smooth
+            .wait_until(Instant::now() + Duration::from_millis(1))
+            .await;
+        counter.abort();
+        assert!(
+            ticks.load(Ordering::Relaxed) > 0,
+            "the other task never ran"
+        );
+    }
+
     /// Smooth pacing never releases a message before its due time, even when the due times are
     /// far closer together than the timer's resolution.
     #[tokio::test(flavor = "current_thread")]

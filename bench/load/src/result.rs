@@ -188,10 +188,11 @@ pub struct Params {
     pub subscribers: usize,
     /// Total paced rate in messages/s; `None` = as fast as the window allows.
     pub rate: Option<f64>,
-    /// How a paced publisher waits for each due time. Files written before the choice existed
-    /// have no such field and read as `timer`, which is what they used.
-    #[serde(default = "Pacing::legacy")]
-    pub pacing: Pacing,
+    /// How a paced publisher waits for each due time; `None` when `rate` is. Paced files written
+    /// before the choice existed have no such field and read as `timer`, which is what they used
+    /// (see [`ResultFile::read`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pacing: Option<Pacing>,
     /// Warm-up messages per publisher, delivered and checked but not measured.
     pub warmup: u64,
     /// Messages in flight (sent, not yet delivered) allowed across all publishers.
@@ -316,12 +317,27 @@ impl ResultFile {
             Some(other) => return Err(bad(format!("schema {other:?}, expected {SCHEMA:?}"))),
             None => return Err(bad("no \"schema\" field".into())),
         }
-        let doc: ResultFile = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        let mut doc: ResultFile = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        doc.params.pacing = match doc.params.rate {
+            Some(_) => Some(doc.params.pacing.unwrap_or_else(Pacing::legacy)),
+            None => None,
+        };
         if doc.targets.iter().all(|t| t.rounds.is_empty()) {
             return Err(bad("no rounds".into()));
         }
         Ok(doc)
     }
+}
+
+/// `", paced at R msgs/s (mode)"` for a paced run, empty otherwise: the end of a table header.
+pub fn paced(params: &Params) -> String {
+    params.rate.map_or(String::new(), |r| {
+        format!(
+            ", paced at {} msgs/s ({})",
+            fmt_num(r),
+            params.pacing.unwrap_or_default().as_str()
+        )
+    })
 }
 
 /// The median of `values` (mean of the middle two for an even count).
@@ -383,11 +399,7 @@ pub fn print_run(
         params.msgs,
         params.publishers,
         params.subscribers,
-        params.rate.map_or(String::new(), |r| format!(
-            ", paced at {} msgs/s ({})",
-            fmt_num(r),
-            params.pacing.as_str()
-        ))
+        paced(params)
     )?;
     let rows: Vec<(&str, String)> = vec![
         (
@@ -445,7 +457,7 @@ pub fn print_run(
             out,
             "  {:<14} {} pacing, latest send {} µs after its due time, {late} sent over {} µs late",
             "schedule",
-            params.pacing.as_str(),
+            params.pacing.unwrap_or_default().as_str(),
             fmt_num(lag),
             LATE_SEND_US
         )?;
@@ -474,9 +486,10 @@ pub fn loss_warning(m: &Metrics) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// Result files written before `--pacing` existed were all paced on the timer.
+    /// Paced result files written before `--pacing` existed were all paced on the timer; unpaced
+    /// files have no pacing, whatever the field says.
     #[test]
-    fn params_without_pacing_read_as_timer_paced() {
+    fn files_without_pacing_read_as_timer_paced() {
         let params = Params {
             scenario: Scenario::P2p,
             size: 128,
@@ -484,18 +497,40 @@ mod tests {
             publishers: 1,
             subscribers: 1,
             rate: Some(1000.0),
-            pacing: Pacing::Smooth,
+            pacing: Some(Pacing::Smooth),
             warmup: 0,
             window: 512,
             drain_timeout_s: 5.0,
         };
-        let mut json = serde_json::to_value(&params).expect("serialise");
-        assert_eq!(json["pacing"], "smooth");
-        let back: Params = serde_json::from_value(json.clone()).expect("read back");
-        assert_eq!(back, params);
-        json.as_object_mut().expect("object").remove("pacing");
-        let old: Params = serde_json::from_value(json).expect("old file");
-        assert_eq!(old.pacing, Pacing::Timer);
+        let doc = ResultFile::new(
+            "run",
+            vec!["slim-bench".into()],
+            params.clone(),
+            vec![TargetResult::new(
+                "target",
+                "embedded",
+                None,
+                vec![Metrics::default()],
+            )],
+        );
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("slim-bench-pacing-{}.json", std::process::id()));
+        let path = path.to_string_lossy().to_string();
+        let read_with = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut json = serde_json::to_value(&doc).expect("serialise");
+            edit(&mut json["params"]);
+            std::fs::write(&path, json.to_string()).expect("write");
+            let back = ResultFile::read(&path).expect("read back");
+            let _ = std::fs::remove_file(&path);
+            back.params
+        };
+        assert_eq!(read_with(&|_| {}), params);
+        let old = read_with(&|p| {
+            p.as_object_mut().expect("object").remove("pacing");
+        });
+        assert_eq!(old.pacing, Some(Pacing::Timer));
+        let unpaced = read_with(&|p| p["rate"] = serde_json::Value::Null);
+        assert_eq!(unpaced.pacing, None);
     }
 
     #[test]

@@ -283,7 +283,7 @@ impl Harness {
         let total_seq = self.total_seq;
         let copies = self.copies;
         let per_pub_rate = self.params.rate.map(|r| r / self.params.publishers as f64);
-        let pacing = self.params.pacing;
+        let pacing = self.params.pacing.unwrap_or_default();
         tokio::spawn(async move {
             let Some(window) = shared.windows.get(i).cloned() else {
                 return;

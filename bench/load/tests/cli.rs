@@ -73,8 +73,9 @@ async fn every_scenario_through_the_reference_relay_is_lossless() {
     embedded_run("reqrep", "2", "2").await;
 }
 
-/// `--rate` holds the offered load to the rate in both pacing modes (no message leaves before its
-/// due time) and the result records the mode and how well the schedule was kept.
+/// `--rate` holds the offered load to about the rate in both pacing modes, and the result records
+/// the mode and how well the schedule was kept. (That no single message leaves early is a unit
+/// test of `pace`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paced_runs_keep_to_the_rate_and_record_the_schedule() {
     for pacing in ["smooth", "timer"] {
@@ -115,10 +116,27 @@ async fn paced_runs_keep_to_the_rate_and_record_the_schedule() {
         assert!(m["send_lag_max_us"].as_f64().is_some(), "{m}");
         assert!(m["late_sends"].as_u64().is_some(), "{m}");
     }
-    // Unpaced runs have no schedule to report.
-    let (code, out) = cli(&["run", "--embedded", "--msgs", "200", "--quiet"]).await;
+    // Unpaced runs have no schedule to report, and no pacing in their parameters.
+    let path = tmp("unpaced.json");
+    let p = path.to_string_lossy().to_string();
+    let (code, out) = cli(&[
+        "run",
+        "--embedded",
+        "--msgs",
+        "200",
+        "--quiet",
+        "--json",
+        &p,
+    ])
+    .await;
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("schedule"), "{out}");
+    let doc = read_json(&path);
+    let _ = std::fs::remove_file(&path);
+    assert!(doc["params"].get("pacing").is_none(), "{}", doc["params"]);
+    // --pacing means nothing without --rate: a usage error, not a silently ignored flag.
+    let (code, _) = cli(&["run", "--embedded", "--msgs", "200", "--pacing", "timer"]).await;
+    assert_eq!(code, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
