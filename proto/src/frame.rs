@@ -678,8 +678,9 @@ mod tests {
         assert_eq!(PublishFrame::parse(&Bytes::new()), None);
     }
 
-    /// A signed Publish whose content is the command payload `cmd`, encoded by hand.
-    fn frame_with_command(cmd: &[u8]) -> Vec<u8> {
+    /// A signed Publish whose content is a command payload with `depth` nested unknown-field
+    /// groups, encoded by hand.
+    fn frame_with_nested_command(depth: usize) -> Vec<u8> {
         let msg = sample();
         let Some(pb::message::MessageType::Publish(p)) = msg.message_type else {
             unreachable!()
@@ -687,12 +688,7 @@ mod tests {
         let mut publish = Vec::new();
         prost::encoding::message::encode(1, p.header.as_ref().unwrap(), &mut publish);
         prost::encoding::message::encode(2, p.session.as_ref().unwrap(), &mut publish);
-        let mut content = vec![0x12];
-        put_varint(&mut content, cmd.len() as u64);
-        content.extend_from_slice(cmd);
-        publish.push(0x1a);
-        put_varint(&mut publish, content.len() as u64);
-        publish.extend_from_slice(&content);
+        crate::raw::push_nested_command_content(depth, &mut publish);
         let mut frame = vec![PUBLISH_KEY];
         put_varint(&mut frame, publish.len() as u64);
         frame.extend_from_slice(&publish);
@@ -706,10 +702,7 @@ mod tests {
     #[test]
     fn command_payloads_are_left_to_prost() {
         for n in [0usize, 1, 98, 99, 100, 101] {
-            let mut cmd = vec![0x0a, 0x00]; // discovery_request {}
-            cmd.extend([0x8b, 0x01].repeat(n)); // unknown field 17, start group
-            cmd.extend([0x8c, 0x01].repeat(n)); // field 17, end group
-            let frame = frame_with_command(&cmd);
+            let frame = frame_with_nested_command(n);
             assert_eq!(
                 PublishFrame::parse(&Bytes::from(frame.clone())),
                 None,

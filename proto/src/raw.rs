@@ -2,9 +2,11 @@
 //!
 //! Test clients need to send frames that are *not* valid protobuf (SLIM-TRANS-005) or that no
 //! well-behaved encoder would produce; with this codec every request item is an already-encoded
-//! frame. Shared by the conformance runner's client and the relay's integration tests.
+//! frame. Shared by the conformance runner's client and the relay's integration tests, as is
+//! [`push_nested_command_content`], the hand-built content of one such frame.
 
 use bytes::BufMut;
+use prost::encoding::encode_varint;
 use prost::Message as _;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
@@ -54,4 +56,20 @@ impl Codec for RawCodec {
     fn decoder(&mut self) -> MessageDecoder {
         MessageDecoder
     }
+}
+
+/// Appends Publish field 3, `Content { command_payload }`, whose command is `discovery_request {}`
+/// followed by `depth` nested unknown-field groups (field 17). The payload decodes on its own, but
+/// inside a Message prost's recursion limit also counts the levels above it, so from depth 98 the
+/// whole Message no longer decodes: a frame a node must never forward (SLIM-VAL-008).
+pub fn push_nested_command_content(depth: usize, publish: &mut Vec<u8>) {
+    let mut cmd = vec![0x0a, 0x00]; // discovery_request {}
+    cmd.extend([0x8b, 0x01].repeat(depth)); // unknown field 17, start group
+    cmd.extend([0x8c, 0x01].repeat(depth)); // field 17, end group
+    let mut content = vec![0x12]; // Content.command_payload
+    encode_varint(cmd.len() as u64, &mut content);
+    content.extend_from_slice(&cmd);
+    publish.push(0x1a); // Publish.msg
+    encode_varint(content.len() as u64, publish);
+    publish.extend_from_slice(&content);
 }

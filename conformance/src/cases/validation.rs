@@ -131,17 +131,7 @@ fn undecodable_publish(
         Defect::Content => {
             body.extend_from_slice(&[0x1a, 0x08, 0x0a, 0x06, 0x0a, 0x01, 0xff, 0x12, 0x01, b'x'])
         }
-        Defect::DeepCommand => {
-            let mut cmd = vec![0x0a, 0x00]; // discovery_request {}
-            cmd.extend([0x8b, 0x01].repeat(98)); // unknown field 17: start group
-            cmd.extend([0x8c, 0x01].repeat(98)); // end group
-            let mut content = vec![0x12];
-            encode_varint(cmd.len() as u64, &mut content);
-            content.extend_from_slice(&cmd);
-            body.push(0x1a);
-            encode_varint(content.len() as u64, &mut body);
-            body.extend_from_slice(&content);
-        }
+        Defect::DeepCommand => slim_proto::raw::push_nested_command_content(98, &mut body),
         _ => {
             if let Some(c) = p.msg.as_ref() {
                 message::encode(3, c, &mut body);

@@ -598,15 +598,7 @@ fn publishes_prost_cannot_decode_are_never_forwarded() {
     let mut body = Vec::new();
     prost::encoding::message::encode(1, p.header.as_ref().expect("header"), &mut body);
     prost::encoding::message::encode(2, p.session.as_ref().expect("session"), &mut body);
-    let mut cmd = vec![0x0a, 0x00]; // discovery_request {}
-    cmd.extend([0x8b, 0x01].repeat(98)); // unknown field 17, start group
-    cmd.extend([0x8c, 0x01].repeat(98)); // field 17, end group
-    let mut content = vec![0x12];
-    encode_varint(cmd.len() as u64, &mut content);
-    content.extend_from_slice(&cmd);
-    body.push(0x1a);
-    encode_varint(content.len() as u64, &mut body);
-    body.extend_from_slice(&content);
+    slim_proto::raw::push_nested_command_content(98, &mut body);
     let mut frame = vec![0x1a];
     encode_varint(body.len() as u64, &mut frame);
     frame.extend_from_slice(&body);
