@@ -165,12 +165,46 @@ impl LinkKeyPair {
     pub fn derive_link_mac(&self, peer_public: &[u8], link_id: &str) -> Result<LinkMac, LinkError> {
         derive_link_mac(&self.secret, peer_public, link_id)
     }
+
+    /// The hybrid link key with this key pair (see [`derive_hybrid_link_mac`]).
+    pub fn derive_hybrid_link_mac(
+        &self,
+        peer_public: &[u8],
+        kem_shared: &[u8; 32],
+        link_id: &str,
+    ) -> Result<LinkMac, LinkError> {
+        derive_hybrid_link_mac(&self.secret, peer_public, kem_shared, link_id)
+    }
 }
 
 /// `HKDF-SHA256(salt = link_id, ikm = X25519(secret, peer), info = v1)` as a [`LinkMac`].
 pub fn derive_link_mac(
     secret: &StaticSecret,
     peer_public: &[u8],
+    link_id: &str,
+) -> Result<LinkMac, LinkError> {
+    derive(secret, peer_public, &[], HKDF_INFO_V1, link_id)
+}
+
+/// The hybrid link key (SLIM-LINK-014): `HKDF-SHA256(salt = link_id, ikm = X25519(secret, peer)
+/// || ML-KEM-768 shared secret, info = v1-pq)` as a [`LinkMac`]. The initiator sent an ML-KEM-768
+/// encapsulation key in `link_kem_payload`; `kem_shared` is what it decapsulated from the
+/// responder's ciphertext.
+pub fn derive_hybrid_link_mac(
+    secret: &StaticSecret,
+    peer_public: &[u8],
+    kem_shared: &[u8; 32],
+    link_id: &str,
+) -> Result<LinkMac, LinkError> {
+    derive(secret, peer_public, kem_shared, HKDF_INFO_V1_PQ, link_id)
+}
+
+/// HKDF-SHA256 with salt `link_id` over the X25519 shared secret followed by `extra_ikm`.
+fn derive(
+    secret: &StaticSecret,
+    peer_public: &[u8],
+    extra_ikm: &[u8],
+    info: &[u8],
     link_id: &str,
 ) -> Result<LinkMac, LinkError> {
     if link_id.is_empty() {
@@ -183,11 +217,11 @@ pub fn derive_link_mac(
     if !shared.was_contributory() {
         return Err(LinkError::NonContributory);
     }
-    let hk = Hkdf::<Sha256>::new(Some(link_id.as_bytes()), shared.as_bytes());
+    let ikm = [shared.as_bytes().as_slice(), extra_ikm].concat();
+    let hk = Hkdf::<Sha256>::new(Some(link_id.as_bytes()), &ikm);
     let mut okm = [0u8; 32];
     // 32 bytes is far below HKDF-SHA256's 8160-byte limit.
-    hk.expand(HKDF_INFO_V1, &mut okm)
-        .unwrap_or_else(|_| unreachable!());
+    hk.expand(info, &mut okm).unwrap_or_else(|_| unreachable!());
     Ok(LinkMac::new(okm, link_id))
 }
 
