@@ -21,6 +21,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::mutants::{self, Fault};
+
 /// The credentials a relay requires (`auth` in `relay.yaml`, `--auth-basic`, `--auth-bearer`).
 ///
 /// In YAML: `auth: {basic: {username: U, password: P}}` or `auth: {bearer: {token: T}}`.
@@ -153,9 +155,14 @@ pub enum AuthError {
 /// section 11.1); the credentials exactly, in constant time.
 pub fn check(expected: &AuthConfig, header: Option<&[u8]>) -> Result<(), AuthError> {
     let scheme = expected.scheme();
+    if header.is_none() && mutants::on(Fault::AuthMissingHeaderAccepted) {
+        return Ok(());
+    }
     let header = header.ok_or(AuthError::MissingHeader { expected: scheme })?;
     let (name, credentials) = split_credentials(header);
-    if !name.eq_ignore_ascii_case(scheme.as_str().as_bytes()) {
+    if !name.eq_ignore_ascii_case(scheme.as_str().as_bytes())
+        && !mutants::on(Fault::AuthAnySchemeAccepted)
+    {
         return Err(AuthError::WrongScheme { expected: scheme });
     }
     if credentials.is_empty() {
@@ -187,6 +194,9 @@ fn split_credentials(header: &[u8]) -> (&[u8], &[u8]) {
 
 /// `a == b` in time that depends only on the lengths, not on where the first difference is.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if let Some(eq) = mutants::loose_secret_eq(a, b) {
+        return eq; // faults auth-longer/shorter-credentials-accepted
+    }
     if a.len() != b.len() {
         // Only the length leaks, which a secret of a known format reveals anyway.
         return false;

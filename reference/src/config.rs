@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::auth::AuthConfig;
+use crate::mutants::{self, Fault};
 use crate::relay::RelayConfig;
 
 /// Default listen address: loopback on SLIM's port (SLIM-TRANS-001).
@@ -148,7 +149,11 @@ impl FileConfig {
                     .parse()
                     .unwrap_or_else(|_| unreachable!("constant address"))
             }),
-            queue_capacity: self.queue_capacity.unwrap_or(1024),
+            queue_capacity: if mutants::on(Fault::UnboundedLinkQueue) {
+                mutants::UNBOUNDED_QUEUE
+            } else {
+                self.queue_capacity.unwrap_or(1024)
+            },
             relay: RelayConfig {
                 require_header_mac: self
                     .require_header_mac

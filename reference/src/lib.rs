@@ -15,6 +15,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod mls;
+pub mod mutants;
 pub mod relay;
 pub mod server;
 pub mod session;

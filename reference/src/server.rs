@@ -46,11 +46,13 @@ use tokio_stream::StreamExt as _;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::BoxFuture;
 use tonic::server::StreamingService;
+use tonic::service::Routes;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use crate::auth::{self, AuthConfig};
 use crate::config::ServerConfig;
+use crate::mutants::{self, Fault};
 use crate::relay::{CloseCode, CloseReason, ConnId, Output, Relay, Stats};
 
 /// Counters kept by the shell (what the core cannot see).
@@ -95,13 +97,14 @@ impl State {
     /// A message for a full queue is dropped for that receiver (SLIM-TRANS-006), except one
     /// addressed back to `ingress`, the link whose message is being handled: replies to a link's
     /// own requests (SubscriptionAcks) are returned instead, and the caller waits for room before
-    /// reading that link again, so a client that floods requests slows only itself.
+    /// reading that link again, so a client that floods requests slows only itself. Each
+    /// returned item comes with the queue it is for.
     fn dispatch(
         &mut self,
         outputs: &mut Vec<Output>,
         shell_stats: &ShellStats,
         ingress: Option<ConnId>,
-    ) -> Vec<Outbound> {
+    ) -> Vec<(OutboundQueue, Outbound)> {
         let mut deferred = Vec::new();
         for output in outputs.drain(..) {
             let (conn, item) = match output {
@@ -119,8 +122,15 @@ impl State {
             };
             match link.tx.try_send(Ok(item)) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(Ok(item))) if Some(conn) == ingress => {
-                    deferred.push(item);
+                Err(mpsc::error::TrySendError::Full(Ok(item)))
+                    if Some(conn) == ingress && !mutants::on(Fault::AcksDroppedWhenQueueFull) =>
+                {
+                    deferred.push((link.tx.clone(), item));
+                }
+                Err(mpsc::error::TrySendError::Full(Ok(item)))
+                    if mutants::on(Fault::SlowConsumerBlocksSender) =>
+                {
+                    deferred.push((link.tx.clone(), item)); // the sender waits for the receiver
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     let n = shell_stats
@@ -136,6 +146,9 @@ impl State {
         deferred
     }
 }
+
+/// The sending half of a connection's outbound queue.
+type OutboundQueue = mpsc::Sender<Result<Outbound, Status>>;
 
 /// What a connection's outbound queue carries: a message the core built (acks, negotiation
 /// replies, Publishes routed on the decoded path), or a Publish frame of the frame path.
@@ -192,6 +205,9 @@ impl Codec for RelayCodec {
 }
 
 fn status(reason: &CloseReason) -> Status {
+    if let Some(ok) = mutants::peer_refusal_status(reason) {
+        return ok;
+    }
     let code = match reason.code {
         CloseCode::InvalidArgument => Code::InvalidArgument,
         CloseCode::DeadlineExceeded => Code::DeadlineExceeded,
@@ -311,7 +327,7 @@ async fn connection_task(
                     };
                     // Backpressure on this link only: stop reading it until its replies fit.
                     let mut ended = None;
-                    for reply in deferred {
+                    for (queue, reply) in deferred {
                         tokio::select! {
                             biased;
                             closed = &mut close_rx => {
@@ -325,7 +341,7 @@ async fn connection_task(
                                 });
                                 break;
                             }
-                            sent = tx.send(Ok(reply)) => if sent.is_err() {
+                            sent = queue.send(Ok(reply)) => if sent.is_err() {
                                 ended = Some("peer stopped receiving".to_string());
                                 break;
                             },
@@ -347,7 +363,12 @@ async fn connection_task(
         }
     };
     let mut state = shared.lock();
-    state.relay.close(conn);
+    let keep_routes = (mutants::on(Fault::RoutesKeptOnCleanClose)
+        && why == "peer closed the stream")
+        || (mutants::on(Fault::RoutesKeptOnErrorClose) && why.starts_with("read error"));
+    if !keep_routes {
+        state.relay.close(conn);
+    }
     state.links.remove(&conn);
     drop(state);
     info!(conn, reason = %why, "connection closed");
@@ -535,12 +556,17 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let timer = tokio::spawn(timer_task(shared.clone()));
-    let service = OpenChannelServer::new(
-        RelayService {
-            shared: shared.clone(),
-        },
-        RelayCodec,
-    );
+    let handler = RelayService {
+        shared: shared.clone(),
+    };
+    let routes = if mutants::on(Fault::SizeLimitOneOverAccepted) {
+        let limit = slim_proto::MAX_MESSAGE_SIZE + 1;
+        Routes::new(mutants::OpenChannelWithLimit::new(
+            handler, RelayCodec, limit,
+        ))
+    } else {
+        Routes::new(OpenChannelServer::new(handler, RelayCodec))
+    };
     let closing = shared.clone();
     let stop: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
         shutdown.await;
@@ -562,7 +588,7 @@ async fn serve(
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(120)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .add_service(service)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stop);
     let result = server.await;
     timer.abort();

@@ -98,6 +98,10 @@ fn parse_bearer(value: &str) -> Result<AuthConfig, String> {
 }
 
 fn main() -> ExitCode {
+    // SLIM_RELAY_MUTANT (builds with the `mutants` feature): `list`, or the seeded fault to run with.
+    if let Some(code) = slim_reference::mutants::startup() {
+        return code;
+    }
     let args = Args::parse();
     let auth = args.auth();
     tracing_subscriber::fmt()

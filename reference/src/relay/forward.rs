@@ -2,13 +2,14 @@
 //! MAC check and the TTL step (SLIM-SUB-*, SLIM-ROUTE-*).
 
 use slim_proto::frame::PublishFrame;
-use slim_proto::names::encoded_id;
+use slim_proto::names::{encoded_id, NULL_ID};
 use slim_proto::pb::{self, message::MessageType};
 use tracing::{debug, warn};
 
 use super::link::LinkState;
 use super::subscriptions::Prefix;
 use super::{ack, ConnId, Output, Relay};
+use crate::mutants::{self, Fault};
 
 /// The routing key of a name: its prefix and id (absent id = wildcard).
 fn key(name: Option<&pb::Name>) -> Option<(Prefix, u128)> {
@@ -17,10 +18,20 @@ fn key(name: Option<&pb::Name>) -> Option<(Prefix, u128)> {
 
 /// The routing key of a name's hashed form.
 fn encoded_key(enc: &pb::EncodedName) -> (Prefix, u128) {
-    (
+    let (mut prefix, mut id) = (
         [enc.component_0, enc.component_1, enc.component_2],
         encoded_id(enc),
-    )
+    );
+    if mutants::on(Fault::Component2Ignored) {
+        prefix[2] = 0;
+    }
+    if mutants::on(Fault::IdLowHalfOnly) && id != NULL_ID {
+        id &= u128::from(u64::MAX);
+    }
+    if mutants::on(Fault::AbsentNameIdNotWildcard) && enc.name_id.is_none() {
+        id = 0;
+    }
+    (prefix, id)
 }
 
 impl Relay {
@@ -38,7 +49,7 @@ impl Relay {
                 ));
             }
         }
-        if header.forward_to.is_some() {
+        if header.forward_to.is_some() && !mutants::on(Fault::ForwardToSubscribeAckedUnforwarded) {
             return Err(
                 "forward_to on a subscription is not supported: slim-relay has no peer links to propagate it to"
                     .to_string(),
@@ -52,12 +63,16 @@ impl Relay {
             return;
         };
         let id = sub.subscription_id;
-        let result = self.subscription_target(conn, header).and_then(|()| {
+        let owner = match header.recv_from {
+            Some(n) if mutants::on(Fault::RecvFromForeignHonoured) => n,
+            _ => conn,
+        };
+        let mut result = self.subscription_target(owner, header).and_then(|()| {
             let (prefix, name_id) =
                 key(header.destination.as_ref()).ok_or("destination has no encoded name")?;
             let limit = self.config.max_subscriptions_per_connection;
             self.table
-                .subscribe(conn, id, prefix, name_id, limit)
+                .subscribe(owner, id, prefix, name_id, limit)
                 .map_err(|e| e.to_string())
         });
         match &result {
@@ -67,8 +82,11 @@ impl Relay {
             }
             Err(e) => warn!(conn, subscription_id = id, error = %e, "subscribe refused"),
         }
+        if mutants::on(Fault::AckSuccessWhenRefused) {
+            result = Ok(());
+        }
         // SLIM-SUB-001/002: ack iff the id is non-zero.
-        if id != 0 {
+        if id != 0 || mutants::on(Fault::AckForIdZero) {
             out.push(ack(conn, id, result));
         }
     }
@@ -83,11 +101,15 @@ impl Relay {
             return;
         };
         let id = unsub.subscription_id;
-        let result = self.subscription_target(conn, header).and_then(|()| {
+        let owner = match header.recv_from {
+            Some(n) if mutants::on(Fault::UnsubscribeRecvFromForeignHonoured) => n,
+            _ => conn,
+        };
+        let mut result = self.subscription_target(owner, header).and_then(|()| {
             let (prefix, name_id) =
                 key(header.destination.as_ref()).ok_or("destination has no encoded name")?;
             self.table
-                .unsubscribe(conn, id, prefix, name_id)
+                .unsubscribe(owner, id, prefix, name_id)
                 .map_err(|e| e.to_string())
         });
         match &result {
@@ -97,7 +119,10 @@ impl Relay {
             }
             Err(e) => debug!(conn, subscription_id = id, error = %e, "unsubscribe refused"),
         }
-        if id != 0 {
+        if mutants::on(Fault::AckSuccessWhenRefused) {
+            result = Ok(());
+        }
+        if id != 0 || mutants::on(Fault::AckForIdZero) {
             out.push(ack(conn, id, result));
         }
     }
@@ -112,7 +137,7 @@ impl Relay {
         destination: Option<&pb::EncodedName>,
         fanout: u32,
     ) -> Vec<ConnId> {
-        if let Some(n) = forward_to {
+        if let Some(n) = forward_to.filter(|_| !mutants::on(Fault::ForwardToIgnored)) {
             if matches!(self.links.get(&n), Some(LinkState::Established(_))) {
                 return vec![n];
             }
@@ -121,15 +146,35 @@ impl Relay {
                 forward_to = n,
                 "publish to an unknown connection dropped"
             );
-            return Vec::new();
+            if !mutants::on(Fault::ForwardToUnknownUsesTable) {
+                return Vec::new();
+            }
         }
-        let Some((prefix, id)) = destination.map(encoded_key) else {
+        let Some((prefix, mut id)) = destination.map(encoded_key) else {
             return Vec::new();
         };
-        if fanout == slim_proto::ANYCAST_FANOUT {
-            self.table.pick_one(&prefix, id, conn).into_iter().collect()
+        if mutants::on(Fault::IdIgnored) {
+            id = NULL_ID;
+        }
+        if mutants::on(Fault::IdHalvesSwappedOnPublish) {
+            id = id.rotate_left(64);
+        }
+        let skip = if mutants::on(Fault::PublishEchoedToSender) {
+            ConnId::MAX // no link has this index
         } else {
-            self.table.all(&prefix, id, conn)
+            conn
+        };
+        let anycast = fanout == slim_proto::ANYCAST_FANOUT
+            || (fanout == 0 && mutants::on(Fault::Fanout0IsAnycast))
+            || (fanout == 2 && mutants::on(Fault::Fanout2IsAnycast));
+        if anycast {
+            self.table.pick_one(&prefix, id, skip).into_iter().collect()
+        } else {
+            let mut all = self.table.all(&prefix, id, skip);
+            if mutants::on(Fault::FanoutAsCount) {
+                all.truncate(fanout as usize);
+            }
+            all
         }
     }
 
@@ -143,6 +188,8 @@ impl Relay {
             return;
         };
         let destination = header.destination.as_ref().and_then(|d| d.name.as_ref());
+        let by_string = mutants::routed_by_string(header.destination.as_ref());
+        let destination = by_string.as_ref().or(destination);
         let targets = self.targets(conn, header.forward_to, destination, header.fanout);
         if targets.is_empty() {
             self.stats.dropped_no_route += 1;
@@ -152,15 +199,24 @@ impl Relay {
         // Every target but the last gets a copy; the last takes the message itself (for p2p,
         // the only target: no copy at all).
         let last = targets.len() - 1;
+        let first = targets[0];
         let mut msg = Some(msg);
         for (i, target) in targets.into_iter().enumerate() {
             let copy = if i == last { msg.take() } else { msg.clone() };
-            if let Some(message) = copy.and_then(|m| self.egress(target, m)) {
+            let signer = if mutants::on(Fault::FanoutSignedWithFirstKey) {
+                first
+            } else {
+                target
+            };
+            if let Some(message) = copy.and_then(|m| self.egress(signer, m)) {
                 self.stats.publishes_delivered += 1;
                 out.push(Output::Send {
                     conn: target,
                     message,
                 });
+                if mutants::on(Fault::DeliveriesReordered) {
+                    self.held.swap_last(out);
+                }
             }
         }
     }
@@ -178,7 +234,8 @@ impl Relay {
             return;
         };
         // SLIM-MAC-004/005
-        let strict = self.config.require_header_mac;
+        let strict =
+            self.config.require_header_mac || mutants::on(Fault::LaxUnsignedPublishDropped);
         if let Err(err) = link.check_fields(&frame.mac_fields(), frame.header_mac(), strict) {
             self.stats.dropped_bad_mac += 1;
             warn!(conn, %err, "message with bad header MAC dropped");
@@ -227,6 +284,16 @@ impl Relay {
         let header = slim_proto::validate::header_mut(&mut msg)?;
         header.recv_from = None;
         header.forward_to = None;
+        if let Some(d) = header
+            .destination
+            .as_mut()
+            .filter(|_| mutants::on(Fault::DeliveredNamesStripped))
+        {
+            d.str_name = None;
+        }
+        if mutants::on(Fault::EgressKeepsSenderMac) {
+            return Some(msg);
+        }
         link.sign(header);
         Some(msg)
     }

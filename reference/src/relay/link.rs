@@ -13,6 +13,7 @@ use slim_proto::pb;
 use tracing::info;
 
 use super::{CloseCode, ConnId, Output, Relay};
+use crate::mutants::{self, Fault};
 
 /// Where a connection is in its life.
 #[derive(Debug)]
@@ -69,9 +70,14 @@ impl EstablishedLink {
         strict: bool,
     ) -> Result<(), MacCheckError> {
         match (&self.mac, tag.is_some()) {
+            (Some(mac), true) if mutants::on(Fault::MacTruncatedCompare) => {
+                Ok(mutants::truncated_compare(&mac.tag_fields(fields), tag)?)
+            }
+            (Some(_), true) if !strict && mutants::on(Fault::LaxPresentMacNotVerified) => Ok(()),
             (Some(mac), true) => Ok(mac.verify_fields(fields, tag)?),
-            (Some(_), false) if !strict => Ok(()),
+            (Some(_), false) if !strict && !mutants::on(Fault::LaxUnsignedRefused) => Ok(()),
             (Some(_), false) => Err(MacError::MissingTag.into()),
+            (None, true) if mutants::on(Fault::LaxKeylessMacAccepted) => Ok(()),
             (None, true) => Err(MacCheckError::NoKey),
             (None, false) => Ok(()),
         }
@@ -116,7 +122,9 @@ impl Relay {
         let invalid = |e: LinkError| (CloseCode::InvalidArgument, e.to_string());
         let req = link::negotiation_payload(msg).map_err(invalid)?;
         let strict = self.config.require_header_mac;
-        link::check_request(req, strict).map_err(invalid)?;
+        link::check_request(req, strict)
+            .or_else(mutants::overlooked)
+            .map_err(invalid)?;
         if req.connection_type == pb::LinkConnectionType::Peer as i32 {
             return Err((
                 CloseCode::Unimplemented,
@@ -125,6 +133,7 @@ impl Relay {
         }
         match req.link_kem_payload.as_deref().map(<[u8]>::len) {
             None | Some(0) => {}
+            Some(ML_KEM768_PUBLIC_KEY_LEN) if mutants::on(Fault::HybridAnsweredClassically) => {}
             Some(ML_KEM768_PUBLIC_KEY_LEN) => {
                 return Err((
                     CloseCode::Unimplemented,
@@ -144,15 +153,24 @@ impl Relay {
             let pair = LinkKeyPair::generate(&mut self.rng);
             let mac = pair
                 .derive_link_mac(&req.link_ecdh_public_key, &req.link_id)
+                .or_else(|e| mutants::derive_anyway(&pair, req, e))
                 .map_err(invalid)?;
             (Some(mac), pair.public_bytes().to_vec())
         };
         let reply = link::negotiation_message(pb::LinkNegotiationPayload {
-            link_id: req.link_id.clone(),
+            link_id: if mutants::on(Fault::ReplyLinkIdNotEchoed) {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                req.link_id.clone()
+            },
             slim_version: slim_proto::SLIM_VERSION.to_string(),
             is_reply: true,
             link_ecdh_public_key: public.into(),
-            connection_type: req.connection_type,
+            connection_type: if mutants::on(Fault::ReplyConnectionTypeFixed) {
+                pb::LinkConnectionType::Edge as i32
+            } else {
+                req.connection_type
+            },
             node_id: self.config.node_id.clone(),
             deployment_name: String::new(),
             link_kem_payload: None,

@@ -28,8 +28,10 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use slim_proto::frame::{EgressFrame, PublishFrame};
 use slim_proto::pb::{self, message::MessageType};
-use slim_proto::validate::{self, Kind};
+use slim_proto::validate::{self, Kind, ValidationError};
 use tracing::{debug, info, warn};
+
+use crate::mutants::{self, Fault};
 
 pub mod forward;
 pub mod link;
@@ -153,6 +155,9 @@ pub struct Relay {
     links: BTreeMap<ConnId, LinkState>,
     table: SubscriptionTable,
     stats: Stats,
+    /// [`Fault::DeliveriesReordered`]: the delivery each link has held back (always empty
+    /// otherwise).
+    held: mutants::Held,
 }
 
 impl Relay {
@@ -166,6 +171,7 @@ impl Relay {
             links: BTreeMap::new(),
             table: SubscriptionTable::default(),
             stats: Stats::default(),
+            held: mutants::Held::default(),
         }
     }
 
@@ -220,6 +226,9 @@ impl Relay {
         out: &mut Vec<Output>,
     ) {
         info!(conn, ?code, %message, "closing link");
+        if mutants::on(Fault::RoutesKeptOnErrorClose) {
+            self.links.remove(&conn); // the link goes, its subscriptions stay
+        }
         self.close(conn);
         out.push(Output::Close {
             conn,
@@ -229,6 +238,9 @@ impl Relay {
 
     /// The earliest time the relay wants [`Relay::handle_timeout`] to be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if mutants::on(Fault::NoNegotiationTimeout) {
+            return None;
+        }
         self.links
             .values()
             .filter_map(|l| match l {
@@ -283,7 +295,13 @@ impl Relay {
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        if matches!(self.links.get(&conn), Some(LinkState::Established(_))) {
+        if mutants::on(Fault::SizeLimitOffByOne) && frame.len() >= slim_proto::MAX_MESSAGE_SIZE {
+            let message = format!("message of {} bytes exceeds the limit", frame.len());
+            return self.close_with(conn, CloseCode::ResourceExhausted, message, out);
+        }
+        if matches!(self.links.get(&conn), Some(LinkState::Established(_)))
+            && !mutants::frame_path_disabled()
+        {
             if let Some(publish) = PublishFrame::parse(&frame) {
                 self.on_publish_frame(conn, &publish, out);
                 return;
@@ -320,7 +338,31 @@ impl Relay {
     fn on_message(&mut self, conn: ConnId, mut msg: pb::Message, out: &mut Vec<Output>) {
         let kind = match validate::validate(&msg) {
             Ok(kind) => kind,
+            Err(ValidationError::MissingSessionHeader)
+                if mutants::on(Fault::PublishWithoutSessionDelivered) =>
+            {
+                Kind::Publish
+            }
+            Err(ValidationError::MissingStringName(_))
+                if mutants::on(Fault::SubscribeWithoutStringNameAccepted) =>
+            {
+                Kind::Subscribe
+            }
+            Err(ValidationError::MissingName {
+                kind: "subscribe",
+                field: "source",
+            }) if mutants::on(Fault::SubscribeWithoutSourceAccepted) => Kind::Subscribe,
+            Err(ValidationError::MissingHeader("subscribe"))
+                if mutants::on(Fault::SubscribeWithoutHeaderPanics) =>
+            {
+                panic!("subscribe without header") // the `header.unwrap()` of a real bug
+            }
             Err(err) => {
+                if mutants::on(Fault::EmptyMessageEndsStream)
+                    && err == ValidationError::NoMessageType
+                {
+                    return self.close_with(conn, CloseCode::InvalidArgument, err.to_string(), out);
+                }
                 self.stats.dropped_invalid += 1;
                 warn!(conn, %err, "invalid message dropped");
                 // A subscriber that asked for an ack learns why (SLIM-VAL-003).
@@ -331,6 +373,9 @@ impl Relay {
         match kind {
             // A second negotiation on a live link is ignored (SLIM-LINK-009).
             Kind::Link => {
+                if mutants::on(Fault::SecondNegotiationAnswered) {
+                    return self.negotiate(conn, &msg, out);
+                }
                 debug!(conn, "link message on an established link ignored");
                 return;
             }
@@ -344,6 +389,9 @@ impl Relay {
         if let Err(err) = self.check_mac(conn, &msg) {
             self.stats.dropped_bad_mac += 1;
             warn!(conn, %err, "message with bad header MAC dropped");
+            if mutants::on(Fault::MacRefusalNotAcked) {
+                return;
+            }
             self.nack_if_requested(conn, &msg, &format!("header MAC rejected: {err}"), out);
             return;
         }
@@ -352,8 +400,11 @@ impl Relay {
         };
         // SLIM-ROUTE-009: record the ingress link; SLIM-ROUTE-010: one hop less, drop at zero.
         header.incoming_conn = Some(conn);
-        header.ttl = header.ttl.saturating_sub(1);
-        if header.ttl == 0 {
+        let spared = mutants::on(Fault::TtlDroppedOnlyAtZero) && header.ttl == 1;
+        if !mutants::on(Fault::TtlNotDecremented) {
+            header.ttl = header.ttl.saturating_sub(1);
+        }
+        if header.ttl == 0 && !spared {
             self.stats.dropped_ttl += 1;
             debug!(conn, kind = ?kind, "ttl expired, message dropped");
             return;
@@ -374,6 +425,25 @@ impl Relay {
         let Some(header) = validate::header(msg) else {
             return Ok(());
         };
+        let unchecked = match msg.message_type {
+            Some(MessageType::Publish(_)) => mutants::on(Fault::PublishMacNotChecked),
+            Some(MessageType::Subscribe(_)) => mutants::on(Fault::SubscribeMacNotChecked),
+            _ => false,
+        };
+        if unchecked {
+            return Ok(());
+        }
+        if mutants::on(Fault::MacVerifiedAfterTtl) {
+            return link.check(
+                &mutants::after_ttl_step(header),
+                self.config.require_header_mac,
+            );
+        }
+        if mutants::on(Fault::LaxUnsignedPublishDropped)
+            && matches!(msg.message_type, Some(MessageType::Publish(_)))
+        {
+            return link.check(header, true); // a Publish is held to the strict rule
+        }
         link.check(header, self.config.require_header_mac)
     }
 

@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use slim_proto::names::{id_text, NULL_ID};
 
 use super::ConnId;
+use crate::mutants::{self, Fault};
 
 /// The three hashed components of a name.
 pub type Prefix = [u64; 3];
@@ -85,6 +86,9 @@ impl Members {
 
     /// Round robin over the members, never returning `skip` (SLIM-ROUTE-005, SLIM-ROUTE-007).
     fn next(&mut self, skip: ConnId) -> Option<ConnId> {
+        if mutants::on(Fault::AnycastAlwaysFirst) {
+            self.cursor = 0;
+        }
         let len = self.conns.len();
         for i in 0..len {
             let idx = (self.cursor + i) % len;
@@ -131,6 +135,9 @@ impl SubscriptionTable {
         if records.contains(&record) {
             return Ok(());
         }
+        if records.len() >= limit && mutants::on(Fault::AckSuccessRouteNotInstalled) {
+            return Ok(());
+        }
         if records.len() >= limit {
             return Err(SubscribeError::LimitReached(limit));
         }
@@ -160,6 +167,12 @@ impl SubscriptionTable {
             subscription_id,
             prefix,
             id,
+        };
+        let conn = if mutants::on(Fault::UnsubscribeForeignLink) {
+            let owner = self.by_conn.iter().find(|(_, r)| r.contains(&record));
+            owner.map_or(conn, |(owner, _)| *owner)
+        } else {
+            conn
         };
         let removed = self
             .by_conn
@@ -198,7 +211,7 @@ impl SubscriptionTable {
     /// matches only subscribers of exactly that id (SLIM-ROUTE-002).
     pub fn pick_one(&mut self, prefix: &Prefix, id: u128, skip: ConnId) -> Option<ConnId> {
         let entry = self.prefixes.get_mut(prefix)?;
-        if id == NULL_ID {
+        if id == NULL_ID && !mutants::on(Fault::WildcardPublishMissesSpecific) {
             entry.any.next(skip)
         } else {
             entry.ids.get_mut(&id)?.next(skip)
@@ -210,7 +223,7 @@ impl SubscriptionTable {
         let Some(entry) = self.prefixes.get(prefix) else {
             return Vec::new();
         };
-        let members = if id == NULL_ID {
+        let members = if id == NULL_ID && !mutants::on(Fault::WildcardPublishMissesSpecific) {
             Some(&entry.any)
         } else {
             entry.ids.get(&id)
