@@ -24,6 +24,9 @@ pub enum Failure {
     Unreachable(String),
     /// The target did something the requirement forbids, or failed to do what it demands.
     Violation {
+        /// The requirement broken, when it is not the case's primary one (its level then decides
+        /// the verdict).
+        requirement: Option<String>,
         /// What the requirement demands, concretely.
         expected: String,
         /// What the target did.
@@ -39,8 +42,39 @@ impl Failure {
     /// A violation with the given expectation and observation.
     pub fn violation(expected: impl Into<String>, observed: impl Into<String>) -> Self {
         Failure::Violation {
+            requirement: None,
             expected: expected.into(),
             observed: observed.into(),
+        }
+    }
+
+    /// A violation of `requirement`, which the case cites but which is not its primary one: the
+    /// verdict takes that requirement's level (a MUST clause checked inside a MAY case fails).
+    pub fn violation_of(
+        requirement: &str,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+    ) -> Self {
+        Failure::Violation {
+            requirement: Some(requirement.to_string()),
+            expected: expected.into(),
+            observed: observed.into(),
+        }
+    }
+
+    /// The same failure with its observation prefixed by `context` (which step it happened in).
+    pub fn context(self, context: &str) -> Self {
+        match self {
+            Failure::Violation {
+                requirement,
+                expected,
+                observed,
+            } => Failure::Violation {
+                requirement,
+                expected,
+                observed: format!("{context}: {observed}"),
+            },
+            other => other,
         }
     }
 
@@ -49,7 +83,9 @@ impl Failure {
         match self {
             Failure::Harness(m) => ("the runner works".into(), format!("harness error: {m}")),
             Failure::Unreachable(m) => ("the target accepts connections".into(), m.clone()),
-            Failure::Violation { expected, observed } => (expected.clone(), observed.clone()),
+            Failure::Violation {
+                expected, observed, ..
+            } => (expected.clone(), observed.clone()),
             Failure::Rejected(s) => (
                 "the target accepts the OpenChannel call".into(),
                 format!("call refused: {}", status_text(s)),
@@ -97,6 +133,8 @@ pub struct Ctx {
     findings: Arc<Mutex<Vec<Finding>>>,
     /// Notes recorded with [`Ctx::note`] (shown with the verdict).
     notes: Arc<Mutex<Vec<String>>>,
+    /// Set by [`Ctx::observe`]: the case recorded behaviour instead of judging it.
+    observation: Arc<Mutex<Option<String>>>,
     /// How long the case may wait for an expected silence (a bounded negative check).
     pub quiet: Duration,
 }
@@ -111,6 +149,7 @@ impl Ctx {
             org,
             findings: Arc::default(),
             notes: Arc::default(),
+            observation: Arc::default(),
             quiet,
         }
     }
@@ -160,6 +199,19 @@ impl Ctx {
         if let Ok(mut n) = self.notes.lock() {
             n.push(text.into());
         }
+    }
+
+    /// Records what the target chose where its requirement leaves a choice (a MAY): unless the
+    /// case fails, its verdict is INFO, which is reported apart and never counted as passed.
+    pub fn observe(&self, text: impl Into<String>) {
+        if let Ok(mut o) = self.observation.lock() {
+            *o = Some(text.into());
+        }
+    }
+
+    /// The observation, if the case made one.
+    pub fn observation(&self) -> Option<String> {
+        self.observation.lock().ok().and_then(|o| o.clone())
     }
 
     /// The findings so far.

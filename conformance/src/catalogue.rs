@@ -56,6 +56,23 @@ pub struct Requirement {
     pub real_node: Option<String>,
     /// Why no conformance case checks this requirement (when none does).
     pub untested: Option<String>,
+    /// Every change of meaning under this id, oldest first.
+    #[serde(default)]
+    pub revisions: Vec<Revision>,
+}
+
+/// A change of a requirement's meaning under the same id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revision {
+    /// When (YYYY-MM-DD).
+    pub date: String,
+    /// The commit or issue that made it.
+    pub change: String,
+    /// The text before.
+    pub was: String,
+    /// Why it changed.
+    pub why: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -113,9 +113,18 @@ struct RunArgs {
     /// Rewrite the --expect file to match this run (drops entries that pass, adds new failures).
     #[arg(long, requires = "expect")]
     fix_expectations: bool,
-    /// Milliseconds a negative check waits to be sure nothing arrives.
+    /// Milliseconds a negative check waits to be sure nothing arrives (used only where no
+    /// barrier can prove it).
     #[arg(long, value_name = "MS", default_value_t = 300)]
     quiet_ms: u64,
+    /// Stop after the first failing case (FAIL or ERROR; WARN too with --strict).
+    #[arg(long)]
+    fail_fast: bool,
+    /// Delay every byte between the runner and the target by this many milliseconds, in both
+    /// directions (a TCP proxy in the runner): judges the target as seen over a slow network,
+    /// and shows that no verdict depends on speed.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    delay_ms: u64,
 }
 
 /// Simple glob: `*` matches any run of characters; everything else literally.
@@ -356,8 +365,20 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
             }
         }
     };
+    // --delay-ms: the runner talks to the target through a delaying proxy.
+    let proxy = if args.delay_ms > 0 {
+        match start_delay(&url, Duration::from_millis(args.delay_ms)).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("error: --delay-ms: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    } else {
+        None
+    };
     let target = Target {
-        url: url.clone(),
+        url: proxy.as_ref().map_or_else(|| url.clone(), |p| p.url()),
         authorization,
         strict_mac: args.require_header_mac,
     };
@@ -369,10 +390,26 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
         embedded.is_some(),
     )
     .await;
+    drop(proxy);
     if let Some(handle) = embedded {
         let _ = handle.shutdown().await;
     }
     code
+}
+
+/// Starts a [`DelayProxy`](crate::delay::DelayProxy) in front of `url`.
+async fn start_delay(url: &str, delay: Duration) -> Result<crate::delay::DelayProxy, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let host = uri.host().ok_or_else(|| format!("{url}: no host"))?;
+    let port = uri.port_u16().unwrap_or(80);
+    let addr = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} resolves to no address"))?;
+    crate::delay::DelayProxy::start(addr, delay)
+        .await
+        .map_err(|e| format!("cannot start the delay proxy: {e}"))
 }
 
 async fn run_against(
@@ -404,13 +441,18 @@ async fn run_against(
         return EXIT_USAGE;
     }
     println!(
-        "slim-conformance {} against {}{} ({identity}), {} cases, header MAC {}",
+        "slim-conformance {} against {}{}{} ({identity}), {} cases, header MAC {}",
         env!("CARGO_PKG_VERSION"),
-        target.url,
+        args.target.as_deref().unwrap_or(&target.url),
         if embedded {
             " (embedded reference relay)"
         } else {
             ""
+        },
+        if args.delay_ms > 0 {
+            format!(" through a {} ms delay proxy", args.delay_ms)
+        } else {
+            String::new()
         },
         cases.len(),
         if target.strict_mac {
@@ -424,6 +466,7 @@ async fn run_against(
         target: target.clone(),
         quiet: Duration::from_millis(args.quiet_ms),
         strict: args.strict,
+        fail_fast: args.fail_fast,
     };
     let write_reports = |results: &[runner::CaseResult], complete: bool| -> Result<(), String> {
         let stale = expectations.map(|e| e.stale(results)).unwrap_or_default();
@@ -464,9 +507,9 @@ async fn run_against(
     let stale = expectations.map(|e| e.stale(&results)).unwrap_or_default();
     for d in &stale {
         println!(
-            "STALE expectation: {}{} now passes; remove it from {} (or run with --fix-expectations)",
+            "STALE expectation: {} ({}) now passes; remove it from {} (or run with --fix-expectations)",
             d.requirement,
-            d.case.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
+            d.case,
             args.expect.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
         );
     }

@@ -241,9 +241,22 @@ pub fn default_request(link_id: &str, public_key: Vec<u8>) -> pb::LinkNegotiatio
 impl Link {
     /// Opens an `OpenChannel` stream without sending anything.
     pub async fn open(target: &Target, label: &str, log: &FrameLog) -> Result<Link, Failure> {
+        Self::open_with_window(target, label, log, None).await
+    }
+
+    /// Opens a stream whose HTTP/2 receive windows (stream and connection) are `window` bytes,
+    /// so that a link that stops reading holds at most that much on the runner's side.
+    pub async fn open_with_window(
+        target: &Target,
+        label: &str,
+        log: &FrameLog,
+        window: Option<u32>,
+    ) -> Result<Link, Failure> {
         let endpoint = tonic::transport::Endpoint::from_shared(target.url.clone())
             .map_err(|e| Failure::Harness(format!("bad target URL {}: {e}", target.url)))?
-            .connect_timeout(Duration::from_secs(5));
+            .connect_timeout(Duration::from_secs(5))
+            .initial_stream_window_size(window)
+            .initial_connection_window_size(window);
         let channel = endpoint
             .connect()
             .await
@@ -269,9 +282,11 @@ impl Link {
             grpc.streaming(request, path, RawCodec),
         )
         .await
-        .map_err(|_| Failure::Violation {
-            expected: "the OpenChannel call is accepted (response headers) within 10 s".into(),
-            observed: "no response headers within 10 s".into(),
+        .map_err(|_| {
+            Failure::violation(
+                "the OpenChannel call is accepted (response headers) within 10 s",
+                "no response headers within 10 s",
+            )
         })?;
         let rx = match response {
             Ok(r) => r.into_inner(),
@@ -313,30 +328,26 @@ impl Link {
         let reply = match self.recv(Duration::from_secs(5)).await {
             Event::Message(m) => m,
             Event::Ended(s) => {
-                return Err(Failure::Violation {
-                    expected: "a link negotiation reply".into(),
-                    observed: format!("stream ended: {}", status_text(&s)),
-                })
+                return Err(Failure::violation(
+                    "a link negotiation reply",
+                    format!("stream ended: {}", status_text(&s)),
+                ))
             }
             Event::Silent => {
-                return Err(Failure::Violation {
-                    expected: "a link negotiation reply within 5 s".into(),
-                    observed: "nothing".into(),
-                })
+                return Err(Failure::violation(
+                    "a link negotiation reply within 5 s",
+                    "nothing",
+                ))
             }
         };
         let p = link::negotiation_payload(&reply)
-            .map_err(|e| Failure::Violation {
-                expected: "a link negotiation reply".into(),
-                observed: e.to_string(),
-            })?
+            .map_err(|e| Failure::violation("a link negotiation reply", e.to_string()))?
             .clone();
         if p.link_ecdh_public_key.len() == 32 {
             self.mac = Some(
                 pair.derive_link_mac(&p.link_ecdh_public_key, &self.link_id)
-                    .map_err(|e| Failure::Violation {
-                        expected: "a usable X25519 key in the reply".into(),
-                        observed: e.to_string(),
+                    .map_err(|e| {
+                        Failure::violation("a usable X25519 key in the reply", e.to_string())
                     })?,
             );
         }
@@ -435,13 +446,13 @@ impl Link {
                 message_type: Some(MessageType::SubscriptionAck(a)),
                 ..
             }) if a.subscription_id == id => Ok(a),
-            other => Err(Failure::Violation {
-                expected: format!(
+            other => Err(Failure::violation(
+                format!(
                     "a SubscriptionAck for subscription_id {id} on {}",
                     self.label
                 ),
-                observed: event_text(&other),
-            }),
+                event_text(&other),
+            )),
         }
     }
 
@@ -450,10 +461,10 @@ impl Link {
         self.send(subscribe(name, id)).await?;
         let ack = self.expect_ack(id, Duration::from_secs(5)).await?;
         if !ack.success {
-            return Err(Failure::Violation {
-                expected: format!("subscription {id} to {name} acked with success"),
-                observed: format!("success=false error={:?}", ack.error),
-            });
+            return Err(Failure::violation(
+                format!("subscription {id} to {name} acked with success"),
+                format!("success=false error={:?}", ack.error),
+            ));
         }
         Ok(())
     }
@@ -462,10 +473,10 @@ impl Link {
     pub async fn expect_publish(&mut self, within: Duration) -> Result<pb::Message, Failure> {
         match self.recv(within).await {
             Event::Message(m) if matches!(m.message_type, Some(MessageType::Publish(_))) => Ok(m),
-            other => Err(Failure::Violation {
-                expected: format!("a Publish delivered to {}", self.label),
-                observed: event_text(&other),
-            }),
+            other => Err(Failure::violation(
+                format!("a Publish delivered to {}", self.label),
+                event_text(&other),
+            )),
         }
     }
 
@@ -473,10 +484,10 @@ impl Link {
     pub async fn expect_silence(&mut self, within: Duration, why: &str) -> Result<(), Failure> {
         match self.recv(within).await {
             Event::Silent => Ok(()),
-            other => Err(Failure::Violation {
-                expected: format!("nothing on {} ({why})", self.label),
-                observed: event_text(&other),
-            }),
+            other => Err(Failure::violation(
+                format!("nothing on {} ({why})", self.label),
+                event_text(&other),
+            )),
         }
     }
 
@@ -484,14 +495,14 @@ impl Link {
     pub async fn expect_end(&mut self, within: Duration) -> Result<Status, Failure> {
         match self.recv(within).await {
             Event::Ended(s) => Ok(s),
-            Event::Silent => Err(Failure::Violation {
-                expected: format!("the target ends {}'s stream within {within:?}", self.label),
-                observed: "the stream stayed open".into(),
-            }),
-            Event::Message(m) => Err(Failure::Violation {
-                expected: format!("the target ends {}'s stream without replying", self.label),
-                observed: format!("received {}", describe(&m)),
-            }),
+            Event::Silent => Err(Failure::violation(
+                format!("the target ends {}'s stream within {within:?}", self.label),
+                "the stream stayed open",
+            )),
+            Event::Message(m) => Err(Failure::violation(
+                format!("the target ends {}'s stream without replying", self.label),
+                format!("received {}", describe(&m)),
+            )),
         }
     }
 }

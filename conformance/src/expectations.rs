@@ -11,11 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::runner::{CaseResult, Verdict};
 
+/// The file format version this runner reads and writes.
+pub const SCHEMA: u32 = 2;
+
 /// The expectations file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Expectations {
-    /// File format version (1).
+    /// File format version ([`SCHEMA`]).
     pub schema: u32,
     /// The implementation and version the file describes, e.g. `slim-bindings 3.3.8 (embedded node)`.
     pub implementation: String,
@@ -30,9 +33,9 @@ pub struct Expectations {
 pub struct Deviation {
     /// The requirement broken.
     pub requirement: String,
-    /// The case that shows it; absent = any case judged on this requirement.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub case: Option<String>,
+    /// The case that shows it. Required: an entry that covered every case judged on its
+    /// requirement would also hide new, unrelated failures of that requirement.
+    pub case: String,
     /// Why the implementation deviates, or what it does instead.
     pub reason: String,
     /// The implementation version it was observed on.
@@ -60,7 +63,7 @@ pub enum ExpectationsError {
     },
     /// Unsupported schema version.
     #[error(
-        "expectations file {path}: schema {schema} is not supported; this runner reads schema 1"
+        "expectations file {path}: schema {schema} is not supported; this runner reads schema 2 (schema 1 allowed entries without `case:`, which hid every failure of their requirement: give each entry the case that shows it and set `schema: 2`)"
     )]
     Schema {
         /// The file.
@@ -94,7 +97,7 @@ impl Expectations {
                 path: p.clone(),
                 message: err.to_string(),
             })?;
-        if e.schema != 1 {
+        if e.schema != SCHEMA {
             return Err(ExpectationsError::Schema {
                 path: p,
                 schema: e.schema,
@@ -117,7 +120,7 @@ impl Expectations {
     pub fn find(&self, requirement: &str, case: &str) -> Option<&Deviation> {
         self.deviations
             .iter()
-            .find(|d| d.requirement == requirement && d.case.as_deref().is_none_or(|c| c == case))
+            .find(|d| d.requirement == requirement && d.case == case)
     }
 
     /// Entries that no longer describe a failure: their requirement (and case) ran and nothing
@@ -128,12 +131,7 @@ impl Expectations {
             .filter(|d| {
                 let relevant: Vec<&CaseResult> = results
                     .iter()
-                    .filter(|r| {
-                        d.case.as_deref().map_or_else(
-                            || r.requirements.iter().any(|q| q.id == d.requirement),
-                            |c| c == r.id,
-                        )
-                    })
+                    .filter(|r| r.id == d.case)
                     .filter(|r| !matches!(r.verdict, Verdict::Unsupported | Verdict::Error))
                     .collect();
                 !relevant.is_empty()
@@ -158,14 +156,14 @@ impl Expectations {
             if matches!(r.verdict, Verdict::Fail | Verdict::Warn) {
                 deviations.push(Deviation {
                     requirement: r.judged_requirement.clone(),
-                    case: Some(r.id.clone()),
+                    case: r.id.clone(),
                     reason: r.observed.clone().unwrap_or_default(),
                     observed_on: self.implementation.clone(),
                 });
             }
         }
         Expectations {
-            schema: 1,
+            schema: SCHEMA,
             implementation: self.implementation.clone(),
             deviations,
         }
@@ -215,18 +213,18 @@ mod tests {
 
     fn file() -> Expectations {
         Expectations {
-            schema: 1,
+            schema: SCHEMA,
             implementation: "impl 1.0".into(),
             deviations: vec![
                 Deviation {
                     requirement: "SLIM-VAL-001".into(),
-                    case: Some("validation/empty-message".into()),
+                    case: "validation/empty-message".into(),
                     reason: "panics".into(),
                     observed_on: "impl 1.0".into(),
                 },
                 Deviation {
                     requirement: "SLIM-LINK-010".into(),
-                    case: None,
+                    case: "link/empty-link-id".into(),
                     reason: "status OK".into(),
                     observed_on: "impl 1.0".into(),
                 },
@@ -235,11 +233,14 @@ mod tests {
     }
 
     #[test]
-    fn entries_match_by_requirement_and_optional_case() {
+    fn entries_match_by_requirement_and_case() {
         let e = file();
         assert!(e.find("SLIM-VAL-001", "validation/empty-message").is_some());
         assert!(e.find("SLIM-VAL-001", "validation/unknown-oneof").is_none());
-        assert!(e.find("SLIM-LINK-010", "link/anything").is_some());
+        // An entry covers its own case only: a new failure of the same requirement elsewhere
+        // is not hidden.
+        assert!(e.find("SLIM-LINK-010", "link/empty-link-id").is_some());
+        assert!(e.find("SLIM-LINK-010", "link/anything").is_none());
         assert!(e.find("SLIM-ROUTE-001", "x").is_none());
     }
 
@@ -271,6 +272,25 @@ mod tests {
     }
 
     #[test]
+    fn old_schema_and_entries_without_case_are_refused_with_the_fix() {
+        let dir = std::env::temp_dir().join(format!("expect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let catalogue = crate::catalogue::Catalogue::builtin().expect("catalogue");
+        let old = dir.join("old.yaml");
+        std::fs::write(&old, "schema: 1\nimplementation: x\ndeviations: []\n").expect("write");
+        let e = Expectations::load(&old, &catalogue).expect_err("schema 1 refused");
+        assert!(e.to_string().contains("give each entry the case"), "{e}");
+        let no_case = dir.join("no-case.yaml");
+        std::fs::write(
+            &no_case,
+            "schema: 2\nimplementation: x\ndeviations:\n- requirement: SLIM-VAL-001\n  reason: r\n  observed_on: x\n",
+        )
+        .expect("write");
+        let e = Expectations::load(&no_case, &catalogue).expect_err("an entry needs its case");
+        assert!(e.to_string().contains("case"), "{e}");
+    }
+
+    #[test]
     fn fixing_drops_stale_entries_and_adds_new_failures() {
         let e = file();
         let r = vec![
@@ -284,10 +304,7 @@ mod tests {
             .map(|d| d.requirement.as_str())
             .collect();
         assert_eq!(reqs, ["SLIM-LINK-010", "SLIM-ROUTE-012"]);
-        assert_eq!(
-            fixed.deviations[1].case.as_deref(),
-            Some("routing/order-preserved")
-        );
+        assert_eq!(fixed.deviations[1].case, "routing/order-preserved");
         assert_eq!(fixed.deviations[1].reason, "what happened");
         assert_eq!(fixed.deviations[1].observed_on, "impl 1.0");
     }

@@ -10,6 +10,7 @@ pub mod cases;
 pub mod catalogue;
 pub mod cli;
 pub mod client;
+pub mod delay;
 pub mod expectations;
 pub mod report;
 pub mod runner;

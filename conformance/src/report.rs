@@ -44,7 +44,14 @@ pub fn table_header() -> String {
     )
 }
 
-/// One console row, plus indented expected/observed lines for anything but PASS.
+/// How many of a failing case's last frames the console shows (the JSON and JUnit reports carry
+/// up to 200).
+pub const CONSOLE_FRAMES: usize = 8;
+
+/// One console row. Under a FAIL, WARN or ERROR: the requirement's text, what was expected, what
+/// was observed and the case's last frames, so the implementer knows what to fix without opening
+/// a report (as h2spec prints the MUST sentence). Under other verdicts but PASS: what was
+/// observed, and the reason of a known deviation.
 pub fn table_row(r: &CaseResult) -> String {
     let mut s = format!(
         "{:<52} {:<16} {:<6} {:<11} {:>5}ms",
@@ -54,18 +61,42 @@ pub fn table_row(r: &CaseResult) -> String {
         r.verdict.label(),
         r.duration_ms
     );
-    if r.verdict != Verdict::Pass {
-        if let Some(e) = &r.expected {
-            let _ = write!(s, "\n      expected: {e}");
+    if r.verdict == Verdict::Pass {
+        return s;
+    }
+    let failing = matches!(r.verdict, Verdict::Fail | Verdict::Warn | Verdict::Error);
+    if failing {
+        if let Some(q) = r.requirements.iter().find(|q| q.id == r.judged_requirement) {
+            let _ = write!(s, "\n      requirement: {} ({}): {}", q.id, q.level, q.text);
         }
-        if let Some(o) = &r.observed {
-            let _ = write!(s, "\n      observed: {o}");
-        }
-        if let Some(d) = &r.expected_deviation {
-            let _ = write!(s, "\n      known deviation: {d}");
-        }
-        for n in &r.notes {
-            let _ = write!(s, "\n      note: {n}");
+    }
+    if let Some(e) = &r.expected {
+        let _ = write!(s, "\n      expected: {e}");
+    }
+    if let Some(o) = &r.observed {
+        let _ = write!(s, "\n      observed: {o}");
+    }
+    if let Some(d) = &r.expected_deviation {
+        let _ = write!(s, "\n      known deviation: {d}");
+    }
+    for n in &r.notes {
+        let _ = write!(s, "\n      note: {n}");
+    }
+    if failing && !r.frames.is_empty() {
+        let skip = r.frames.len().saturating_sub(CONSOLE_FRAMES);
+        let _ = write!(
+            s,
+            "\n      last frames ({} of {}{}):",
+            r.frames.len() - skip,
+            r.frames.len(),
+            if r.frames.len() >= 200 { "+" } else { "" }
+        );
+        for f in &r.frames[skip..] {
+            let _ = write!(
+                s,
+                "\n        {:>6}ms {:<4} {:<8} {}",
+                f.at_ms, f.link, f.dir, f.summary
+            );
         }
     }
     s
@@ -301,6 +332,29 @@ mod tests {
                 findings: vec![],
                 notes: vec![],
                 expected_deviation: None,
+                frames: (0..10)
+                    .map(|i| Frame {
+                        at_ms: i * 3,
+                        link: "B".into(),
+                        dir: if i % 2 == 0 { "sent" } else { "received" },
+                        summary: format!("frame {i}"),
+                        bytes: 10,
+                    })
+                    .collect(),
+            },
+            CaseResult {
+                id: "link/peer-connection-type".into(),
+                title: "PEER links".into(),
+                level: Level::May,
+                verdict: Verdict::Info,
+                judged_requirement: "SLIM-LINK-013".into(),
+                requirements: vec![req("SLIM-LINK-013", Level::May)],
+                duration_ms: 4,
+                expected: None,
+                observed: Some("the node refuses PEER links with UNIMPLEMENTED".into()),
+                findings: vec![],
+                notes: vec![],
+                expected_deviation: None,
                 frames: vec![],
             },
             CaseResult {
@@ -353,8 +407,11 @@ mod tests {
         insta::assert_snapshot!(text);
         assert_eq!(summary.exit_code(), 1);
         assert_eq!(Summary::of(&results[..1], true, 0).exit_code(), 0);
+        // An observation is neither a pass nor a failure.
+        let info = Summary::of(&results[2..3], true, 0);
+        assert_eq!((info.passed, info.info, info.exit_code()), (0, 1, 0));
         assert_eq!(
-            Summary::of(&results[2..3], true, 0).exit_code(),
+            Summary::of(&results[3..4], true, 0).exit_code(),
             1,
             "--strict fails a WARN"
         );

@@ -20,7 +20,8 @@ use crate::expectations::Expectations;
 pub enum Verdict {
     /// The target did what the requirements demand.
     Pass,
-    /// Behaviour recorded; a MAY, or an observation that no requirement judges.
+    /// Behaviour recorded where the requirement leaves a choice (a MAY): reported apart, never
+    /// counted as passed.
     Info,
     /// A SHOULD broken (a failure with `--strict`).
     Warn,
@@ -103,6 +104,8 @@ pub struct RunOptions {
     pub quiet: Duration,
     /// Treat WARN as failure.
     pub strict: bool,
+    /// Stop after the first FAIL or ERROR (and the first WARN with `strict`).
+    pub fail_fast: bool,
 }
 
 /// Why the run could not start.
@@ -236,9 +239,10 @@ pub async fn run_case(
     result.findings = cx.findings();
     result.notes = cx.notes();
     result.frames = cx.log.frames();
+    let observation = cx.observation();
     match failure {
         None => {
-            // The worst secondary finding decides; otherwise a pass.
+            // The worst secondary finding decides; then an observation; otherwise a pass.
             let worst = result
                 .findings
                 .iter()
@@ -250,6 +254,9 @@ pub async fn run_case(
                 result.judged_requirement = f.requirement.clone();
                 result.expected = Some(f.expected.clone());
                 result.observed = Some(f.observed.clone());
+            } else if let Some(o) = observation {
+                result.verdict = Verdict::Info;
+                result.observed = Some(o);
             }
         }
         Some(Failure::Harness(m)) => {
@@ -259,6 +266,18 @@ pub async fn run_case(
         Some(Failure::Unsupported(m)) => {
             result.verdict = Verdict::Unsupported;
             result.observed = Some(m);
+        }
+        Some(Failure::Violation {
+            requirement: Some(id),
+            expected,
+            observed,
+        }) => {
+            let level = catalogue.get(&id).map_or(Level::Must, |r| r.level);
+            result.verdict = level_verdict(level);
+            result.level = level;
+            result.judged_requirement = id;
+            result.expected = Some(expected);
+            result.observed = Some(observed);
         }
         Some(f) => {
             let (expected, observed) = f.texts();
@@ -295,9 +314,18 @@ pub async fn run_all(
     let mut results: Vec<CaseResult> = Vec::with_capacity(cases.len());
     for (i, case) in cases.iter().enumerate() {
         let r = run_case(case, catalogue, options, expectations, &run_id, i).await;
+        let stop = options.fail_fast
+            && match r.verdict {
+                Verdict::Fail | Verdict::Error => true,
+                Verdict::Warn => options.strict,
+                _ => false,
+            };
         results.push(r);
         if let Some(last) = results.last() {
             on_result(last, &results);
+        }
+        if stop {
+            break;
         }
     }
     results
@@ -306,7 +334,7 @@ pub async fn run_all(
 /// Counts of verdicts.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Summary {
-    /// PASS and INFO.
+    /// PASS (INFO is not a pass: it records a choice the requirement leaves open).
     pub passed: usize,
     /// FAIL (and WARN with `--strict`).
     pub failed: usize,
@@ -316,7 +344,7 @@ pub struct Summary {
     pub warnings: usize,
     /// XFAIL.
     pub expected_failures: usize,
-    /// INFO (counted in `passed`).
+    /// INFO: observations, counted apart from `passed`.
     pub info: usize,
     /// ERROR.
     pub errors: usize,
@@ -334,10 +362,7 @@ impl Summary {
         for r in results {
             match r.verdict {
                 Verdict::Pass => s.passed += 1,
-                Verdict::Info => {
-                    s.passed += 1;
-                    s.info += 1
-                }
+                Verdict::Info => s.info += 1,
                 Verdict::Warn => {
                     s.warnings += 1;
                     if strict {
@@ -360,6 +385,9 @@ impl Summary {
             self.passed, self.failed, self.skipped
         );
         let mut extra = Vec::new();
+        if self.info > 0 {
+            extra.push(format!("{} observations", self.info));
+        }
         if self.warnings > 0 {
             extra.push(format!("{} warnings", self.warnings));
         }

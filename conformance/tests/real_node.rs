@@ -80,7 +80,8 @@ fn real_node_deviations_are_exactly_the_expected_ones() {
         ("link/request-is-reply", "SLIM-LINK-010"),
         ("link/key-low-order", "SLIM-LINK-008"),
         ("mac/subscribe-wrong-mac", "SLIM-MAC-007"),
-        ("mac/lax-unsigned-accepted", "SLIM-MAC-006"),
+        ("mac/lax-unsigned-publish", "SLIM-MAC-008"),
+        ("validation/dead-link-routes-removed", "SLIM-SUB-008"),
         ("routing/index-not-reused", "SLIM-ROUTE-011"),
     ] {
         assert_eq!(
@@ -89,12 +90,32 @@ fn real_node_deviations_are_exactly_the_expected_ones() {
             "{case} must report the real node's known deviation from {requirement}"
         );
     }
-    // And the basics the real node does right are passes, so the runner is not just failing.
+    // The route leak is reported with its evidence: the dead link takes every other anycast.
+    let leak = report["cases"]
+        .as_array()
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c["id"] == "validation/dead-link-routes-removed")
+        })
+        .and_then(|c| c["observed"].as_str())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        leak.contains("F received 3 of 6") && leak.contains("G received 2 of 4"),
+        "the leak's evidence: {leak}"
+    );
+    // The hybrid link key is implemented and its MACs verify under the key SLIM-LINK-014 derives.
+    assert_eq!(verdict("link/post-quantum-hybrid").0, "INFO");
+    // And the basics the real node does right are passes, so the runner is not just failing; a
+    // non-strict node acking an unsigned Subscribe (SLIM-MAC-006) is one of them.
     for case in [
         "transport/open-channel",
         "mac/egress-signed",
+        "mac/lax-unsigned-subscribe",
+        "mac/lax-keyless-link",
         "routing/delivered-header",
         "names/hash-form-decides",
+        "subscriptions/forward-to-on-subscribe",
     ] {
         assert_eq!(
             verdict(case).0,

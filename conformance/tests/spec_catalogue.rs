@@ -1,5 +1,6 @@
 //! `spec/requirements.yaml` and `spec/SPEC.md` state the same requirements, every requirement
-//! id cited in the code exists in the catalogue, and every MUST is checked by a case or says why not.
+//! id cited in the code exists in the catalogue, every requirement is checked by a case or says
+//! why not, and every change of a requirement's meaning is recorded.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,17 @@ struct Requirement {
     reason: Option<String>,
     real_node: Option<String>,
     untested: Option<String>,
+    #[serde(default)]
+    revisions: Vec<Revision>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Revision {
+    date: String,
+    change: String,
+    was: String,
+    why: String,
 }
 
 fn root() -> PathBuf {
@@ -103,6 +115,18 @@ fn catalogue_is_well_formed() {
             assert!(r.reason.is_some(), "{}: a decision needs a reason", r.id);
         }
         assert!(r.real_node.as_deref().is_none_or(|s| !s.is_empty()));
+        for v in &r.revisions {
+            assert!(
+                v.date.len() == 10 && !v.change.is_empty() && !v.why.is_empty(),
+                "{}: a revision needs a date (YYYY-MM-DD), a change, and why",
+                r.id
+            );
+            assert_ne!(
+                v.was, r.text,
+                "{}: a revision must record the old text",
+                r.id
+            );
+        }
         assert!(!r.title.is_empty() && !r.text.is_empty() && !r.section.is_empty());
     }
     assert!(
@@ -118,6 +142,20 @@ fn spec_md_states_every_requirement_verbatim() {
     for r in &cat.requirements {
         let line = format!("**{}** ({}): {}", r.id, r.level, r.text);
         assert!(spec.contains(&line), "SPEC.md lacks, verbatim:\n{line}");
+    }
+    // Every change of meaning is recorded under its requirement, with the old text.
+    for r in &cat.requirements {
+        for v in &r.revisions {
+            let line = format!(
+                "*Revised {} ({}): was \"{}\" {}*",
+                v.date, v.change, v.was, v.why
+            );
+            assert!(
+                spec.contains(&line),
+                "SPEC.md lacks the revision of {}:\n{line}",
+                r.id
+            );
+        }
     }
     let listed: BTreeSet<String> = spec
         .lines()
@@ -163,12 +201,12 @@ fn every_cited_id_exists() {
 }
 
 #[test]
-fn every_must_has_a_case_or_a_reason() {
+fn every_requirement_has_a_case_or_a_reason() {
     let cases = slim_conformance::cases::all();
     let mut missing = Vec::new();
     for r in catalogue().requirements {
         let covered = cases.iter().any(|c| c.requirements.contains(&r.id));
-        if r.level == "MUST" && !covered && r.untested.as_deref().is_none_or(str::is_empty) {
+        if !covered && r.untested.as_deref().is_none_or(str::is_empty) {
             missing.push(r.id.clone());
         }
         if covered && r.untested.is_some() {
@@ -177,7 +215,7 @@ fn every_must_has_a_case_or_a_reason() {
     }
     assert!(
         missing.is_empty(),
-        "MUST requirements with no conformance case and no `untested:` reason:\n{}",
+        "requirements with no conformance case and no `untested:` reason:\n{}",
         missing.join("\n")
     );
 }

@@ -66,6 +66,42 @@ fn wrong_credentials(right: &str) -> String {
     }
 }
 
+/// The right credentials with their secret (the password, or the token) edited by `edit`: the
+/// exact-comparison probes.
+fn edited_credentials(right: &str, edit: fn(&mut String)) -> Result<String, Failure> {
+    let (scheme, value) = right
+        .split_once(' ')
+        .ok_or_else(|| Failure::Harness(format!("malformed authorization {right:?}")))?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let mut token = value.to_string();
+        edit(&mut token);
+        return Ok(format!("{scheme} {token}"));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| Failure::Harness("Basic credentials are not base64 UTF-8".into()))?;
+    let (user, pass) = decoded
+        .split_once(':')
+        .ok_or_else(|| Failure::Harness("Basic credentials without ':'".into()))?;
+    let mut pass = pass.to_string();
+    edit(&mut pass);
+    Ok(format!(
+        "{scheme} {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    ))
+}
+
+/// A case refusing the right credentials changed by one byte.
+fn off_by_one(id: &str, title: &str, what: &'static str, edit: fn(&mut String)) -> Case {
+    Case::new(id, title, &["SLIM-AUTH-001"], move |cx: Ctx| async move {
+        let wrong = edited_credentials(cx.target.authorization.as_deref().unwrap_or(""), edit)?;
+        expect_unauthenticated(&cx, Some(wrong), what).await
+    })
+    .needs(Need::Auth)
+}
+
 pub(super) fn cases() -> Vec<Case> {
     vec![
         Case::new(
@@ -98,6 +134,41 @@ pub(super) fn cases() -> Vec<Case> {
                     &cx,
                     Some("Digest username=\"x\"".into()),
                     "with an unknown scheme",
+                )
+                .await
+            },
+        )
+        .needs(Need::Auth),
+        off_by_one(
+            "auth/secret-one-byte-short",
+            "a protected node refuses the right credentials with the secret's last byte removed",
+            "whose secret lacks its last byte",
+            |s| {
+                s.pop();
+            },
+        ),
+        off_by_one(
+            "auth/secret-one-byte-long",
+            "a protected node refuses the right credentials with one byte appended to the secret",
+            "whose secret has one byte too many",
+            |s| s.push('x'),
+        ),
+        Case::new(
+            "auth/right-secret-wrong-scheme",
+            "a protected node refuses the right credentials presented under another scheme",
+            &["SLIM-AUTH-001"],
+            |cx: Ctx| async move {
+                let right = cx.target.authorization.clone().unwrap_or_default();
+                let (scheme, value) = right.split_once(' ').unwrap_or(("", ""));
+                let other = if scheme.eq_ignore_ascii_case("bearer") {
+                    "Basic"
+                } else {
+                    "Bearer"
+                };
+                expect_unauthenticated(
+                    &cx,
+                    Some(format!("{other} {value}")),
+                    "with the right secret under another scheme",
                 )
                 .await
             },

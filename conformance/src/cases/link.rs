@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use slim_proto::pb::{self, message::MessageType};
 
-use super::{still_serves, still_usable, PROMPT};
+use super::{before_probe_ack, still_serves, PROMPT};
 use crate::case::{ensure, Case, Ctx, Failure, Need};
 use crate::client::{self, describe, status_text, Event, Link};
 
@@ -112,7 +112,8 @@ pub(super) fn cases() -> Vec<Case> {
             &["SLIM-LINK-001"],
             |cx| async move {
                 let mut a = cx.raw_link("A").await?;
-                a.expect_silence(Duration::from_millis(500), "the node waits for the client's negotiation").await?;
+                // No event can prove a silence here: a bounded quiet period is the only check.
+                a.expect_silence(cx.quiet, "the node waits for the client's negotiation").await?;
                 a.negotiate(|_| {}).await?;
                 Ok(())
             },
@@ -306,70 +307,171 @@ pub(super) fn cases() -> Vec<Case> {
         .needs(Need::StrictMac),
         Case::new(
             "link/second-negotiation-ignored",
-            "a second negotiation on an established link gets no reply and the link keeps working",
+            "exactly one negotiation reply: none after the first, none to a second negotiation, and the link keeps its key",
             &["SLIM-LINK-009"],
             |cx| async move {
                 let mut a = cx.link("A").await?;
+                // Nothing after the reply: the node answers a probe Subscribe next.
+                let before = before_probe_ack(&cx, &mut a, 76, "the negotiation").await?;
+                if let Some(m) = before.first() {
+                    return Err(Failure::violation("exactly one negotiation reply, then nothing unasked", format!("then received {}", describe(m))));
+                }
                 let pair = slim_proto::link::LinkKeyPair::from_secret_bytes([3u8; 32]);
                 let req = client::default_request(&uuid::Uuid::new_v4().to_string(), pair.public_bytes().to_vec());
                 a.send_message(slim_proto::link::negotiation_message(req)).await?;
-                a.expect_silence(cx.quiet, "a second negotiation gets no reply").await?;
-                // The original key still signs: the link was not re-keyed.
-                still_usable(&cx, &mut a, 77, "a second negotiation").await
-            },
-        ),
-        Case::new(
-            "link/post-quantum-hybrid",
-            "a request with a 1184-byte ML-KEM key gets a 1088-byte ciphertext or an explicit UNIMPLEMENTED",
-            &["SLIM-LINK-012"],
-            |cx| async move {
-                let mut a = cx.raw_link("A").await?;
-                let pair = slim_proto::link::LinkKeyPair::from_secret_bytes([5u8; 32]);
-                let mut req = client::default_request(&uuid::Uuid::new_v4().to_string(), pair.public_bytes().to_vec());
-                // Not a valid ML-KEM key (the runner has no ML-KEM): a node that implements the
-                // hybrid may refuse it; either way the answer is recorded.
-                req.link_kem_payload = Some(vec![0x11; slim_proto::link::ML_KEM768_PUBLIC_KEY_LEN].into());
-                a.send_message(slim_proto::link::negotiation_message(req)).await?;
-                match a.recv(PROMPT).await {
-                    Event::Message(m) => {
-                        let p = slim_proto::link::negotiation_payload(&m).map_err(|e| Failure::violation("a LinkNegotiation reply", e.to_string()))?;
-                        let kem = p.link_kem_payload.as_ref().map_or(0, |k| k.len());
-                        cx.note(format!("hybrid reply: {kem}-byte KEM ciphertext"));
-                        ensure(kem == slim_proto::link::ML_KEM768_CIPHERTEXT_LEN, "a 1088-byte ML-KEM ciphertext, or UNIMPLEMENTED", format!("a reply with a {kem}-byte link_kem_payload (a classical answer to a hybrid request)"))
-                    }
-                    Event::Ended(s) if s.code() == tonic::Code::Unimplemented => {
-                        cx.note("the node does not implement the hybrid link key (UNIMPLEMENTED)");
-                        Ok(())
-                    }
-                    other => Err(Failure::violation("a 1088-byte ML-KEM ciphertext, or UNIMPLEMENTED", client::event_text(&other))),
+                // Any reply to the second negotiation comes before the probe's ack; the probe is
+                // signed with the original key, so its ack also shows the link was not re-keyed.
+                let before = before_probe_ack(&cx, &mut a, 77, "a second negotiation").await?;
+                match before.first() {
+                    None => Ok(()),
+                    Some(m) => Err(Failure::violation("no reply to a second negotiation", format!("received {}", describe(m)))),
                 }
             },
         ),
         Case::new(
+            "link/post-quantum-hybrid",
+            "a request with a real ML-KEM-768 key gets a ciphertext whose hybrid key signs the link, or UNIMPLEMENTED",
+            &["SLIM-LINK-012", "SLIM-LINK-014", "SLIM-LINK-015"],
+            post_quantum_hybrid,
+        ),
+        Case::new(
             "link/peer-connection-type",
-            "a PEER request is either answered or refused with UNIMPLEMENTED",
-            &["SLIM-LINK-013"],
+            "a PEER request is answered with PEER echoed and a node_id, or refused with UNIMPLEMENTED",
+            &["SLIM-LINK-013", "SLIM-LINK-011", "SLIM-LINK-010"],
             |cx| async move {
                 let mut a = cx.raw_link("A").await?;
                 let pair = slim_proto::link::LinkKeyPair::from_secret_bytes([6u8; 32]);
                 let mut req = client::default_request(&uuid::Uuid::new_v4().to_string(), pair.public_bytes().to_vec());
                 req.connection_type = pb::LinkConnectionType::Peer as i32;
                 req.node_id = format!("conformance-peer-{}", cx.org());
-                a.send_message(slim_proto::link::negotiation_message(req)).await?;
+                a.send_message(slim_proto::link::negotiation_message(req.clone())).await?;
                 match a.recv(PROMPT).await {
-                    Event::Message(m) if slim_proto::link::negotiation_payload(&m).is_ok() => {
-                        cx.note("the node accepts PEER links");
+                    Event::Message(m) => {
+                        let rep = slim_proto::link::negotiation_payload(&m).map_err(|e| {
+                            Failure::violation_of("SLIM-LINK-011", "a LinkNegotiation reply", format!("{}: {e}", describe(&m)))
+                        })?;
+                        check_type_and_node(&req, rep).map_err(|f| {
+                            let (e, o) = f.texts();
+                            Failure::violation_of("SLIM-LINK-011", e, o)
+                        })?;
+                        cx.observe("the node accepts PEER links");
                         Ok(())
                     }
                     Event::Ended(s) if s.code() == tonic::Code::Unimplemented => {
-                        cx.note("the node refuses PEER links with UNIMPLEMENTED");
+                        cx.observe("the node refuses PEER links with UNIMPLEMENTED");
                         Ok(())
                     }
-                    other => Err(Failure::violation("a negotiation reply or UNIMPLEMENTED", client::event_text(&other))),
+                    other => Err(Failure::violation_of(
+                        "SLIM-LINK-010",
+                        "a PEER request is answered, or refused with a status (UNIMPLEMENTED) that says why",
+                        client::event_text(&other),
+                    )),
                 }
             },
         ),
     ]
+}
+
+/// Requests the hybrid link key with a real ML-KEM-768 encapsulation key. A node that answers
+/// with a ciphertext must derive the hybrid key from it (SLIM-LINK-014): the runner decapsulates,
+/// derives the key, subscribes with a MAC under it, and verifies the MAC of a Publish the node
+/// delivers. A node that does not implement the hybrid refuses with UNIMPLEMENTED (SLIM-LINK-015)
+/// rather than answering with a classical key the initiator would refuse.
+async fn post_quantum_hybrid(cx: Ctx) -> Result<(), Failure> {
+    use ml_kem::{Decapsulate, FromSeed, KeyExport, MlKem768};
+    let mut seed = [0u8; 64];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+    let (dk, ek) = MlKem768::from_seed(&seed.into());
+    let mut a = cx.raw_link("A").await?;
+    let mut secret = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
+    let pair = slim_proto::link::LinkKeyPair::from_secret_bytes(secret);
+    let link_id = uuid::Uuid::new_v4().to_string();
+    let mut req = client::default_request(&link_id, pair.public_bytes().to_vec());
+    req.link_kem_payload = Some(ek.to_bytes().to_vec().into());
+    a.send_message(slim_proto::link::negotiation_message(req))
+        .await?;
+    let rep = match a.recv(PROMPT).await {
+        Event::Message(m) => slim_proto::link::negotiation_payload(&m)
+            .map_err(|e| {
+                Failure::violation_of(
+                    "SLIM-LINK-014",
+                    "a LinkNegotiation reply",
+                    format!("{}: {e}", describe(&m)),
+                )
+            })?
+            .clone(),
+        Event::Ended(s) if s.code() == tonic::Code::Unimplemented => {
+            cx.observe(format!(
+                "the node does not implement the hybrid link key: {}",
+                status_text(&s)
+            ));
+            return Ok(());
+        }
+        other => {
+            return Err(Failure::violation_of(
+                "SLIM-LINK-015",
+                "a reply with a 1088-byte ML-KEM ciphertext, or UNIMPLEMENTED",
+                client::event_text(&other),
+            ))
+        }
+    };
+    let ct = match rep.link_kem_payload.as_deref() {
+        None | Some([]) => return Err(Failure::violation_of(
+            "SLIM-LINK-015",
+            "a hybrid request is answered with an ML-KEM ciphertext, or refused with UNIMPLEMENTED",
+            "a classical reply (no link_kem_payload), which the initiator must refuse",
+        )),
+        Some(ct) => ct.to_vec(),
+    };
+    let shared = dk.decapsulate_slice(&ct).map_err(|_| {
+        Failure::violation_of(
+            "SLIM-LINK-014",
+            format!(
+                "a {}-byte ML-KEM-768 ciphertext",
+                slim_proto::link::ML_KEM768_CIPHERTEXT_LEN
+            ),
+            format!("a {}-byte link_kem_payload", ct.len()),
+        )
+    })?;
+    let mut kem_shared = [0u8; 32];
+    kem_shared.copy_from_slice(&shared);
+    let mac = pair
+        .derive_hybrid_link_mac(&rep.link_ecdh_public_key, &kem_shared, &link_id)
+        .map_err(|e| {
+            Failure::violation_of(
+                "SLIM-LINK-014",
+                "a usable X25519 key in the hybrid reply",
+                e.to_string(),
+            )
+        })?;
+    a.mac = Some(mac);
+    a.link_id = link_id;
+    let name = cx.name("pq", Some(1));
+    a.subscribe(&name, 1).await.map_err(|f| {
+        let (_, o) = f.texts();
+        Failure::violation_of(
+            "SLIM-LINK-014",
+            "a Subscribe signed with the hybrid link key is acked with success",
+            o,
+        )
+    })?;
+    let b = cx.link("B").await?;
+    b.send(client::publish(&name, &name, 1, b"hybrid")).await?;
+    let got = super::expect_payload(&mut a, "hybrid").await?;
+    let h =
+        slim_proto::validate::header(&got).ok_or_else(|| Failure::violation("a header", "none"))?;
+    if let Some(mac) = a.mac.as_ref() {
+        mac.verify(h).map_err(|e| {
+            Failure::violation_of(
+                "SLIM-LINK-014",
+                "the node signs what it delivers on a hybrid link with the hybrid link key",
+                e.to_string(),
+            )
+        })?;
+    }
+    cx.observe("the node implements the hybrid link key (ML-KEM-768 + X25519), and its MACs verify under it");
+    Ok(())
 }
 
 fn check_type_and_node(

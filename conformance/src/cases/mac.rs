@@ -2,9 +2,12 @@
 
 use slim_proto::pb;
 
-use super::{barrier, expect_not_accepted, expect_payload, pair, still_usable, PROMPT};
+use super::{
+    barrier, expect_no_route, expect_not_accepted, expect_payload, pair, subscribe_marker, Refusal,
+    PROMPT,
+};
 use crate::case::{Case, Ctx, Failure, Need};
-use crate::client::{self, event_text, Event};
+use crate::client;
 
 /// The MAC-covered header fields, each with a tamper that keeps routing unchanged.
 /// A named edit of a header.
@@ -135,6 +138,31 @@ fn bad_publish_mac(id: &str, title: &str, reqs: &[&str], mac: Option<Vec<u8>>) -
     })
 }
 
+/// A Publish whose correct MAC was edited by `edit` (a byte less, a byte more) must not be
+/// delivered: a node that compares only as many bytes as the shorter tag has would route it.
+fn edited_mac(id: &str, title: &str, edit: fn(&mut Vec<u8>)) -> Case {
+    Case::new(id, title, &["SLIM-MAC-004"], move |cx: Ctx| async move {
+        let name = cx.name("svc", Some(1));
+        let (a, mut b) = pair(&cx, &name).await?;
+        let mut m = client::publish(&name, &name, 1, b"edited-mac");
+        a.sign(&mut m);
+        if let Some(h) = slim_proto::validate::header_mut(&mut m) {
+            let mut tag = h.header_mac.as_deref().unwrap_or_default().to_vec();
+            edit(&mut tag);
+            h.header_mac = Some(tag.into());
+        }
+        a.send_message(m).await?;
+        barrier(
+            &a,
+            &name,
+            &mut b,
+            &name,
+            "a Publish whose correct MAC lost or gained a byte",
+        )
+        .await
+    })
+}
+
 /// A Subscribe whose MAC was replaced by `mac` must be refused and install nothing.
 fn bad_subscribe_mac(id: &str, title: &str, reqs: &[&str], mac: Option<Vec<u8>>) -> Case {
     Case::new(id, title, reqs, move |cx: Ctx| {
@@ -142,49 +170,58 @@ fn bad_subscribe_mac(id: &str, title: &str, reqs: &[&str], mac: Option<Vec<u8>>)
         async move {
             let name = cx.name("svc", Some(1));
             let mut a = cx.link("A").await?;
+            subscribe_marker(&cx, &mut a, 20).await?;
             let mut m = client::subscribe(&name, 21);
             if let Some(h) = slim_proto::validate::header_mut(&mut m) {
                 h.header_mac = mac.map(Into::into);
             }
             a.send_message(m).await?;
-            let ack = expect_not_accepted(
-                &mut a,
-                21,
-                cx.quiet,
-                "a Subscribe with a missing or wrong header MAC",
-            )
-            .await?;
-            match ack {
-                Some(a) if a.error.to_lowercase().contains("mac") => {}
-                Some(a) => cx.finding(
-                    "SLIM-MAC-007",
-                    "a refusal ack whose error names the MAC problem",
-                    format!("error {:?}", a.error),
-                ),
-                None => cx.finding(
-                    "SLIM-MAC-007",
-                    "a SubscriptionAck with success false naming the MAC problem",
-                    "no ack",
-                ),
-            }
+            let what = "a Subscribe with a missing or wrong header MAC";
+            let refusal = expect_not_accepted(&cx, &mut a, 21, 22, what).await?;
             // Nothing was installed: a Publish to the name does not reach A.
             let b = cx.link("B").await?;
-            let other = cx.name("other", Some(2));
-            let mut c = cx.link("C").await?;
-            c.subscribe(&other, 1).await?;
-            b.send(client::publish(&other, &name, 1, b"must-not-arrive"))
-                .await?;
-            match a.recv(cx.quiet).await {
-                Event::Silent => {}
-                other => {
-                    return Err(Failure::violation(
-                        "a refused Subscribe installs no route",
-                        event_text(&other),
-                    ))
-                }
+            expect_no_route(
+                &cx,
+                &b,
+                &mut a,
+                &name,
+                "a Publish to the name of the refused Subscribe",
+            )
+            .await?;
+            match refusal {
+                Refusal::Acked(e) if e.to_lowercase().contains("mac") => {}
+                Refusal::Acked(e) => cx.finding(
+                    "SLIM-MAC-007",
+                    "a refusal ack whose error names the MAC problem",
+                    format!("error {e:?}"),
+                ),
+                Refusal::Silent => cx.finding(
+                    "SLIM-MAC-007",
+                    "a SubscriptionAck with success false naming the MAC problem",
+                    "no ack (dropped silently)",
+                ),
             }
-            still_usable(&cx, &mut a, 22, "a refused Subscribe").await
+            Ok(())
         }
+    })
+}
+
+/// Verifies a delivered message's MAC under `rx`'s own link key (SLIM-MAC-003).
+fn verify_delivered(rx: &client::Link, m: &pb::Message) -> Result<(), Failure> {
+    let h =
+        slim_proto::validate::header(m).ok_or_else(|| Failure::violation("a header", "none"))?;
+    let mac = rx
+        .mac
+        .as_ref()
+        .ok_or_else(|| Failure::Harness("no link key".into()))?;
+    mac.verify(h).map_err(|e| {
+        Failure::violation(
+            format!(
+                "header_mac verifies under {}'s link key over the delivered header (SPEC.md Header MAC preimage)",
+                rx.label()
+            ),
+            format!("{e}; mac = {:?}", h.header_mac.as_ref().map(hex::encode)),
+        )
     })
 }
 
@@ -209,6 +246,24 @@ pub(super) fn cases() -> Vec<Case> {
             &["SLIM-MAC-004"],
             Some(vec![0x5a; 31]),
         ),
+        bad_publish_mac(
+            "mac/publish-empty-mac",
+            "a Publish with a 0-byte header_mac is not routed",
+            &["SLIM-MAC-004"],
+            Some(Vec::new()),
+        ),
+        edited_mac(
+            "mac/publish-truncated-mac",
+            "a Publish carrying the first 31 bytes of its correct MAC is not routed",
+            |tag| {
+                tag.pop();
+            },
+        ),
+        edited_mac(
+            "mac/publish-extended-mac",
+            "a Publish carrying its correct MAC followed by one more byte is not routed",
+            |tag| tag.push(0),
+        ),
         bad_subscribe_mac(
             "mac/subscribe-unsigned",
             "a strict node refuses an unsigned Subscribe and installs no route",
@@ -224,7 +279,7 @@ pub(super) fn cases() -> Vec<Case> {
         ),
         Case::new(
             "mac/egress-signed",
-            "every Publish the node delivers carries a MAC that verifies under the receiver's link key",
+            "every Publish the node delivers carries a MAC that verifies under its receiver's link key, for each copy of a fan-out",
             &["SLIM-MAC-003", "SLIM-LINK-007"],
             |cx: Ctx| async move {
                 let name = cx.name("svc", Some(1));
@@ -232,14 +287,17 @@ pub(super) fn cases() -> Vec<Case> {
                 for i in 0..3 {
                     a.send(client::publish(&name, &name, 1, format!("signed-{i}").as_bytes())).await?;
                     let m = expect_payload(&mut b, &format!("signed-{i}")).await?;
-                    let h = slim_proto::validate::header(&m).ok_or_else(|| Failure::violation("a header", "none"))?;
-                    let mac = b.mac.as_ref().ok_or_else(|| Failure::Harness("no link key".into()))?;
-                    mac.verify(h).map_err(|e| {
-                        Failure::violation(
-                            "header_mac verifies under B's link key over the delivered header (SPEC.md Header MAC preimage)",
-                            format!("{e}; mac = {:?}", h.header_mac.as_ref().map(hex::encode)),
-                        )
-                    })?;
+                    verify_delivered(&b, &m)?;
+                }
+                // A broadcast: every copy is signed for its own receiver, not once for all.
+                let mut c = cx.link("C").await?;
+                c.subscribe(&name, 2).await?;
+                let mut d = cx.link("D").await?;
+                d.subscribe(&name, 3).await?;
+                a.send(client::publish(&name, &name, slim_proto::BROADCAST_FANOUT, b"fan-out")).await?;
+                for rx in [&mut b, &mut c, &mut d] {
+                    let m = expect_payload(rx, "fan-out").await?;
+                    verify_delivered(rx, &m)?;
                 }
                 Ok(())
             },
@@ -267,29 +325,8 @@ pub(super) fn cases() -> Vec<Case> {
             },
         ),
         Case::new(
-            "mac/ack-has-no-mac",
-            "a SubscriptionAck is sent without header MAC and answers on the same link",
-            &["SLIM-MAC-003", "SLIM-SUB-001"],
-            |cx: Ctx| async move {
-                let mut a = cx.link("A").await?;
-                a.send(client::subscribe(&cx.name("svc", Some(1)), 31)).await?;
-                match a.recv(PROMPT).await {
-                    Event::Message(pb::Message {
-                        message_type: Some(pb::message::MessageType::SubscriptionAck(ack)),
-                        metadata,
-                    }) if ack.subscription_id == 31 && ack.success => {
-                        if !metadata.is_empty() {
-                            cx.note(format!("the ack carries metadata {metadata:?}"));
-                        }
-                        Ok(())
-                    }
-                    other => Err(Failure::violation("SubscriptionAck{31, success}", event_text(&other))),
-                }
-            },
-        ),
-        Case::new(
-            "mac/lax-unsigned-accepted",
-            "a node that does not require the MAC acks an unsigned Subscribe and routes an unsigned Publish",
+            "mac/lax-unsigned-subscribe",
+            "a node that does not require the MAC acks an unsigned Subscribe from a keyed link and routes to it",
             &["SLIM-MAC-006"],
             |cx: Ctx| async move {
                 let name = cx.name("svc", Some(1));
@@ -300,7 +337,21 @@ pub(super) fn cases() -> Vec<Case> {
                     return Err(Failure::violation("the unsigned Subscribe is acked with success", format!("error {:?}", ack.error)));
                 }
                 let a = cx.link("A").await?;
+                a.send(client::publish(&name, &name, 1, b"signed")).await?;
+                expect_payload(&mut b, "signed").await.map(|_| ())
+            },
+        )
+        .needs(Need::LaxMac),
+        Case::new(
+            "mac/lax-unsigned-publish",
+            "a node that does not require the MAC routes an unsigned Publish from a keyed link",
+            &["SLIM-MAC-008"],
+            |cx: Ctx| async move {
+                let name = cx.name("svc", Some(1));
+                let (a, mut b) = pair(&cx, &name).await?;
                 a.send_message(client::publish(&name, &name, 1, b"unsigned")).await?;
+                // A signed marker after it: the unsigned Publish must have come first.
+                a.send(client::publish(&name, &name, 1, b"marker")).await?;
                 expect_payload(&mut b, "unsigned").await.map(|_| ())
             },
         )

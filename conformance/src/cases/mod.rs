@@ -168,25 +168,219 @@ pub(crate) async fn still_usable(
     }
 }
 
-/// Expects no SubscriptionAck with `success = true` for `id` within the quiet period; returns
-/// the refusal ack if one came.
-pub(crate) async fn expect_not_accepted(
+/// A probe Subscribe as a barrier for what the node does with `link`'s earlier input: the node
+/// handles one link's messages in order, so anything it sends in answer to earlier messages (an
+/// ack, a second negotiation reply) arrives before the probe's ack. Sends a valid Subscribe with
+/// `id` to a fresh name and returns every message received before its successful ack.
+pub(crate) async fn before_probe_ack(
+    cx: &Ctx,
     link: &mut Link,
     id: u64,
-    quiet: Duration,
-    what: &str,
-) -> Result<Option<pb::SubscriptionAck>, Failure> {
-    match link.recv(quiet).await {
-        Event::Silent => Ok(None),
-        Event::Message(pb::Message {
-            message_type: Some(MessageType::SubscriptionAck(a)),
-            ..
-        }) if a.subscription_id == id && !a.success => Ok(Some(a)),
-        other => Err(Failure::violation(
-            format!("{what} is refused: no ack, or an ack with success false"),
-            event_text(&other),
-        )),
+    after: &str,
+) -> Result<Vec<pb::Message>, Failure> {
+    let probe = cx.name("probe", Some(u128::from(id)));
+    link.send(client::subscribe(&probe, id)).await?;
+    let mut before = Vec::new();
+    loop {
+        match link.recv(PROMPT).await {
+            Event::Message(pb::Message {
+                message_type: Some(MessageType::SubscriptionAck(a)),
+                ..
+            }) if a.subscription_id == id => {
+                if a.success {
+                    return Ok(before);
+                }
+                return Err(Failure::violation(
+                    format!(
+                        "{}'s probe Subscribe {id} sent after {after} is acked with success",
+                        link.label()
+                    ),
+                    format!("refused: {:?}", a.error),
+                ));
+            }
+            Event::Message(m) => before.push(m),
+            other => {
+                return Err(Failure::violation(
+                    format!(
+                    "{}'s link stays open and usable after {after} (a probe Subscribe is acked)",
+                    link.label()
+                ),
+                    event_text(&other),
+                ))
+            }
+        }
     }
+}
+
+/// How the node answered a routed message it must not accept, told apart exactly.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// A SubscriptionAck with success false, and its error.
+    Acked(String),
+    /// Nothing at all before the probe's ack: dropped silently.
+    Silent,
+}
+
+/// After `link` sent a Subscribe or Unsubscribe with `id` that must not be accepted, proves with a
+/// probe Subscribe (`probe_id`) that it was not: a success ack for `id` before the probe's ack is
+/// a violation, and so is anything else the node sends back. Returns how it refused.
+pub(crate) async fn expect_not_accepted(
+    cx: &Ctx,
+    link: &mut Link,
+    id: u64,
+    probe_id: u64,
+    what: &str,
+) -> Result<Refusal, Failure> {
+    let before = before_probe_ack(cx, link, probe_id, what).await?;
+    let mut refusal = Refusal::Silent;
+    for m in before {
+        match &m.message_type {
+            Some(MessageType::SubscriptionAck(a)) if a.subscription_id == id && !a.success => {
+                if matches!(refusal, Refusal::Acked(_)) {
+                    return Err(Failure::violation_of(
+                        "SLIM-SUB-001",
+                        format!("at most one SubscriptionAck for {id}"),
+                        format!("a second one: {}", client::describe(&m)),
+                    ));
+                }
+                refusal = Refusal::Acked(a.error.clone());
+            }
+            _ => {
+                return Err(Failure::violation(
+                    format!("{what} is refused: no ack, or an ack with success false"),
+                    format!("received {}", client::describe(&m)),
+                ))
+            }
+        }
+    }
+    cx.note(match &refusal {
+        Refusal::Acked(e) => format!("{what} was refused with an ack: {e:?}"),
+        Refusal::Silent => format!("{what} was dropped without an ack"),
+    });
+    Ok(refusal)
+}
+
+/// Proves that nothing routes `name` to `rx`: `tx` publishes to `name` and then a marker to
+/// `rx`'s private marker name (see [`marker_name`]); `rx` must see the marker first.
+pub(crate) async fn expect_no_route(
+    cx: &Ctx,
+    tx: &Link,
+    rx: &mut Link,
+    name: &SlimName,
+    what: &str,
+) -> Result<(), Failure> {
+    let marker = marker_name(cx, rx);
+    let src = cx.name("router-probe", None);
+    send_text(tx, &src, name, "must-not-arrive").await?;
+    barrier(tx, &src, rx, &marker, what).await
+}
+
+/// A name only `link` subscribes (see [`subscribe_marker`]), for barriers aimed at it alone.
+pub(crate) fn marker_name(cx: &Ctx, link: &Link) -> SlimName {
+    cx.name(&format!("marker-{}", link.label()), Some(1))
+}
+
+/// Subscribes `link` to its private marker name with subscription id `id`.
+pub(crate) async fn subscribe_marker(cx: &Ctx, link: &mut Link, id: u64) -> Result<(), Failure> {
+    let name = marker_name(cx, link);
+    link.subscribe(&name, id).await
+}
+
+/// Waits for the node to end `link`'s stream after the client half-closed it, which a node does
+/// once it has dropped the link; if it does not within [`PROMPT`], resets the stream instead (as a
+/// client that gives up). Returns whether the node ended it.
+pub(crate) async fn close_and_wait(cx: &Ctx, mut link: Link) -> bool {
+    link.close_send();
+    let label = link.label().to_string();
+    loop {
+        match link.recv(PROMPT).await {
+            Event::Ended(_) => return true,
+            // Deliveries still queued for the link say nothing about its end.
+            Event::Message(_) => continue,
+            Event::Silent => {
+                cx.note(format!(
+                    "the node did not end {label}'s stream within {PROMPT:?} of the client's half-close; the runner reset it"
+                ));
+                return false;
+            }
+        }
+    }
+}
+
+/// After a link that held a subscription to `shared` ended: every anycast Publish from `tx` to
+/// `shared` must reach `survivor` (the other subscriber). Each round sends `n` anycasts and then a
+/// marker to the survivor's private marker name, and counts what arrived before the marker (the
+/// node keeps one sender's order). A node that removes the dead link's routes a little after the
+/// stream ended gets a few rounds to converge; the case passes on two perfect rounds in a row, so
+/// a node that picks anycast receivers at random cannot pass by luck (2^-2n a pair).
+pub(crate) async fn anycasts_all_reach(
+    cx: &Ctx,
+    tx: &Link,
+    shared: &SlimName,
+    survivor: &mut Link,
+    n: usize,
+    what: &str,
+) -> Result<(), Failure> {
+    const ROUNDS: usize = 5;
+    let src = cx.name("sender", None);
+    let marker = marker_name(cx, survivor);
+    let mut perfect = 0;
+    let mut first_evidence = None;
+    for round in 1..=ROUNDS {
+        for i in 1..=n {
+            send_text(tx, &src, shared, &format!("r{round}-any{i}")).await?;
+        }
+        send_text(tx, &src, &marker, &format!("r{round}-marker")).await?;
+        let mut got = Vec::new();
+        loop {
+            match survivor.recv(PROMPT).await {
+                Event::Message(m) => {
+                    let Some(p) = payload(&m).map(|p| String::from_utf8_lossy(p).into_owned())
+                    else {
+                        continue; // acks
+                    };
+                    if p == format!("r{round}-marker") {
+                        break;
+                    }
+                    if let Some(rest) = p.strip_prefix(&format!("r{round}-")) {
+                        got.push(rest.to_string());
+                    }
+                }
+                other => {
+                    return Err(Failure::violation(
+                        format!("{} keeps receiving after {what}", survivor.label()),
+                        format!("round {round}: {}", event_text(&other)),
+                    ))
+                }
+            }
+        }
+        if got.len() == n {
+            perfect += 1;
+            if perfect == 2 {
+                return Ok(());
+            }
+        } else {
+            perfect = 0;
+            first_evidence.get_or_insert_with(|| {
+                format!(
+                    "{} received {} of {n} anycasts ({}) in round {round}",
+                    survivor.label(),
+                    got.len(),
+                    got.join(", ")
+                )
+            });
+        }
+    }
+    Err(Failure::violation(
+        format!(
+            "after {what}, every anycast Publish to {shared} reaches {} (the ended link's routes are removed)",
+            survivor.label()
+        ),
+        format!(
+            "{}; no two perfect rounds in a row in {ROUNDS} rounds of {n}",
+            first_evidence.unwrap_or_default()
+        ),
+    ))
 }
 
 /// Learns the node's index of `sender`'s link: `sender` publishes to `probe_rx`'s name and the

@@ -127,24 +127,46 @@ pub(super) fn cases() -> Vec<Case> {
             },
         ),
         Case::new(
+            "names/id-high-halves-distinct",
+            "ids that differ only in id_0 (the high 64 bits) are different names",
+            &["SLIM-NAME-002", "SLIM-ROUTE-002"],
+            |cx: Ctx| async move {
+                // id_0 = 1, id_1 = 0 versus id_0 = 2, id_1 = 0.
+                let one = cx.name("svc", Some(1u128 << 64));
+                let two = cx.name("svc", Some(2u128 << 64));
+                let (a, mut b) = pair(&cx, &one).await?;
+                a.send(client::publish(&one, &two, 1, b"other-high-half")).await?;
+                barrier(&a, &one, &mut b, &one, "a Publish to an id with another high half").await
+            },
+        ),
+        Case::new(
             "names/unicode-components",
-            "names with non-ASCII components route and keep their string form",
-            &["SLIM-NAME-001", "SLIM-ROUTE-002"],
+            "names with non-ASCII components route, and the delivered copy keeps both forms of both names",
+            &["SLIM-ROUTE-002", "SLIM-NAME-004"],
             |cx: Ctx| async move {
                 let name = SlimName::new(cx.org(), "名前空間", "servicé-🚀").with_id(9);
                 let (a, mut b) = pair(&cx, &name).await?;
-                a.send(client::publish(&name, &name, 1, b"unicode")).await?;
-                let m = expect_payload(&mut b, "unicode").await?;
-                let dst = slim_proto::validate::header(&m).and_then(|h| h.destination.clone());
-                let strings = dst.and_then(|d| d.str_name).map(|s| s.str_component_2);
-                if strings.as_deref() == Some("servicé-🚀") {
-                    Ok(())
-                } else {
-                    Err(Failure::violation(
-                        "the delivered destination keeps its UTF-8 string form",
-                        format!("str_component_2 = {strings:?}"),
-                    ))
+                let m = client::publish(&name, &name, 1, b"unicode");
+                let sent = slim_proto::validate::header(&m).cloned();
+                a.send(m).await?;
+                let got = expect_payload(&mut b, "unicode").await?;
+                let got = slim_proto::validate::header(&got).cloned();
+                for (which, sent, got) in [
+                    ("source", sent.as_ref().and_then(|h| h.source.clone()), got.as_ref().and_then(|h| h.source.clone())),
+                    ("destination", sent.as_ref().and_then(|h| h.destination.clone()), got.as_ref().and_then(|h| h.destination.clone())),
+                ] {
+                    let complete = got.as_ref().is_some_and(|n| {
+                        n.str_name.is_some() && n.name.as_ref().is_some_and(|e| e.name_id.is_some())
+                    });
+                    if !complete || got != sent {
+                        return Err(Failure::violation_of(
+                            "SLIM-NAME-004",
+                            format!("the delivered {which} carries the string form and the hashed form with name_id, as sent: {sent:?}"),
+                            format!("{got:?}"),
+                        ));
+                    }
                 }
+                Ok(())
             },
         ),
     ]

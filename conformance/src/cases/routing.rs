@@ -1,10 +1,12 @@
 //! Routing beyond the vector scenarios: forward_to, the delivered header, link indices, order.
 
-use std::time::Duration;
+use slim_proto::pb::message::MessageType;
 
-use slim_proto::pb::{self, message::MessageType};
-
-use super::{barrier, expect_payload, learn_index, pair, send_text, still_usable, PROMPT};
+use super::{
+    barrier, before_probe_ack, close_and_wait, expect_no_route, expect_not_accepted,
+    expect_payload, learn_index, marker_name, pair, send_text, still_usable, subscribe_marker,
+    PROMPT,
+};
 use crate::case::{ensure, Case, Ctx, Failure};
 use crate::client::{self, event_text, Event};
 
@@ -18,8 +20,14 @@ pub(super) fn cases() -> Vec<Case> {
                 let mut a = cx.link("A").await?;
                 let nobody = cx.name("nobody", Some(1));
                 a.send(client::publish(&nobody, &nobody, 1, b"void")).await?;
-                a.expect_silence(cx.quiet, "nothing is sent back for an unroutable Publish").await?;
-                still_usable(&cx, &mut a, 3, "an unroutable Publish").await
+                let before = before_probe_ack(&cx, &mut a, 3, "an unroutable Publish").await?;
+                match before.first() {
+                    None => Ok(()),
+                    Some(m) => Err(Failure::violation(
+                        "nothing is sent back for an unroutable Publish",
+                        format!("received {}", client::describe(m)),
+                    )),
+                }
             },
         ),
         Case::new(
@@ -46,7 +54,7 @@ pub(super) fn cases() -> Vec<Case> {
         ),
         Case::new(
             "routing/forward-to-bypasses-table",
-            "a Publish with forward_to reaches only the named link, not the name's subscribers",
+            "a Publish with forward_to reaches only the named link, not the subscriber of its destination",
             &["SLIM-ROUTE-008"],
             |cx: Ctx| async move {
                 let name = cx.name("svc", Some(1));
@@ -55,16 +63,19 @@ pub(super) fn cases() -> Vec<Case> {
                 let c_name = cx.name("c", Some(2));
                 c.subscribe(&c_name, 1).await?;
                 let b_idx = learn_index(&b, &name, &mut c, &c_name).await?;
+                // D alone subscribes the destination; the Publish names B's link.
+                let d_name = cx.name("d", Some(4));
                 let mut d = cx.link("D").await?;
-                d.subscribe(&name, 1).await?;
-                // To B by index, although both B and D subscribe the destination.
-                let mut m = client::publish(&c_name, &name, 1, b"only-b");
+                d.subscribe(&d_name, 1).await?;
+                subscribe_marker(&cx, &mut d, 2).await?;
+                let mut m = client::publish(&c_name, &d_name, 1, b"only-b");
                 if let Some(h) = slim_proto::validate::header_mut(&mut m) {
                     h.forward_to = Some(b_idx);
                 }
                 a.send(m).await?;
                 expect_payload(&mut b, "only-b").await?;
-                d.expect_silence(cx.quiet, "forward_to bypasses the subscription table").await
+                let marker = marker_name(&cx, &d);
+                barrier(&a, &c_name, &mut d, &marker, "a Publish with forward_to naming B's link (forward_to bypasses the subscription table)").await
             },
         ),
         Case::new(
@@ -137,11 +148,10 @@ pub(super) fn cases() -> Vec<Case> {
                 let (_a, mut b) = pair(&cx, &name).await?;
                 let mut seen = Vec::new();
                 for i in 0..3 {
-                    let mut x = cx.link(&format!("X{i}")).await?;
+                    let x = cx.link(&format!("X{i}")).await?;
                     seen.push(learn_index(&x, &name, &mut b, &name).await?);
-                    x.close_send();
-                    drop(x);
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    // The next link opens once the node has ended this one.
+                    close_and_wait(&cx, x).await;
                 }
                 let mut unique = seen.clone();
                 unique.sort_unstable();
@@ -187,28 +197,36 @@ pub(super) fn cases() -> Vec<Case> {
             },
         ),
         Case::new(
+            "routing/ttl-one-publish",
+            "a Publish with ttl 1 is dropped (the decremented ttl is 0)",
+            &["SLIM-ROUTE-010"],
+            |cx: Ctx| async move {
+                let name = cx.name("svc", Some(1));
+                let (a, mut b) = pair(&cx, &name).await?;
+                let mut m = client::publish(&name, &name, 1, b"ttl1");
+                if let Some(h) = slim_proto::validate::header_mut(&mut m) {
+                    h.ttl = 1;
+                }
+                a.send(m).await?;
+                barrier(&a, &name, &mut b, &name, "a Publish with ttl 1").await
+            },
+        ),
+        Case::new(
             "routing/ttl-one-subscribe",
             "a Subscribe with ttl 1 is neither acked nor installed",
             &["SLIM-ROUTE-010"],
             |cx: Ctx| async move {
                 let name = cx.name("svc", Some(1));
                 let mut b = cx.link("B").await?;
+                subscribe_marker(&cx, &mut b, 90).await?;
                 let mut m = client::subscribe(&name, 91);
                 if let Some(h) = slim_proto::validate::header_mut(&mut m) {
                     h.ttl = 1;
                 }
                 b.send(m).await?;
-                match b.recv(cx.quiet).await {
-                    Event::Silent => {}
-                    Event::Message(pb::Message {
-                        message_type: Some(MessageType::SubscriptionAck(ack)),
-                        ..
-                    }) if !ack.success => {}
-                    other => return Err(Failure::violation("no ack for a Subscribe whose ttl expires", event_text(&other))),
-                }
+                expect_not_accepted(&cx, &mut b, 91, 92, "a Subscribe with ttl 1").await?;
                 let a = cx.link("A").await?;
-                a.send(client::publish(&name, &name, 1, b"ttl1-sub")).await?;
-                b.expect_silence(cx.quiet, "the expired Subscribe installed no route").await
+                expect_no_route(&cx, &a, &mut b, &name, "a Publish to the name of the expired Subscribe").await
             },
         ),
     ];

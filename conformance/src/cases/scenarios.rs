@@ -5,13 +5,12 @@
 //! runs and cases never share a route.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use slim_proto::names::SlimName;
 use slim_proto::pb::{self, message::MessageType};
 use slim_vectors::routing::{Delivery, Op, Scenario, Step};
 
-use super::PROMPT;
+use super::{before_probe_ack, close_and_wait, subscribe_marker, PROMPT};
 use crate::case::{Case, Ctx, Failure};
 use crate::client::{self, describe, event_text, Event, Link};
 
@@ -57,8 +56,12 @@ fn step_text(i: usize, s: &Step) -> String {
 async fn play(cx: Ctx, scenario: Scenario) -> Result<(), Failure> {
     let mut links: BTreeMap<String, Link> = BTreeMap::new();
     for label in &scenario.links {
-        links.insert(label.clone(), cx.link(label).await?);
+        let mut link = cx.link(label).await?;
+        // A private name per link, for the barriers that end each Publish step.
+        subscribe_marker(&cx, &mut link, MARKER_ID).await?;
+        links.insert(label.clone(), link);
     }
+    let mut probe_id = PROBE_IDS;
     for (i, step) in scenario.steps.iter().enumerate() {
         let what = step_text(i, step);
         let link = links
@@ -66,13 +69,11 @@ async fn play(cx: Ctx, scenario: Scenario) -> Result<(), Failure> {
             .ok_or_else(|| Failure::Harness(format!("{what}: link {} is not open", step.link)))?;
         match step.op {
             Op::Close => {
-                let mut l = links
+                let l = links
                     .remove(&step.link)
                     .ok_or_else(|| Failure::Harness(what.clone()))?;
-                l.close_send();
-                drop(l);
-                // Give the node a moment to notice the stream's end before the next step.
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                // The next step starts once the node has ended the stream (or the runner reset it).
+                close_and_wait(&cx, l).await;
             }
             Op::Subscribe | Op::Unsubscribe => {
                 let name = name_for(&cx, step.name.as_deref().unwrap_or(""))?;
@@ -108,14 +109,14 @@ async fn play(cx: Ctx, scenario: Scenario) -> Result<(), Failure> {
                     }
                 }
                 if step.no_ack == Some(true) {
-                    match link.recv(cx.quiet).await {
-                        Event::Silent => {}
-                        other => {
-                            return Err(Failure::violation(
-                                format!("{what}: no SubscriptionAck"),
-                                event_text(&other),
-                            ))
-                        }
+                    // Any ack for this step comes before the ack of a probe sent after it.
+                    probe_id += 1;
+                    let before = before_probe_ack(&cx, link, probe_id, &what).await?;
+                    if let Some(m) = before.first() {
+                        return Err(Failure::violation(
+                            format!("{what}: no SubscriptionAck"),
+                            format!("received {}", describe(m)),
+                        ));
                     }
                 }
             }
@@ -138,12 +139,8 @@ async fn play(cx: Ctx, scenario: Scenario) -> Result<(), Failure> {
                     }
                     link.send(m).await?;
                 }
-                let expected_total = match &step.expect {
-                    Some(Delivery::To(to)) => count * to.len(),
-                    Some(Delivery::OneOf(_)) => count,
-                    Some(Delivery::Nobody(_)) | None => 0,
-                };
-                let got = collect(&mut links, &tag, expected_total, cx.quiet, &what).await?;
+                probe_id += 1;
+                let got = collect(&cx, &mut links, &step.link, &src, &tag, probe_id, &what).await?;
                 judge(&what, step.expect.as_ref(), count, &got)?;
             }
         }
@@ -165,20 +162,29 @@ async fn next_ack(link: &mut Link, id: u64, what: &str) -> Result<pb::Subscripti
     }
 }
 
-/// Collects this step's Publishes on every open link: waits until `expected` arrived (or
-/// PROMPT passed), then a quiet period for extras. Anything else arriving is a violation.
+/// Subscription id of every link's marker subscription (no vector uses it).
+const MARKER_ID: u64 = 4_000_000_001;
+/// First subscription id of the probes that end the sender's own check (no vector uses these).
+const PROBE_IDS: u64 = 4_100_000_000;
+
+/// Collects this step's Publishes on every open link, ended by barriers rather than by waiting:
+/// the sender publishes a marker to every other link's private name, and each link reads until
+/// its marker (the node keeps one sender's order, so every copy of this step comes before it);
+/// the sender itself, which must receive nothing of its own (SLIM-ROUTE-007), reads until the ack
+/// of a probe Subscribe it sends after the step. Anything else arriving is a violation.
 async fn collect(
+    cx: &Ctx,
     links: &mut BTreeMap<String, Link>,
+    sender: &str,
+    src: &SlimName,
     tag: &str,
-    expected: usize,
-    quiet: Duration,
+    probe_id: u64,
     what: &str,
 ) -> Result<BTreeMap<String, usize>, Failure> {
     let mut got: BTreeMap<String, usize> = links.keys().map(|k| (k.clone(), 0)).collect();
-    let deadline = tokio::time::Instant::now() + PROMPT;
     let take =
-        |label: &str, m: pb::Message, got: &mut BTreeMap<String, usize>| -> Result<(), Failure> {
-            let p = client::payload(&m).map(|p| String::from_utf8_lossy(p).into_owned());
+        |label: &str, m: &pb::Message, got: &mut BTreeMap<String, usize>| -> Result<(), Failure> {
+            let p = client::payload(m).map(|p| String::from_utf8_lossy(p).into_owned());
             match p {
                 Some(p) if p.starts_with(tag) => {
                     *got.entry(label.to_string()).or_default() += 1;
@@ -186,21 +192,41 @@ async fn collect(
                 }
                 _ => Err(Failure::violation(
                     format!("{what}: only this step's Publishes arrive"),
-                    format!("{label} received {}", describe(&m)),
+                    format!("{label} received {}", describe(m)),
                 )),
             }
         };
-    while got.values().sum::<usize>() < expected && tokio::time::Instant::now() < deadline {
-        for (label, link) in links.iter_mut() {
-            if let Event::Message(m) = link.recv(Duration::from_millis(10)).await {
-                take(label, m, &mut got)?;
-            }
+    let marker_text = format!("{tag}marker");
+    if let Some(tx) = links.get(sender) {
+        for label in links.keys().filter(|l| *l != sender) {
+            let marker =
+                SlimName::new(cx.org(), "conformance", &format!("marker-{label}")).with_id(1);
+            tx.send(client::publish(src, &marker, 1, marker_text.as_bytes()))
+                .await?;
         }
     }
-    tokio::time::sleep(quiet).await;
     for (label, link) in links.iter_mut() {
-        while let Event::Message(m) = link.recv(Duration::from_millis(5)).await {
-            take(label, m, &mut got)?;
+        if label == sender {
+            for m in before_probe_ack(cx, link, probe_id, what).await? {
+                take(label, &m, &mut got)?;
+            }
+            continue;
+        }
+        loop {
+            match link.recv(PROMPT).await {
+                Event::Message(m) => {
+                    if client::payload(&m) == Some(marker_text.as_bytes()) {
+                        break;
+                    }
+                    take(label, &m, &mut got)?;
+                }
+                other => {
+                    return Err(Failure::violation(
+                        format!("{what}: the marker sent after the step reaches {label}"),
+                        event_text(&other),
+                    ))
+                }
+            }
         }
     }
     Ok(got)

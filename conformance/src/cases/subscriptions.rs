@@ -5,9 +5,12 @@ use std::time::Duration;
 use prost::Message as _;
 use slim_proto::pb::{self, message::MessageType};
 
-use super::{expect_payload, learn_index, pair, send_text, PROMPT};
-use crate::case::{Case, Ctx, Failure};
-use crate::client::{self, event_text, Event, Link};
+use super::{
+    before_probe_ack, expect_no_route, expect_payload, learn_index, pair, send_text,
+    subscribe_marker, PROMPT,
+};
+use crate::case::{ensure, Case, Ctx, Failure};
+use crate::client::{self, event_text, payload, Event, Link};
 
 /// Sends `n` Subscribes (ids 1..=n, names `svc/<i>`) from `link` while reading acks; returns the
 /// acks in arrival order. Sending and reading run concurrently so neither side's flow control
@@ -68,7 +71,14 @@ pub(super) fn cases() -> Vec<Case> {
                 if !ack.success || !ack.error.is_empty() {
                     return Err(Failure::violation("success true, empty error", format!("success={} error={:?}", ack.success, ack.error)));
                 }
-                a.expect_silence(cx.quiet, "no second ack").await
+                let before = before_probe_ack(&cx, &mut a, 62, "Subscribe 61").await?;
+                match before.first() {
+                    None => Ok(()),
+                    Some(m) => Err(Failure::violation(
+                        "exactly one ack for Subscribe 61, and nothing else before the next Subscribe's ack",
+                        format!("then received {}", client::describe(m)),
+                    )),
+                }
             },
         ),
         Case::new(
@@ -79,7 +89,15 @@ pub(super) fn cases() -> Vec<Case> {
                 let name = cx.name("svc", Some(1));
                 let (mut a, mut b) = pair(&cx, &name).await?;
                 a.subscribe(&name, 62).await?;
-                b.expect_silence(cx.quiet, "A's ack is not routed to B").await
+                // A's next Publish reaches B after anything the node sent B for A's Subscribe.
+                send_text(&a, &name, &name, "marker").await?;
+                match b.recv(PROMPT).await {
+                    Event::Message(m) if client::payload(&m) == Some(b"marker".as_slice()) => Ok(()),
+                    other => Err(Failure::violation(
+                        "A's ack goes to A only: B's next message is A's marker Publish",
+                        event_text(&other),
+                    )),
+                }
             },
         ),
         Case::new(
@@ -111,6 +129,7 @@ pub(super) fn cases() -> Vec<Case> {
                 let me = cx.name("a", Some(1));
                 let probe = cx.name("probe", Some(2));
                 let mut a = cx.link("A").await?;
+                subscribe_marker(&cx, &mut a, 5).await?;
                 let mut b = cx.link("B").await?;
                 b.subscribe(&probe, 1).await?;
                 let a_index = learn_index(&a, &me, &mut b, &probe).await?;
@@ -123,18 +142,14 @@ pub(super) fn cases() -> Vec<Case> {
                 b.send(m).await?;
                 let ack = b.expect_ack(71, PROMPT).await?;
                 let c = cx.link("C").await?;
-                c.send(client::publish(&probe, &target, 1, b"hijacked")).await?;
-                match a.recv(cx.quiet).await {
-                    Event::Silent if !ack.success => Ok(()),
-                    Event::Silent => Err(Failure::violation(
-                        "the Subscribe naming another link in recv_from is refused (ack success false)",
-                        "acked with success (nothing reached A in this run)",
-                    )),
-                    other => Err(Failure::violation(
-                        "no route is installed on A's link by another client",
-                        format!("ack success={} error={:?}; A then received: {}", ack.success, ack.error, event_text(&other)),
-                    )),
-                }
+                expect_no_route(&cx, &c, &mut a, &target, "a Publish to the name B subscribed for A's link")
+                    .await
+                    .map_err(|f| f.context(&format!("B's Subscribe was acked success={} error={:?}", ack.success, ack.error)))?;
+                ensure(
+                    !ack.success,
+                    "the Subscribe naming another link in recv_from is refused (ack success false)",
+                    "acked with success (though no route reached A)",
+                )
             },
         ),
         Case::new(
@@ -176,59 +191,23 @@ pub(super) fn cases() -> Vec<Case> {
                     h.recv_from = Some(b_idx);
                 }
                 c.send(m).await?;
-                let _ = c.recv(PROMPT).await;
+                let ack = c.expect_ack(1, PROMPT).await?;
                 send_text(&a, &a_name, &name, "still-b").await?;
-                expect_payload(&mut b, "still-b").await.map(|_| ()).map_err(|f| {
+                expect_payload(&mut b, "still-b").await.map_err(|f| {
                     Failure::violation("B keeps its subscription after C's Unsubscribe naming B's link", f.texts().1)
-                })
+                })?;
+                ensure(
+                    !ack.success,
+                    "C's Unsubscribe naming B's link is refused (ack success false)",
+                    "acked with success (though B kept its subscription)",
+                )
             },
         ),
         Case::new(
             "subscriptions/forward-to-on-subscribe",
-            "a Subscribe with forward_to is either refused with an ack or forwarded (recorded)",
-            &["SLIM-SUB-011"],
-            |cx: Ctx| async move {
-                let name = cx.name("svc", Some(1));
-                let (_a, mut b) = pair(&cx, &name).await?;
-                let mut c = cx.link("C").await?;
-                let c_name = cx.name("c", Some(8));
-                c.subscribe(&c_name, 1).await?;
-                let b_idx = learn_index(&b, &name, &mut c, &c_name).await?;
-                let mut m = client::subscribe(&cx.name("fwd", Some(5)), 81);
-                if let Some(h) = slim_proto::validate::header_mut(&mut m) {
-                    h.forward_to = Some(b_idx);
-                }
-                c.send(m).await?;
-                // A node that forwards the Subscribe waits for the named link's ack before
-                // acking (and retries for about 20 s if none comes); B answers like a peer would,
-                // so no retry outlives this case and lands on a later case's link.
-                let mut on_c = c.recv(Duration::from_secs(1)).await;
-                if matches!(on_c, Event::Silent) {
-                    let on_b = b.recv(cx.quiet).await;
-                    if let Event::Message(pb::Message {
-                        message_type: Some(MessageType::Subscribe(fwd)),
-                        ..
-                    }) = &on_b
-                    {
-                        cx.note(format!("the node forwarded the Subscribe to B: {}", event_text(&on_b)));
-                        b.send_message(client::wrap(MessageType::SubscriptionAck(pb::SubscriptionAck {
-                            subscription_id: fwd.subscription_id,
-                            success: true,
-                            error: String::new(),
-                        })))
-                        .await?;
-                    }
-                    on_c = c.recv(Duration::from_secs(25)).await;
-                }
-                cx.note(format!("the sender saw: {}", event_text(&on_c)));
-                match on_c {
-                    Event::Message(pb::Message {
-                        message_type: Some(MessageType::SubscriptionAck(ack)),
-                        ..
-                    }) if ack.subscription_id == 81 => Ok(()),
-                    other => Err(Failure::violation("a SubscriptionAck for 81 (refusal or, after forwarding, success)", event_text(&other))),
-                }
-            },
+            "a Subscribe with forward_to is refused with an ack, or sent to the named link signed with its key and acked after that link's ack",
+            &["SLIM-SUB-013", "SLIM-SUB-011", "SLIM-MAC-003", "SLIM-SUB-001"],
+            forward_to_on_subscribe,
         )
         .timeout(Duration::from_secs(40)),
         Case::new(
@@ -255,21 +234,131 @@ pub(super) fn cases() -> Vec<Case> {
         )
         .timeout(Duration::from_secs(60)),
         Case::new(
-            "subscriptions/barrier-sanity",
-            "two subscribers of one name under broadcast both receive (the runner's barrier is sound)",
-            &["SLIM-ROUTE-006"],
+            "subscriptions/barrier-sound",
+            "a broadcast Publish sent before a marker reaches each subscriber before the marker (what every barrier of this suite relies on)",
+            &["SLIM-ROUTE-012", "SLIM-ROUTE-006"],
             |cx: Ctx| async move {
                 let name = cx.name("svc", Some(1));
                 let (a, mut b) = pair(&cx, &name).await?;
                 let mut c = cx.link("C").await?;
                 c.subscribe(&name, 2).await?;
-                a.send(client::publish(&name, &name, slim_proto::BROADCAST_FANOUT, b"both")).await?;
-                expect_payload(&mut b, "both").await?;
-                expect_payload(&mut c, "both").await?;
-                b.expect_silence(cx.quiet, "exactly one copy per subscriber").await
+                for text in ["first", "marker"] {
+                    a.send(client::publish(&name, &name, slim_proto::BROADCAST_FANOUT, text.as_bytes())).await?;
+                }
+                for rx in [&mut b, &mut c] {
+                    for text in ["first", "marker"] {
+                        expect_payload(rx, text).await.map_err(|f| {
+                            f.context(&format!("{} must see the Publish sent first before the marker sent after it", rx.label()))
+                        })?;
+                    }
+                }
+                Ok(())
             },
         ),
     ]
+}
+
+/// C asks the node to install a subscription on B's link through `forward_to` (how nodes propagate
+/// routes to peers). A node may refuse (SLIM-SUB-011); one that accepts must send the Subscribe on
+/// B's link, signed with B's link key, and ack C only after B's ack (SLIM-SUB-013).
+async fn forward_to_on_subscribe(cx: Ctx) -> Result<(), Failure> {
+    let name = cx.name("svc", Some(1));
+    let (a, mut b) = pair(&cx, &name).await?;
+    let mut c = cx.link("C").await?;
+    let c_name = cx.name("c", Some(8));
+    c.subscribe(&c_name, 1).await?;
+    let b_idx = learn_index(&b, &name, &mut c, &c_name).await?;
+    let fwd = cx.name("fwd", Some(5));
+    let mut m = client::subscribe(&fwd, 81);
+    if let Some(h) = slim_proto::validate::header_mut(&mut m) {
+        h.forward_to = Some(b_idx);
+    }
+    c.send(m).await?;
+    // Whichever comes first: C's answer (a refusal) or the Subscribe on B's link.
+    let first = tokio::select! {
+        on_c = c.recv(PROMPT) => Err(on_c),
+        on_b = b.recv(PROMPT) => Ok(on_b),
+    };
+    match first {
+        Err(Event::Message(pb::Message {
+            message_type: Some(MessageType::SubscriptionAck(ack)),
+            ..
+        })) if ack.subscription_id == 81 => {
+            if ack.success {
+                return Err(Failure::violation(
+                    "C's success ack comes only after the Subscribe was sent on B's link and B acked it",
+                    "C was acked with success, and B received nothing",
+                ));
+            }
+            // Nothing may have reached B either: A's next Publish is B's next message.
+            send_text(&a, &name, &name, "marker").await?;
+            match b.recv(PROMPT).await {
+                Event::Message(m) if payload(&m) == Some(b"marker".as_slice()) => {}
+                other => {
+                    return Err(Failure::violation(
+                        "a refused Subscribe is not sent on B's link",
+                        event_text(&other),
+                    ))
+                }
+            }
+            cx.observe(format!(
+                "the node refuses Subscribes with forward_to: {:?}",
+                ack.error
+            ));
+            Ok(())
+        }
+        Err(other) => Err(Failure::violation_of(
+            "SLIM-SUB-001",
+            "one SubscriptionAck for 81 on C (a refusal), or the Subscribe forwarded to B",
+            format!("C: {}", event_text(&other)),
+        )),
+        Ok(Event::Message(
+            ref fwd_msg @ pb::Message {
+                message_type: Some(MessageType::Subscribe(ref sub)),
+                ..
+            },
+        )) => {
+            let h = slim_proto::validate::header(fwd_msg)
+                .ok_or_else(|| Failure::violation("a header on the forwarded Subscribe", "none"))?;
+            let mac = b
+                .mac
+                .as_ref()
+                .ok_or_else(|| Failure::Harness("B has no link key".into()))?;
+            mac.verify(h).map_err(|e| {
+                Failure::violation_of(
+                    "SLIM-MAC-003",
+                    "the Subscribe the node sends on B's link carries a MAC that verifies under B's link key",
+                    format!("{e}; {}", client::describe(fwd_msg)),
+                )
+            })?;
+            // B answers like a peer node.
+            b.send_message(client::wrap(MessageType::SubscriptionAck(
+                pb::SubscriptionAck {
+                    subscription_id: sub.subscription_id,
+                    success: true,
+                    error: String::new(),
+                },
+            )))
+            .await?;
+            match c.recv(Duration::from_secs(25)).await {
+                Event::Message(pb::Message {
+                    message_type: Some(MessageType::SubscriptionAck(ack)),
+                    ..
+                }) if ack.subscription_id == 81 && ack.success => {
+                    cx.note("the node forwarded the Subscribe to B and acked C after B's ack");
+                    Ok(())
+                }
+                other => Err(Failure::violation(
+                    "after B's ack, C gets SubscriptionAck{81, success}",
+                    event_text(&other),
+                )),
+            }
+        }
+        Ok(other) => Err(Failure::violation(
+            "a refusal ack for 81 on C, or the Subscribe on B's link",
+            format!("B: {}", event_text(&other)),
+        )),
+    }
 }
 
 /// The subscription-limit probe: heavy, run last.
@@ -277,8 +366,8 @@ pub(super) fn heavy_cases() -> Vec<Case> {
     vec![
         Case::new(
             "subscriptions/limit-per-link",
-            "the node bounds subscriptions per link and refuses one beyond the bound, stating the limit",
-            &["SLIM-SUB-009"],
+            "the node bounds subscriptions per link and refuses one beyond the bound, stating the limit; what it acked is routed",
+            &["SLIM-SUB-009", "SLIM-SUB-003"],
             |cx: Ctx| async move {
                 // Probe up to 20 000 subscriptions or 30 s, whichever comes first; a bound above
                 // that is reported as not found (a WARN, not a FAIL: SLIM-SUB-009 is a SHOULD).
@@ -286,6 +375,27 @@ pub(super) fn heavy_cases() -> Vec<Case> {
                 let mut a = cx.link("A").await?;
                 let acks = subscribe_many(&cx, &mut a, N, Duration::from_secs(30)).await?;
                 let accepted = acks.iter().filter(|x| x.success).count();
+                // Whatever the bound, a success ack means the route is in force (SLIM-SUB-003):
+                // the last subscription acked with success must be routed.
+                if let Some(last) = acks.iter().filter(|x| x.success).map(|x| x.subscription_id).max() {
+                    let b = cx.link("B").await?;
+                    let src = cx.name("sender", None);
+                    send_text(&b, &src, &cx.name("many", Some(u128::from(last))), "last-acked").await?;
+                    // Deliveries queue behind any acks still arriving.
+                    loop {
+                        match a.recv(PROMPT).await {
+                            Event::Message(m) if payload(&m) == Some(b"last-acked".as_slice()) => break,
+                            Event::Message(pb::Message { message_type: Some(MessageType::SubscriptionAck(_)), .. }) => {}
+                            other => {
+                                return Err(Failure::violation_of(
+                                    "SLIM-SUB-003",
+                                    format!("subscription {last}, acked with success, is in force: a Publish to its name reaches A"),
+                                    event_text(&other),
+                                ))
+                            }
+                        }
+                    }
+                }
                 match acks.iter().find(|x| !x.success) {
                     Some(r) => {
                         cx.note(format!("{accepted} subscriptions accepted; first refusal: {:?}", r.error));
