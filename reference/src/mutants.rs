@@ -25,8 +25,6 @@ use slim_proto::mac::{LinkMac, MacError, TAG_LEN};
 use slim_proto::names::hash_component;
 use slim_proto::pb;
 
-use crate::relay::{CloseCode, CloseReason, ConnId, Output};
-
 /// The environment variable that selects the active fault (or `list`).
 pub const ENV: &str = "SLIM_RELAY_MUTANT";
 
@@ -434,17 +432,24 @@ pub fn loose_secret_eq(got: &[u8], want: &[u8]) -> Option<bool> {
 }
 
 /// [`Fault::DeliveriesReordered`]: per receiving link, the delivery held back until the next one.
-#[derive(Debug, Default)]
-pub struct Held(BTreeMap<ConnId, Output>);
+/// Generic over the relay's output type so this module does not depend on the relay.
+#[derive(Debug)]
+pub struct Held<T>(BTreeMap<u64, T>);
 
-impl Held {
-    /// Takes the delivery just pushed on `out`: holds it when its link has none held, else lets
-    /// it go out followed by the one held (so each pair arrives swapped).
-    pub fn swap_last(&mut self, out: &mut Vec<Output>) {
-        let Some(Output::Send { conn, .. } | Output::SendFrame { conn, .. }) = out.last() else {
+impl<T> Default for Held<T> {
+    fn default() -> Self {
+        Self(BTreeMap::new())
+    }
+}
+
+impl<T> Held<T> {
+    /// Takes the delivery just pushed on `out` (`receiver` names its link, or `None` for
+    /// anything that is not a delivery): holds it when its link has none held, else lets it go
+    /// out followed by the one held (so each pair arrives swapped).
+    pub fn swap_last(&mut self, out: &mut Vec<T>, receiver: impl Fn(&T) -> Option<u64>) {
+        let Some(conn) = out.last().and_then(&receiver) else {
             return;
         };
-        let conn = *conn;
         match self.0.remove(&conn) {
             Some(held) => out.push(held),
             None => {
@@ -457,12 +462,10 @@ impl Held {
 }
 
 /// [`Fault::PeerRefusedWithOk`]: the status a node ends a refused PEER negotiation with, or
-/// `None` when the fault is off or `reason` is another refusal.
-pub fn peer_refusal_status(reason: &CloseReason) -> Option<tonic::Status> {
-    (on(Fault::PeerRefusedWithOk)
-        && reason.code == CloseCode::Unimplemented
-        && reason.message.contains("PEER"))
-    .then(|| tonic::Status::new(tonic::Code::Ok, ""))
+/// `None` when the fault is off or the refusal (`unimplemented`, `message`) is another one.
+pub fn peer_refusal_status(unimplemented: bool, message: &str) -> Option<tonic::Status> {
+    (on(Fault::PeerRefusedWithOk) && unimplemented && message.contains("PEER"))
+        .then(|| tonic::Status::new(tonic::Code::Ok, ""))
 }
 
 /// [`Fault::UnboundedLinkQueue`]: a queue capacity no test fills.

@@ -205,7 +205,9 @@ impl Codec for RelayCodec {
 }
 
 fn status(reason: &CloseReason) -> Status {
-    if let Some(ok) = mutants::peer_refusal_status(reason) {
+    if let Some(ok) =
+        mutants::peer_refusal_status(reason.code == CloseCode::Unimplemented, &reason.message)
+    {
         return ok;
     }
     let code = match reason.code {

@@ -215,7 +215,7 @@ impl Relay {
                     message,
                 });
                 if mutants::on(Fault::DeliveriesReordered) {
-                    self.held.swap_last(out);
+                    self.held.swap_last(out, Output::receiver);
                 }
             }
         }

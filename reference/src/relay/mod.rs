@@ -122,6 +122,16 @@ pub enum Output {
     },
 }
 
+impl Output {
+    /// The connection a delivery (a `Send` or `SendFrame`) goes to; `None` for a `Close`.
+    pub fn receiver(&self) -> Option<ConnId> {
+        match self {
+            Output::Send { conn, .. } | Output::SendFrame { conn, .. } => Some(*conn),
+            Output::Close { .. } => None,
+        }
+    }
+}
+
 /// Counters for operators and tests (what was routed, what was dropped and why).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -157,7 +167,7 @@ pub struct Relay {
     stats: Stats,
     /// [`Fault::DeliveriesReordered`]: the delivery each link has held back (always empty
     /// otherwise).
-    held: mutants::Held,
+    held: mutants::Held<Output>,
 }
 
 impl Relay {
