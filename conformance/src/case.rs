@@ -13,87 +13,9 @@ use std::time::Duration;
 use serde::Serialize;
 use slim_proto::names::SlimName;
 
-use crate::client::{status_text, FrameLog, Link, Target};
-
-/// Why a case did not pass.
-#[derive(Debug)]
-pub enum Failure {
-    /// The runner itself could not do its job (a bug or a bad option): verdict ERROR.
-    Harness(String),
-    /// The target could not be reached at all.
-    Unreachable(String),
-    /// The target did something the requirement forbids, or failed to do what it demands.
-    Violation {
-        /// The requirement broken, when it is not the case's primary one (its level then decides
-        /// the verdict).
-        requirement: Option<String>,
-        /// What the requirement demands, concretely.
-        expected: String,
-        /// What the target did.
-        observed: String,
-    },
-    /// The target refused the `OpenChannel` call itself.
-    Rejected(tonic::Status),
-    /// The case needs a capability the target does not offer (verdict UNSUPPORTED).
-    Unsupported(String),
-}
-
-impl Failure {
-    /// A violation with the given expectation and observation.
-    pub fn violation(expected: impl Into<String>, observed: impl Into<String>) -> Self {
-        Failure::Violation {
-            requirement: None,
-            expected: expected.into(),
-            observed: observed.into(),
-        }
-    }
-
-    /// A violation of `requirement`, which the case cites but which is not its primary one: the
-    /// verdict takes that requirement's level (a MUST clause checked inside a MAY case fails).
-    pub fn violation_of(
-        requirement: &str,
-        expected: impl Into<String>,
-        observed: impl Into<String>,
-    ) -> Self {
-        Failure::Violation {
-            requirement: Some(requirement.to_string()),
-            expected: expected.into(),
-            observed: observed.into(),
-        }
-    }
-
-    /// The same failure with its observation prefixed by `context` (which step it happened in).
-    pub fn context(self, context: &str) -> Self {
-        match self {
-            Failure::Violation {
-                requirement,
-                expected,
-                observed,
-            } => Failure::Violation {
-                requirement,
-                expected,
-                observed: format!("{context}: {observed}"),
-            },
-            other => other,
-        }
-    }
-
-    /// (expected, observed) texts for the report.
-    pub fn texts(&self) -> (String, String) {
-        match self {
-            Failure::Harness(m) => ("the runner works".into(), format!("harness error: {m}")),
-            Failure::Unreachable(m) => ("the target accepts connections".into(), m.clone()),
-            Failure::Violation {
-                expected, observed, ..
-            } => (expected.clone(), observed.clone()),
-            Failure::Rejected(s) => (
-                "the target accepts the OpenChannel call".into(),
-                format!("call refused: {}", status_text(s)),
-            ),
-            Failure::Unsupported(m) => ("a capability this case needs".into(), m.clone()),
-        }
-    }
-}
+use crate::client::{Link, Target};
+use crate::evidence::FrameLog;
+pub use crate::verdict::{Failure, Finding};
 
 /// What a case needs from the target beyond the basics; cases whose needs are not met are
 /// reported UNSUPPORTED without being run.
@@ -106,18 +28,6 @@ pub enum Need {
     LaxMac,
     /// The target is protected by HTTP credentials and the runner was given them.
     Auth,
-}
-
-/// A secondary finding recorded while a case runs (a SHOULD broken inside a case whose primary
-/// requirement is a MUST, or an observation).
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    /// The requirement the finding is about.
-    pub requirement: String,
-    /// What the requirement demands.
-    pub expected: String,
-    /// What the target did.
-    pub observed: String,
 }
 
 /// The context one case runs in.

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::runner::{CaseResult, Verdict};
+use crate::verdict::{CaseResult, Verdict};
 
 /// The file format version this runner reads and writes.
 pub const SCHEMA: u32 = 2;
@@ -187,7 +187,7 @@ impl Expectations {
 mod tests {
     use super::*;
     use crate::catalogue::Level;
-    use crate::runner::{CaseResult, RequirementRef, Verdict};
+    use crate::verdict::{CaseResult, RequirementRef, Verdict};
 
     fn result(id: &str, req: &str, verdict: Verdict) -> CaseResult {
         CaseResult {

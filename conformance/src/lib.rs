@@ -11,6 +11,8 @@ pub mod catalogue;
 pub mod cli;
 pub mod client;
 pub mod delay;
+pub mod evidence;
 pub mod expectations;
 pub mod report;
 pub mod runner;
+pub mod verdict;

@@ -8,7 +8,8 @@ use serde::Serialize;
 use crate::case::Case;
 use crate::catalogue::{Catalogue, Level};
 use crate::expectations::Deviation;
-use crate::runner::{CaseResult, Summary, Verdict};
+use crate::runner::Summary;
+use crate::verdict::{CaseResult, Verdict};
 
 /// Identifies the JSON report format; bumped on incompatible changes.
 pub const JSON_SCHEMA: &str = "slim-conformance/report/v1";
@@ -288,8 +289,8 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::Frame;
-    use crate::runner::RequirementRef;
+    use crate::evidence::Frame;
+    use crate::verdict::RequirementRef;
 
     fn sample() -> Vec<CaseResult> {
         let req = |id: &str, level| RequirementRef {

@@ -9,91 +9,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::case::{Case, Ctx, Failure, Finding, Need};
+use crate::case::{Case, Ctx, Need};
 use crate::catalogue::{Catalogue, Level};
-use crate::client::{Frame, Link, Target};
+use crate::client::{Link, Target};
 use crate::expectations::Expectations;
-
-/// A case's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Verdict {
-    /// The target did what the requirements demand.
-    Pass,
-    /// Behaviour recorded where the requirement leaves a choice (a MAY): reported apart, never
-    /// counted as passed.
-    Info,
-    /// A SHOULD broken (a failure with `--strict`).
-    Warn,
-    /// A MUST broken.
-    Fail,
-    /// A failure listed in the expectations file for this implementation.
-    Xfail,
-    /// The target does not offer what the case needs; not run.
-    Unsupported,
-    /// The runner could not do its job.
-    Error,
-}
-
-impl Verdict {
-    /// Upper-case label for tables.
-    pub fn label(self) -> &'static str {
-        match self {
-            Verdict::Pass => "PASS",
-            Verdict::Info => "INFO",
-            Verdict::Warn => "WARN",
-            Verdict::Fail => "FAIL",
-            Verdict::Xfail => "XFAIL",
-            Verdict::Unsupported => "UNSUPPORTED",
-            Verdict::Error => "ERROR",
-        }
-    }
-}
-
-/// A cited requirement, with its text, for self-contained reports.
-#[derive(Debug, Clone, Serialize)]
-pub struct RequirementRef {
-    /// `SLIM-…` id.
-    pub id: String,
-    /// Its level.
-    pub level: Level,
-    /// The normative sentence.
-    pub text: String,
-}
-
-/// The outcome of one case.
-#[derive(Debug, Clone, Serialize)]
-pub struct CaseResult {
-    /// Case id (`area/slug`).
-    pub id: String,
-    /// What the case checks.
-    pub title: String,
-    /// Level of the primary requirement.
-    pub level: Level,
-    /// The verdict.
-    pub verdict: Verdict,
-    /// The requirement the verdict is about (the primary one, or the one a finding broke).
-    pub judged_requirement: String,
-    /// Every requirement the case cites, with its text.
-    pub requirements: Vec<RequirementRef>,
-    /// Wall time of the case in milliseconds.
-    pub duration_ms: u64,
-    /// What was expected (absent on PASS).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expected: Option<String>,
-    /// What was observed (absent on PASS).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub observed: Option<String>,
-    /// Secondary findings (SHOULD or MAY broken inside the case).
-    pub findings: Vec<Finding>,
-    /// Notes (recorded behaviour).
-    pub notes: Vec<String>,
-    /// The reason from the expectations file when the verdict is XFAIL.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expected_deviation: Option<String>,
-    /// The frames sent and received.
-    pub frames: Vec<Frame>,
-}
+use crate::verdict::Failure;
+pub use crate::verdict::{CaseResult, RequirementRef, Verdict};
 
 /// Options of one run.
 #[derive(Debug, Clone)]
@@ -121,7 +42,7 @@ pub enum RunError {
 
 /// Checks that the target accepts a link at all before running cases.
 pub async fn probe(target: &Target) -> Result<String, RunError> {
-    let log = crate::client::FrameLog::new();
+    let log = crate::evidence::FrameLog::new();
     let link = Link::connect(target, "probe", &log).await;
     match link {
         Ok(link) => {

@@ -14,7 +14,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use slim_conformance::client::{self, Event, FrameLog, Link, Target};
+use slim_conformance::client::{self, Event, Link, Target};
+use slim_conformance::evidence::FrameLog;
 use slim_proto::pb;
 
 mod support;
