@@ -24,6 +24,7 @@ pub mod cli;
 pub mod client;
 pub mod compare;
 pub mod error;
+pub mod harness;
 pub mod nats;
 pub mod null_relay;
 pub mod pace;
@@ -33,5 +34,7 @@ pub mod result;
 pub mod run;
 pub mod scenario;
 pub mod session;
+pub mod slim;
+pub mod transport;
 
 pub use error::BenchError;

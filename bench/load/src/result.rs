@@ -10,10 +10,10 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::error::BenchError;
-use crate::nats::Transport;
 use crate::pace::Pacing;
 use crate::procstat::Machine;
 use crate::scenario::Scenario;
+use crate::transport::Transport;
 
 /// The schema id of result documents this version writes and reads.
 pub const SCHEMA: &str = "slim-bench/result/v1";
