@@ -260,6 +260,29 @@ pub(crate) async fn expect_not_accepted(
     Ok(refusal)
 }
 
+/// A Subscribe to `name` with `id` was sent on `link` and must not be accepted: checks that no
+/// success ack comes (see [`expect_not_accepted`]) and that no route to `link` was installed (a
+/// Publish from a fresh link B must not reach it). Returns how the node refused.
+pub(crate) async fn expect_subscribe_refused(
+    cx: &Ctx,
+    link: &mut Link,
+    name: &SlimName,
+    id: u64,
+    what: &str,
+) -> Result<Refusal, Failure> {
+    let refusal = expect_not_accepted(cx, link, id, id + 1, what).await?;
+    let b = cx.link("B").await?;
+    expect_no_route(
+        cx,
+        &b,
+        link,
+        name,
+        &format!("a Publish to the name of {what}"),
+    )
+    .await?;
+    Ok(refusal)
+}
+
 /// Proves that nothing routes `name` to `rx`: `tx` publishes to `name` and then a marker to
 /// `rx`'s private marker name (see [`marker_name`]); `rx` must see the marker first.
 pub(crate) async fn expect_no_route(
