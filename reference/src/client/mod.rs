@@ -14,8 +14,13 @@
 //! link (a Publish is signed there; Subscribe/Unsubscribe go to the link's subscription book, which
 //! re-issues them after a reconnect), surface the endpoint's [`Event`]s, then wait for the first of
 //! an inbound Publish, an application command, or the endpoint's next timer.
+//!
+//! The `slim-client` binary is this client plus [`app`] (its `listen`, `send` and `group` flows)
+//! and [`output`] (its human and JSON output).
 
+pub mod app;
 pub mod link;
+pub mod output;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
