@@ -2,7 +2,7 @@
 //! ([`App::send`], `send.rs`) and `group` ([`App::group`], `group.rs`), on a connected
 //! [`Client`].
 //!
-//! Every flow is a loop over [`App::step`]: the next client event (printed through the
+//! Every flow is a loop over `App::step`: the next client event (printed through the
 //! [`Console`] and tracked: which sessions are open), SIGINT, or a deadline. Every wait is bounded
 //! by `--timeout`, and every failure is returned as one `what; how to fix` sentence that the
 //! binary prints as `error: ...` before exiting with code 1. On the way out (done, interrupted,
