@@ -4,7 +4,7 @@
 //! a task that feeds the core every inbound frame as the bytes received
 //! ([`Relay::handle_frame`]: the core routes a Publish from its bytes and decodes everything
 //! else), and a bounded outbound queue that the core's [`Output`]s are pushed into: frames are
-//! written as they are, messages encoded with prost ([`RelayCodec`]). One timer task calls the
+//! written as they are, messages encoded with prost (`RelayCodec`). One timer task calls the
 //! core's `handle_timeout` when `poll_timeout` says so.
 //!
 //! Backpressure (SLIM-TRANS-006): each connection's outbound queue holds `queue_capacity`
