@@ -29,21 +29,81 @@ use bytes::{BufMut, Bytes};
 use crate::mac::{MacFields, NameFields, TAG_LEN};
 use crate::pb;
 
+/// Wire type of a varint field.
 const VARINT: u8 = 0;
+/// Wire type of a length-delimited field.
 const LEN: u8 = 2;
 
-/// `Message.publish`: field 3, length-delimited.
-const PUBLISH_KEY: u8 = (3 << 3) | LEN;
-/// `Publish.header`: field 1, length-delimited.
-const HEADER_KEY: u8 = (1 << 3) | LEN;
+// Field numbers of the messages the frame path reads, as in `data_plane.proto`.
 
-/// Header field numbers (see `SLIMHeader` in `data_plane.proto`).
+/// `Message.publish`.
+const MESSAGE_PUBLISH: usize = 3;
+
+/// `Publish.header`.
+const PUBLISH_HEADER: usize = 1;
+/// `Publish.session`.
+const PUBLISH_SESSION: usize = 2;
+/// `Publish.msg` (the content).
+const PUBLISH_CONTENT: usize = 3;
+
+// `SLIMHeader` fields, 1 to 12.
+const H_SOURCE: usize = 1;
+const H_DESTINATION: usize = 2;
+const H_IDENTITY: usize = 3;
+const H_FANOUT: usize = 4;
+const H_VERSION: usize = 5;
 const H_TTL: usize = 6;
 const H_RECV_FROM: usize = 7;
 const H_FORWARD_TO: usize = 8;
 const H_INCOMING_CONN: usize = 9;
+const H_ERROR: usize = 10;
 const H_MAC: usize = 11;
-const H_LAST: usize = 12;
+const H_E2E_HEADER_SIG: usize = 12;
+/// The highest header field number.
+const H_LAST: usize = H_E2E_HEADER_SIG;
+
+// `Name.name` (the hashed form) and `Name.str_name`.
+const NAME_ENCODED: usize = 1;
+const NAME_STRINGS: usize = 2;
+
+// `EncodedName` fields.
+const ENC_COMPONENT_0: usize = 1;
+const ENC_COMPONENT_1: usize = 2;
+const ENC_COMPONENT_2: usize = 3;
+const ENC_NAME_ID: usize = 4;
+
+// `NameId` fields.
+const NAME_ID_0: usize = 1;
+const NAME_ID_1: usize = 2;
+
+/// `StringName.str_component_0`; components 1 and 2 follow it.
+const STR_COMPONENT_0: usize = 1;
+
+// `SessionHeader`: `session_type` (the first field) to `message_id` (the last), all varints.
+const SESSION_TYPE: usize = 1;
+const SESSION_MESSAGE_ID: usize = 4;
+
+/// `Content.app_payload` (a `command_payload` is left to prost).
+const CONTENT_APP_PAYLOAD: usize = 1;
+
+// `ApplicationPayload` fields.
+const APP_PAYLOAD_TYPE: usize = 1;
+const APP_BLOB: usize = 2;
+
+/// The key byte of a length-delimited field numbered below 16.
+const fn len_key(field: usize) -> u8 {
+    ((field as u8) << 3) | LEN
+}
+
+/// The key byte of a varint field numbered below 16.
+const fn varint_key(field: usize) -> u8 {
+    ((field as u8) << 3) | VARINT
+}
+
+/// `Message.publish`'s key.
+const PUBLISH_KEY: u8 = len_key(MESSAGE_PUBLISH);
+/// `Publish.header`'s key.
+const HEADER_KEY: u8 = len_key(PUBLISH_HEADER);
 
 /// Reads protobuf fields from `data[pos..end]`, positions relative to the whole frame.
 struct Reader<'a> {
@@ -210,8 +270,8 @@ fn parse_name_id(r: &mut Reader<'_>) -> Option<pb::NameId> {
         seen.first(field)?;
         r.expect(wire, VARINT)?;
         match field {
-            1 => id.id_0 = r.varint()?,
-            2 => id.id_1 = r.varint()?,
+            NAME_ID_0 => id.id_0 = r.varint()?,
+            NAME_ID_1 => id.id_1 = r.varint()?,
             _ => return None,
         }
     }
@@ -225,16 +285,16 @@ fn parse_encoded(r: &mut Reader<'_>) -> Option<pb::EncodedName> {
         let (field, wire) = r.key()?;
         seen.first(field)?;
         match field {
-            1..=3 => {
+            ENC_COMPONENT_0 | ENC_COMPONENT_1 | ENC_COMPONENT_2 => {
                 r.expect(wire, VARINT)?;
                 let v = r.varint()?;
                 match field {
-                    1 => enc.component_0 = v,
-                    2 => enc.component_1 = v,
-                    _ => enc.component_2 = v,
+                    ENC_COMPONENT_0 => enc.component_0 = v,
+                    ENC_COMPONENT_1 => enc.component_1 = v,
+                    _ => enc.component_2 = v, // ENC_COMPONENT_2
                 }
             }
-            4 => {
+            ENC_NAME_ID => {
                 r.expect(wire, LEN)?;
                 let body = r.len_body()?;
                 enc.name_id = Some(parse_name_id(&mut Reader::new(r.data, body))?);
@@ -252,7 +312,7 @@ fn parse_strs(r: &mut Reader<'_>) -> Option<[Range<usize>; 3]> {
         let (field, wire) = r.key()?;
         seen.first(field)?;
         r.expect(wire, LEN)?;
-        let slot = strs.get_mut(field.checked_sub(1)?)?;
+        let slot = strs.get_mut(field.checked_sub(STR_COMPONENT_0)?)?;
         *slot = r.string()?;
     }
     Some(strs)
@@ -268,8 +328,8 @@ fn parse_name(r: &mut Reader<'_>) -> Option<NameView> {
         let body = r.len_body()?;
         let mut inner = Reader::new(r.data, body);
         match field {
-            1 => name.encoded = Some(parse_encoded(&mut inner)?),
-            2 => name.strs = Some(parse_strs(&mut inner)?),
+            NAME_ENCODED => name.encoded = Some(parse_encoded(&mut inner)?),
+            NAME_STRINGS => name.strs = Some(parse_strs(&mut inner)?),
             _ => return None,
         }
     }
@@ -286,43 +346,43 @@ fn parse_header(r: &mut Reader<'_>) -> Option<HeaderView> {
         let (field, wire) = r.key()?;
         seen.first(field)?;
         match field {
-            1 | 2 => {
+            H_SOURCE | H_DESTINATION => {
                 r.expect(wire, LEN)?;
                 let body = r.len_body()?;
                 let name = parse_name(&mut Reader::new(r.data, body))?;
-                if field == 1 {
+                if field == H_SOURCE {
                     source = Some(name);
                 } else {
                     destination = Some(name);
                 }
             }
-            3 => {
+            H_IDENTITY => {
                 r.expect(wire, LEN)?;
                 h.identity = r.string()?;
             }
-            5 => {
+            H_VERSION => {
                 r.expect(wire, LEN)?;
                 r.string()?;
             }
-            11 => {
+            H_MAC => {
                 r.expect(wire, LEN)?;
                 h.mac = Some(r.len_body()?);
             }
-            12 => {
+            H_E2E_HEADER_SIG => {
                 r.expect(wire, LEN)?;
                 r.len_body()?;
             }
-            4 | 6..=10 => {
+            H_FANOUT | H_TTL | H_RECV_FROM | H_FORWARD_TO | H_INCOMING_CONN | H_ERROR => {
                 r.expect(wire, VARINT)?;
                 let v = r.varint()?;
                 match field {
                     // prost reads uint32 as a varint truncated to 32 bits, bool as non-zero.
-                    4 => h.fanout = v as u32,
-                    6 => h.ttl = v as u32,
-                    7 => h.recv_from = Some(v),
-                    8 => h.forward_to = Some(v),
-                    9 => {}
-                    _ => h.error = Some(v != 0),
+                    H_FANOUT => h.fanout = v as u32,
+                    H_TTL => h.ttl = v as u32,
+                    H_RECV_FROM => h.recv_from = Some(v),
+                    H_FORWARD_TO => h.forward_to = Some(v),
+                    H_ERROR => h.error = Some(v != 0),
+                    _ => {} // H_INCOMING_CONN: rewritten on egress, kept as raw bytes only
                 }
             }
             _ => return None,
@@ -340,7 +400,7 @@ fn parse_header(r: &mut Reader<'_>) -> Option<HeaderView> {
 fn check_session(r: &mut Reader<'_>) -> Option<()> {
     while !r.done() {
         let (field, wire) = r.key()?;
-        if !(1..=4).contains(&field) {
+        if !(SESSION_TYPE..=SESSION_MESSAGE_ID).contains(&field) {
             return None;
         }
         r.expect(wire, VARINT)?;
@@ -355,8 +415,8 @@ fn check_app_payload(r: &mut Reader<'_>) -> Option<()> {
         let (field, wire) = r.key()?;
         r.expect(wire, LEN)?;
         match field {
-            1 => r.string()?,
-            2 => r.len_body()?,
+            APP_PAYLOAD_TYPE => r.string()?,
+            APP_BLOB => r.len_body()?,
             _ => return None,
         };
     }
@@ -373,7 +433,7 @@ fn check_content(r: &mut Reader<'_>) -> Option<()> {
         r.expect(wire, LEN)?;
         let body = r.len_body()?;
         match field {
-            1 => check_app_payload(&mut Reader::new(r.data, body))?,
+            CONTENT_APP_PAYLOAD => check_app_payload(&mut Reader::new(r.data, body))?,
             _ => return None,
         }
     }
@@ -399,7 +459,7 @@ impl PublishFrame {
     pub fn parse(frame: &Bytes) -> Option<Self> {
         let data = &frame[..];
         let mut top = Reader::new(data, 0..data.len());
-        if top.key()? != (3, LEN) {
+        if top.key()? != (MESSAGE_PUBLISH, LEN) {
             return None;
         }
         let publish = top.len_body()?;
@@ -407,7 +467,7 @@ impl PublishFrame {
             return None; // metadata or another field after the publish
         }
         let mut p = Reader::new(data, publish.clone());
-        if p.key()? != (1, LEN) {
+        if p.key()? != (PUBLISH_HEADER, LEN) {
             return None;
         }
         let header_body = p.len_body()?;
@@ -420,11 +480,11 @@ impl PublishFrame {
             let body = p.len_body()?;
             let mut inner = Reader::new(data, body);
             match field {
-                2 => {
+                PUBLISH_SESSION => {
                     check_session(&mut inner)?;
                     session = true;
                 }
-                3 => check_content(&mut inner)?,
+                PUBLISH_CONTENT => check_content(&mut inner)?,
                 _ => return None,
             }
         }
@@ -536,19 +596,19 @@ impl PublishFrame {
         put_varint(&mut head, header_len as u64);
         // Fields in number order, as prost writes them, so a frame prost wrote comes out
         // byte for byte as the decoded path would write it.
-        for field in 1..=H_LAST {
+        for field in H_SOURCE..=H_LAST {
             match field {
                 H_TTL => {
-                    head.push((H_TTL as u8) << 3);
+                    head.push(varint_key(H_TTL));
                     put_varint(&mut head, u64::from(ttl));
                 }
                 H_INCOMING_CONN => {
-                    head.push((H_INCOMING_CONN as u8) << 3);
+                    head.push(varint_key(H_INCOMING_CONN));
                     put_varint(&mut head, incoming_conn);
                 }
                 H_MAC => {
                     if let Some(tag) = tag {
-                        head.push(((H_MAC as u8) << 3) | LEN);
+                        head.push(len_key(H_MAC));
                         head.push(TAG_LEN as u8);
                         head.extend_from_slice(tag);
                     }

@@ -4,7 +4,7 @@
 //! a task that feeds the core every inbound frame as the bytes received
 //! ([`Relay::handle_frame`]: the core routes a Publish from its bytes and decodes everything
 //! else), and a bounded outbound queue that the core's [`Output`]s are pushed into: frames are
-//! written as they are, messages encoded with prost ([`RelayCodec`]). One timer task calls the
+//! written as they are, messages encoded with prost (`RelayCodec`). One timer task calls the
 //! core's `handle_timeout` when `poll_timeout` says so.
 //!
 //! Backpressure (SLIM-TRANS-006): each connection's outbound queue holds `queue_capacity`
@@ -64,15 +64,15 @@ pub struct ShellStats {
     pub refused_unauthenticated: AtomicU64,
 }
 
-/// The shell's handle on one connection.
-struct LinkHandle {
+/// The shell's end of one connection: its outbound queue and the signal that ends its stream.
+struct Connection {
     tx: mpsc::Sender<Result<Outbound, Status>>,
     close: Option<oneshot::Sender<Status>>,
 }
 
 struct State {
     relay: Relay,
-    links: HashMap<ConnId, LinkHandle>,
+    links: HashMap<ConnId, Connection>,
 }
 
 struct Shared {
@@ -289,7 +289,7 @@ fn open_channel(
         let conn = state.relay.open(Instant::now());
         state.links.insert(
             conn,
-            LinkHandle {
+            Connection {
                 tx: tx.clone(),
                 close: Some(close_tx),
             },

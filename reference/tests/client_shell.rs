@@ -11,7 +11,7 @@ use slim_proto::messages;
 use slim_proto::names::SlimName;
 use slim_reference::auth::AuthConfig;
 use slim_reference::client::link::{
-    self, HttpAuth, LinkCommand, LinkEvent, LinkHandle, LinkIoError, LinkOptions,
+    self, ClientLinkHandle, HttpAuth, LinkCommand, LinkEvent, LinkIoError, LinkOptions,
 };
 use slim_reference::client::{Client, ClientError, ClientEvent, ClientOptions};
 use slim_reference::config::ServerConfig;
@@ -70,7 +70,7 @@ async fn expect_event(
 }
 
 async fn subscribed(
-    link: &LinkHandle,
+    link: &ClientLinkHandle,
     events: &mut mpsc::UnboundedReceiver<LinkEvent>,
     n: &SlimName,
 ) {
@@ -87,7 +87,7 @@ async fn subscribed(
 
 /// Sends `text` from `from` to `to` on `link`, and checks it arrives on `events` intact.
 async fn exchange(
-    link: &LinkHandle,
+    link: &ClientLinkHandle,
     events: &mut mpsc::UnboundedReceiver<LinkEvent>,
     from: &SlimName,
     to: &SlimName,

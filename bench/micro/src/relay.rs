@@ -46,12 +46,12 @@ pub struct RelayFixture {
 }
 
 /// One client's end of a negotiated link.
-struct ClientLink {
+struct BenchPeer {
     conn: ConnId,
     mac: LinkMac,
 }
 
-fn negotiate(relay: &mut Relay, now: Instant, seed: u8) -> Result<ClientLink, SetupError> {
+fn negotiate(relay: &mut Relay, now: Instant, seed: u8) -> Result<BenchPeer, SetupError> {
     let conn = relay.open(now);
     let pair = LinkKeyPair::from_secret_bytes([seed; 32]);
     let link_id = format!("bench-link-{seed}");
@@ -76,13 +76,13 @@ fn negotiate(relay: &mut Relay, now: Instant, seed: u8) -> Result<ClientLink, Se
     let mac = pair
         .derive_link_mac(&reply.link_ecdh_public_key, &link_id)
         .map_err(|e| SetupError(format!("key derivation for {link_id}: {e}")))?;
-    Ok(ClientLink { conn, mac })
+    Ok(BenchPeer { conn, mac })
 }
 
 fn subscribe(
     relay: &mut Relay,
     now: Instant,
-    client: &ClientLink,
+    client: &BenchPeer,
     name: &SlimName,
 ) -> Result<(), SetupError> {
     let mut header = pb::SlimHeader {

@@ -1,7 +1,7 @@
 //! The reference SLIM client: a thin tokio shell around two sans-IO cores.
 //!
 //! - the session [`Endpoint`] (sessions, reliability, MLS, tokens);
-//! - the [`link::LinkState`] (negotiation, header MAC, the subscription book), driven by
+//! - the [`link::ClientLink`] (negotiation, header MAC, the subscription book), driven by
 //!   [`link::connect`].
 //!
 //! One task owns the endpoint. The application talks to it through [`Client`], whose methods
@@ -14,8 +14,13 @@
 //! link (a Publish is signed there; Subscribe/Unsubscribe go to the link's subscription book, which
 //! re-issues them after a reconnect), surface the endpoint's [`Event`]s, then wait for the first of
 //! an inbound Publish, an application command, or the endpoint's next timer.
+//!
+//! The `slim-client` binary is this client plus [`app`] (its `listen`, `send` and `group` flows)
+//! and [`output`] (its human and JSON output).
 
+pub mod app;
 pub mod link;
+pub mod output;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,7 +33,7 @@ use crate::session::{
     Clock, Credentials, Endpoint, EndpointConfig, Event, SessionError, SessionId, SessionOptions,
     Transmit,
 };
-use link::{HttpAuth, LinkCommand, LinkEvent, LinkHandle, LinkIoError, LinkOptions};
+use link::{ClientLinkHandle, HttpAuth, LinkCommand, LinkEvent, LinkIoError, LinkOptions};
 
 /// How to connect a [`Client`].
 pub struct ClientOptions {
@@ -168,8 +173,8 @@ impl Client {
                 Ok(None) => return Err(LinkIoError::Stopped.into()),
                 Ok(Some(LinkEvent::Subscribed(n))) if n == local_name => break,
                 Ok(Some(LinkEvent::Problem(e))) => {
-                    if let link::LinkStateError::SubscriptionRefused { name, .. }
-                    | link::LinkStateError::Unacknowledged { name, .. } = &e
+                    if let link::ClientLinkError::SubscriptionRefused { name, .. }
+                    | link::ClientLinkError::Unacknowledged { name, .. } = &e
                     {
                         if *name == local_name {
                             return Err(ClientError::Subscribe {
@@ -278,7 +283,7 @@ impl Client {
 /// The task that owns the endpoint and the link.
 struct Task {
     endpoint: Endpoint,
-    link: LinkHandle,
+    link: ClientLinkHandle,
     link_events: mpsc::UnboundedReceiver<LinkEvent>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<ClientEvent>,

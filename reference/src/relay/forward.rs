@@ -8,7 +8,7 @@ use tracing::{debug, warn};
 
 use super::link::LinkState;
 use super::subscriptions::Prefix;
-use super::{ack, ConnId, Output, Relay};
+use super::{ack, AckError, ConnId, Output, Relay};
 use crate::mutants::{self, Fault};
 
 /// The routing key of a name: its prefix and id (absent id = wildcard).
@@ -38,22 +38,17 @@ impl Relay {
     /// Checks `recv_from`/`forward_to` on a Subscribe/Unsubscribe. A client may only manage its
     /// own link's subscriptions (SLIM-SUB-010), and this relay forwards no subscriptions
     /// (SLIM-SUB-011).
-    fn subscription_target(&self, conn: ConnId, header: &pb::SlimHeader) -> Result<(), String> {
+    fn subscription_target(&self, conn: ConnId, header: &pb::SlimHeader) -> Result<(), AckError> {
         if let Some(n) = header.recv_from {
             if !self.links.contains_key(&n) {
-                return Err(format!("connection not found: {n}"));
+                return Err(AckError::ConnectionNotFound(n));
             }
             if n != conn {
-                return Err(format!(
-                    "recv_from {n} is another client's connection; a client may only subscribe on its own link"
-                ));
+                return Err(AckError::ForeignConnection(n));
             }
         }
         if header.forward_to.is_some() && !mutants::on(Fault::ForwardToSubscribeAckedUnforwarded) {
-            return Err(
-                "forward_to on a subscription is not supported: slim-relay has no peer links to propagate it to"
-                    .to_string(),
-            );
+            return Err(AckError::ForwardToUnsupported);
         }
         Ok(())
     }
@@ -69,11 +64,9 @@ impl Relay {
         };
         let mut result = self.subscription_target(owner, header).and_then(|()| {
             let (prefix, name_id) =
-                key(header.destination.as_ref()).ok_or("destination has no encoded name")?;
+                key(header.destination.as_ref()).ok_or(AckError::NoEncodedName)?;
             let limit = self.config.max_subscriptions_per_connection;
-            self.table
-                .subscribe(owner, id, prefix, name_id, limit)
-                .map_err(|e| e.to_string())
+            Ok(self.table.subscribe(owner, id, prefix, name_id, limit)?)
         });
         match &result {
             Ok(()) => {
@@ -107,10 +100,8 @@ impl Relay {
         };
         let mut result = self.subscription_target(owner, header).and_then(|()| {
             let (prefix, name_id) =
-                key(header.destination.as_ref()).ok_or("destination has no encoded name")?;
-            self.table
-                .unsubscribe(owner, id, prefix, name_id)
-                .map_err(|e| e.to_string())
+                key(header.destination.as_ref()).ok_or(AckError::NoEncodedName)?;
+            Ok(self.table.unsubscribe(owner, id, prefix, name_id)?)
         });
         match &result {
             Ok(()) => {

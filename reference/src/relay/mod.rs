@@ -37,8 +37,8 @@ pub mod forward;
 pub mod link;
 pub mod subscriptions;
 
-use link::LinkState;
-use subscriptions::SubscriptionTable;
+use link::{LinkState, MacCheckError};
+use subscriptions::{SubscribeError, SubscriptionTable, UnsubscribeError};
 
 /// A connection's index. Indices are never reused, so a stale `forward_to` can never reach a
 /// newer connection (SLIM-ROUTE-011).
@@ -376,7 +376,7 @@ impl Relay {
                 self.stats.dropped_invalid += 1;
                 warn!(conn, %err, "invalid message dropped");
                 // A subscriber that asked for an ack learns why (SLIM-VAL-003).
-                self.nack_if_requested(conn, &msg, &err.to_string(), out);
+                self.nack_if_requested(conn, &msg, AckError::Invalid(err), out);
                 return;
             }
         };
@@ -402,7 +402,7 @@ impl Relay {
             if mutants::on(Fault::MacRefusalNotAcked) {
                 return;
             }
-            self.nack_if_requested(conn, &msg, &format!("header MAC rejected: {err}"), out);
+            self.nack_if_requested(conn, &msg, AckError::BadMac(err), out);
             return;
         }
         let Some(header) = validate::header_mut(&mut msg) else {
@@ -428,7 +428,7 @@ impl Relay {
     }
 
     /// Checks the header MAC of a Subscribe/Unsubscribe/Publish (SLIM-MAC-004, SLIM-MAC-005).
-    fn check_mac(&self, conn: ConnId, msg: &pb::Message) -> Result<(), link::MacCheckError> {
+    fn check_mac(&self, conn: ConnId, msg: &pb::Message) -> Result<(), MacCheckError> {
         let Some(LinkState::Established(link)) = self.links.get(&conn) else {
             return Ok(());
         };
@@ -462,7 +462,7 @@ impl Relay {
         &self,
         conn: ConnId,
         msg: &pb::Message,
-        error: &str,
+        error: AckError,
         out: &mut Vec<Output>,
     ) {
         let id = match &msg.message_type {
@@ -471,16 +471,53 @@ impl Relay {
             _ => 0,
         };
         if id != 0 {
-            out.push(ack(conn, id, Err(error.to_string())));
+            out.push(ack(conn, id, Err(error)));
         }
     }
 }
 
-/// A SubscriptionAck for `conn` (SLIM-SUB-001): never routed, no header, no MAC.
-pub(crate) fn ack(conn: ConnId, subscription_id: u64, result: Result<(), String>) -> Output {
+/// Why the relay refused a Subscribe or Unsubscribe. The text is what the failed
+/// `SubscriptionAck.error` carries on the wire (SLIM-SUB-001, SLIM-SUB-005, SLIM-VAL-003), so it
+/// must not change: clients and the conformance suite read it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    /// The message is structurally invalid (SLIM-VAL-003).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// Its header MAC is missing or wrong (SLIM-MAC-004, SLIM-MAC-005).
+    #[error("header MAC rejected: {0}")]
+    BadMac(#[from] MacCheckError),
+    /// `recv_from` names no open connection (SLIM-SUB-010).
+    #[error("connection not found: {0}")]
+    ConnectionNotFound(ConnId),
+    /// `recv_from` names another client's connection (SLIM-SUB-010).
+    #[error(
+        "recv_from {0} is another client's connection; a client may only subscribe on its own link"
+    )]
+    ForeignConnection(ConnId),
+    /// `forward_to` is set: this relay has no peer links to propagate subscriptions to
+    /// (SLIM-SUB-011).
+    #[error(
+        "forward_to on a subscription is not supported: slim-relay has no peer links to propagate it to"
+    )]
+    ForwardToUnsupported,
+    /// The destination has no hashed form to route by.
+    #[error("destination has no encoded name")]
+    NoEncodedName,
+    /// The subscription table refused the Subscribe (SLIM-SUB-009).
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
+    /// The subscription table has no such record to remove (SLIM-SUB-005).
+    #[error(transparent)]
+    Unsubscribe(#[from] UnsubscribeError),
+}
+
+/// A SubscriptionAck for `conn` (SLIM-SUB-001): never routed, no header, no MAC. A refusal
+/// carries its [`AckError`] text.
+pub(crate) fn ack(conn: ConnId, subscription_id: u64, result: Result<(), AckError>) -> Output {
     let (success, error) = match result {
         Ok(()) => (true, String::new()),
-        Err(e) => (false, e),
+        Err(e) => (false, e.to_string()),
     };
     Output::Send {
         conn,

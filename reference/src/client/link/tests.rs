@@ -1,4 +1,13 @@
-//! Unit tests of [`LinkState`]: the node side is played with slim-proto primitives only.
+//! Unit tests of [`ClientLink`]: the node side is played with slim-proto primitives only.
+
+use std::time::{Duration, Instant};
+
+use slim_proto::link::{self, LinkError, LinkKeyPair};
+use slim_proto::mac::{LinkMac, MacError};
+use slim_proto::messages;
+use slim_proto::names::SlimName;
+use slim_proto::pb::{self, message::MessageType};
+use slim_proto::validate::{self, ValidationError};
 
 use super::*;
 
@@ -31,8 +40,8 @@ fn node_reply(request: &pb::Message, secret: u8) -> (pb::Message, LinkMac) {
 }
 
 /// A negotiated link and the node's MAC state for it.
-fn established(seed: u8) -> (LinkState, LinkMac) {
-    let mut st = LinkState::new([seed; 32], "node-test".into());
+fn established(seed: u8) -> (ClientLink, LinkMac) {
+    let mut st = ClientLink::new([seed; 32], "node-test".into());
     let req = st.start();
     let (reply, mac) = node_reply(&req, 9);
     let resub = st.handle_reply(&reply, t0()).expect("reply accepted");
@@ -63,7 +72,7 @@ fn ack(id: u64, success: bool, error: &str) -> pb::Message {
 
 #[test]
 fn negotiation_request_is_what_the_node_expects() {
-    let mut st = LinkState::new([1; 32], "node-x".into());
+    let mut st = ClientLink::new([1; 32], "node-x".into());
     let req = st.start();
     let p = link::negotiation_payload(&req).expect("a negotiation request");
     assert!(!p.is_reply);
@@ -103,7 +112,7 @@ fn both_ends_derive_the_same_mac() {
 
 #[test]
 fn bad_replies_are_typed_errors() {
-    let mut st = LinkState::new([3; 32], "n".into());
+    let mut st = ClientLink::new([3; 32], "n".into());
     let req = st.start();
     let (good, _) = node_reply(&req, 9);
     let edit = |f: &dyn Fn(&mut pb::LinkNegotiationPayload)| {
@@ -151,20 +160,20 @@ fn bad_replies_are_typed_errors() {
     for (reply, want) in cases {
         assert_eq!(
             st.handle_reply(&reply, t0()),
-            Err(LinkStateError::Negotiation(want.clone())),
+            Err(ClientLinkError::Negotiation(want.clone())),
             "{want}"
         );
         assert!(!st.is_established());
     }
     // Not negotiating at all.
-    let mut idle = LinkState::new([3; 32], "n".into());
+    let mut idle = ClientLink::new([3; 32], "n".into());
     assert_eq!(
         idle.handle_reply(&good, t0()),
-        Err(LinkStateError::NotNegotiating)
+        Err(ClientLinkError::NotNegotiating)
     );
     // Sealing before negotiation is refused.
     let m = messages::publish(&name("o/n/a/1"), &name("o/n/b"), 1, b"x");
-    assert_eq!(idle.seal(m), Err(LinkStateError::NotEstablished));
+    assert_eq!(idle.seal(m), Err(ClientLinkError::NotEstablished));
 }
 
 #[test]
@@ -185,7 +194,7 @@ fn inbound_mac_is_verified_and_failures_counted() {
     }
     assert_eq!(
         st.handle_inbound(tampered, t0()),
-        Err(LinkStateError::BadMac {
+        Err(ClientLinkError::BadMac {
             kind: "publish",
             source: MacError::Mismatch
         })
@@ -196,7 +205,7 @@ fn inbound_mac_is_verified_and_failures_counted() {
     }
     assert_eq!(
         st.handle_inbound(unsigned, t0()),
-        Err(LinkStateError::BadMac {
+        Err(ClientLinkError::BadMac {
             kind: "publish",
             source: MacError::MissingTag
         })
@@ -205,7 +214,7 @@ fn inbound_mac_is_verified_and_failures_counted() {
     // A message with nothing in it is a validation error, not a MAC failure.
     assert_eq!(
         st.handle_inbound(pb::Message::default(), t0()),
-        Err(LinkStateError::Invalid(ValidationError::NoMessageType))
+        Err(ClientLinkError::Invalid(ValidationError::NoMessageType))
     );
     assert_eq!(st.stats().bad_mac_dropped, 2);
 }
@@ -245,7 +254,7 @@ fn acks_are_matched_to_their_subscribe() {
     assert_ne!(id2, id);
     assert_eq!(
         st.handle_inbound(ack(id2, false, "too many subscriptions"), t0()),
-        Err(LinkStateError::SubscriptionRefused {
+        Err(ClientLinkError::SubscriptionRefused {
             name: other.clone(),
             subscription_id: id2,
             error: "too many subscriptions".into()
@@ -281,7 +290,7 @@ fn unacked_subscribe_is_retried_then_reported() {
     assert!(out.resend.is_empty());
     assert_eq!(
         out.failed,
-        vec![LinkStateError::Unacknowledged {
+        vec![ClientLinkError::Unacknowledged {
             what: "subscription",
             name: n.clone(),
             attempts: 3
@@ -370,7 +379,7 @@ fn unsubscribe_reuses_the_subscription_id_and_counts_references() {
 
 #[test]
 fn subscribe_before_negotiation_is_sent_at_negotiation() {
-    let mut st = LinkState::new([9; 32], "n".into());
+    let mut st = ClientLink::new([9; 32], "n".into());
     let n = name("o/n/a/1");
     assert_eq!(st.subscribe(n.clone(), t0()), None);
     let req = st.start();
