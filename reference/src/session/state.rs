@@ -19,17 +19,15 @@ use super::control::{CommandSender, ControlOutput, Expect, ReplyCache};
 use super::identity::{LocalIdentity, Peer};
 use super::moderator::{ModeratorState, Task};
 use super::participant::ParticipantState;
-use super::reliable::{ReceiverOutput, ReliableReceiver, ReliableSender, SenderOutput};
+use super::reliable::{
+    data_id_after, ReceiverOutput, ReliableReceiver, ReliableSender, SenderOutput, DEFAULT_WINDOW,
+};
 use super::wire::{self, Envelope, Inbound};
 use super::{Event, SessionError, SessionId, SessionOptions, Transmit};
 use crate::mls::{CredentialValidator, MlsGroup};
 
 /// Heartbeat period of an idle session (WIRE.md §5.6, SLIM-SESS-010).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
-/// How many data messages may wait for acknowledgement at once (the pipelining window).
-pub const RELIABLE_WINDOW: usize = 4096;
-/// Largest data message id before the sequence wraps (WIRE.md §5.1).
-pub const MAX_DATA_ID: u32 = (1 << 31) - 1;
 /// How long an invited session may wait for its welcome before it is dropped: longer than the
 /// moderator's retransmissions of its join request and welcome (1 s × 10 each).
 pub const JOIN_DEADLINE: Duration = Duration::from_secs(30);
@@ -341,7 +339,7 @@ impl Session {
             Some((s, _)) => s.next_id(),
             None => self.next_plain_id,
         };
-        let id = data_id_after(next, self.backlog.len());
+        let id = data_id_after(next, self.backlog.len() as u64);
         self.backlog.push_back(payload);
         self.drain_backlog(cx);
         Ok(id)
@@ -881,14 +879,7 @@ pub fn new_reliable(
         receiver
     };
     (
-        ReliableSender::new(r.interval, r.max_retries, RELIABLE_WINDOW),
+        ReliableSender::new(r.interval, r.max_retries, DEFAULT_WINDOW),
         receiver,
     )
-}
-
-/// The data message id `n` places after `id` in a sender's sequence (ids wrap after
-/// [`MAX_DATA_ID`], as the SDK's).
-pub fn data_id_after(id: u32, n: usize) -> u32 {
-    let span = u64::from(MAX_DATA_ID) + 1;
-    ((u64::from(id) + n as u64) % span) as u32
 }
