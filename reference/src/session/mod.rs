@@ -254,6 +254,9 @@ pub struct Endpoint {
     name: SlimName,
     me: identity::LocalIdentity,
     rng: ChaCha20Rng,
+    /// Seeds of our MLS identities' randomness: the endpoint seed's ChaCha20 stream 1 (stream 0
+    /// is `rng`), so MLS is as reproducible as the rest of a seeded run.
+    mls_seeds: ChaCha20Rng,
     clock: Clock,
     sessions: BTreeMap<SessionId, Session>,
     out: VecDeque<Transmit>,
@@ -277,6 +280,7 @@ macro_rules! cx {
             unix: $self.clock.unix($now),
             me: &mut $self.me,
             rng: &mut $self.rng,
+            mls_seeds: &mut $self.mls_seeds,
             out: &mut $self.out,
             events: &mut $self.events,
             replies: &mut $self.replies,
@@ -291,10 +295,13 @@ impl Endpoint {
         let me = identity::LocalIdentity::new(&cfg.name, &cfg.credentials, &mut rng)?;
         let [a, b, c] = cfg.name.components();
         let name = SlimName::new(a, b, c).with_id(me.app_id());
+        let mut mls_seeds = ChaCha20Rng::from_seed(cfg.seed);
+        mls_seeds.set_stream(1);
         Ok(Self {
             name,
             me,
             rng,
+            mls_seeds,
             clock: cfg.clock,
             sessions: BTreeMap::new(),
             out: VecDeque::new(),
@@ -518,11 +525,7 @@ impl Endpoint {
             now,
         );
         if opts.mls {
-            let token = self
-                .me
-                .token(self.clock.unix(now), &mut self.rng)?
-                .to_string();
-            let ident = crate::mls::MlsIdentity::new(self.me.key().signing_key().clone(), token);
+            let ident = cx!(self, now).mls_identity()?;
             let group = crate::mls::MlsGroup::create(ident, self.clock.unix(now))
                 .map_err(|e| SessionError::Mls(e.to_string()))?;
             s.mls = MlsState::Group(Box::new(group));

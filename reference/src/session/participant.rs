@@ -199,8 +199,7 @@ impl Session {
             self.data_dst = Some(m.source.clone());
         }
         let key_package = if self.opts.mls {
-            let token = cx.me.token(cx.unix, cx.rng)?.to_string();
-            let id = crate::mls::MlsIdentity::new(cx.me.key().signing_key().clone(), token);
+            let id = cx.mls_identity()?;
             let kp = id
                 .key_package(cx.unix)
                 .map_err(|e| SessionError::Mls(e.to_string()))?;
@@ -370,8 +369,7 @@ impl Session {
 
     /// Asks the moderator back into the group with a fresh key package (REJOIN_REQUEST).
     fn rejoin(&mut self, cx: &mut Ctx<'_>) -> Result<(), SessionError> {
-        let token = cx.me.token(cx.unix, cx.rng)?.to_string();
-        let identity = crate::mls::MlsIdentity::new(cx.me.key().signing_key().clone(), token);
+        let identity = cx.mls_identity()?;
         let kp = identity
             .key_package(cx.unix)
             .map_err(|e| SessionError::Mls(e.to_string()))?;

@@ -24,7 +24,7 @@ use super::reliable::{
 };
 use super::wire::{self, Envelope, Inbound};
 use super::{Event, SessionError, SessionId, SessionOptions, Transmit};
-use crate::mls::{CredentialValidator, MlsGroup};
+use crate::mls::{CredentialValidator, MlsGroup, MlsIdentity};
 
 /// Heartbeat period of an idle session (WIRE.md §5.6, SLIM-SESS-010).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
@@ -42,6 +42,8 @@ pub struct Ctx<'a> {
     pub me: &'a mut LocalIdentity,
     /// The endpoint's RNG (message ids, nonces).
     pub rng: &'a mut ChaCha20Rng,
+    /// Where our MLS identities' RNG seeds come from.
+    pub mls_seeds: &'a mut ChaCha20Rng,
     /// Transmissions for the shell.
     pub out: &'a mut VecDeque<Transmit>,
     /// Events for the application.
@@ -59,6 +61,19 @@ impl Ctx<'_> {
                 return id;
             }
         }
+    }
+
+    /// A new MLS identity (for a group we create or a key package we send): our signing key, a
+    /// fresh token, and randomness seeded from the endpoint's seed.
+    pub fn mls_identity(&mut self) -> Result<MlsIdentity, SessionError> {
+        let token = self.me.token(self.unix, self.rng)?.to_string();
+        let mut seed = [0u8; 32];
+        self.mls_seeds.fill_bytes(&mut seed);
+        Ok(MlsIdentity::seeded(
+            self.me.key().signing_key().clone(),
+            token,
+            seed,
+        ))
     }
 
     /// A validator of the credentials of members entering a group (key packages, commits),
