@@ -621,8 +621,8 @@ fn an_invitation_without_a_welcome_is_dropped_after_the_join_deadline() {
     w.eps[1].handle_message(join, now);
     assert_eq!(w.eps[1].sessions().len(), 1);
     let deadline = w.eps[1].poll_timeout().expect("a deadline");
-    assert!(deadline <= now + state::JOIN_DEADLINE);
-    w.eps[1].handle_timeout(now + state::JOIN_DEADLINE);
+    assert!(deadline <= now + shared::JOIN_DEADLINE);
+    w.eps[1].handle_timeout(now + shared::JOIN_DEADLINE);
     assert!(
         w.eps[1].sessions().is_empty(),
         "the half-open session is gone"
