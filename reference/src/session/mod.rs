@@ -115,6 +115,7 @@ pub struct Reliability {
     pub max_retries: u32,
 }
 
+/// 1 s and 5 retries, the SDK's defaults. (The `slim-client` CLI sets its own: 1 s, 10 retries.)
 impl Default for Reliability {
     fn default() -> Self {
         Self {

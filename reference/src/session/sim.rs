@@ -10,6 +10,10 @@
 //! The network only moves packets: the test loop owns the clock and the endpoints, and does
 //! `deliver_due(now)` → feed the endpoints → `send` what they output → `handle_timeout(now)` →
 //! `now = min(next_event_time, endpoints' poll_timeout)`.
+//!
+//! This is the one simulator of the session tests. Two harnesses drive it:
+//! [`reliable::Group`] (one reliable sender and its receivers, for `reliable/tests.rs`) and
+//! [`endpoints::World`] (whole endpoints and a toy node, for `tests.rs`).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
