@@ -1,6 +1,9 @@
 //! The participant side of a session (WIRE.md §5.3, §5.5, §5.6): answer the join request with a
 //! key package, join from the welcome, apply group updates strictly in commit order, leave when
 //! asked or when the group closes (SLIM-SESS-003, SLIM-SESS-006 to SLIM-SESS-008).
+//!
+//! Each handler takes the session's [`Shared`] state and the participant's own
+//! [`ParticipantState`]; only [`super::state`], which dispatches on the role, calls them.
 
 use std::collections::BTreeMap;
 
@@ -117,9 +120,8 @@ pub(super) fn on_command(
                             SessionError::Mls(format!("cannot rejoin from the welcome: {e}"))
                         })?;
                 s.mls = MlsState::Group(Box::new(group));
-                let p = &mut *ps;
-                p.last_commit = r.commit_id;
-                p.pending.retain(|c, _| *c > r.commit_id);
+                ps.last_commit = r.commit_id;
+                ps.pending.retain(|c, _| *c > r.commit_id);
                 io.events.push_back(Event::Error {
                     session: Some(s.id),
                     message: "rejoined the group after missing its commits".into(),
@@ -260,19 +262,15 @@ fn on_group_update(
 ) -> Result<(), SessionError> {
     match (&u.mls, s.opts.mls) {
         (Some(mls), true) => {
-            let p = &mut *ps;
-            if mls.commit_id > p.last_commit {
-                p.pending.insert(mls.commit_id, u.clone());
+            if mls.commit_id > ps.last_commit {
+                ps.pending.insert(mls.commit_id, u.clone());
             }
             // Apply every update whose predecessor is applied (commit order, WIRE.md §5.5).
-            loop {
-                let p = &mut *ps;
-                let Some(next) = p.last_commit.checked_add(1) else {
-                    break;
-                };
-                let Some(update) = p.pending.remove(&next) else {
-                    break;
-                };
+            while let Some((next, update)) = ps
+                .last_commit
+                .checked_add(1)
+                .and_then(|next| Some((next, ps.pending.remove(&next)?)))
+            {
                 apply_update(s, io, &update)?;
                 ps.last_commit = next;
             }

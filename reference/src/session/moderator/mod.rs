@@ -8,6 +8,11 @@
 //! to the group (beyond two) → LEAVE_REQUEST to the removed member → LEAVE_REPLY.
 //! Commit ids count up from 1 in the order the commits were made. Point-to-point establishment
 //! is SLIM-SESS-003, invites SLIM-SESS-006, removals SLIM-SESS-007.
+//!
+//! Each handler takes the session's [`Shared`] state and the moderator's own
+//! [`ModeratorState`]; only [`super::state`], which dispatches on the role, calls them. Files:
+//! this one (tasks, invitations, replies), `removal.rs`, `rejoin.rs`, `failed.rs` (retries ran
+//! out).
 
 mod failed;
 mod rejoin;
@@ -126,6 +131,13 @@ pub struct ModeratorState {
 }
 
 impl ModeratorState {
+    /// The id of the commit just made: commit ids count up from 1 in the order the commits were
+    /// made.
+    fn next_commit_id(&mut self) -> u32 {
+        self.next_commit += 1;
+        self.next_commit
+    }
+
     /// Whether a task runs or waits.
     pub fn busy(&self) -> bool {
         self.current.is_some() || !self.tasks.is_empty()
@@ -139,11 +151,10 @@ pub(super) fn next_task(
     io: &mut EndpointIo<'_>,
 ) -> Result<(), SessionError> {
     loop {
-        let m = &mut *md;
-        if m.current.is_some() {
+        if md.current.is_some() {
             return Ok(());
         }
-        let Some(task) = m.tasks.pop_front() else {
+        let Some(task) = md.tasks.pop_front() else {
             return Ok(());
         };
         match start_task(s, md, io, task) {
@@ -383,9 +394,7 @@ pub(super) fn on_command(
                             return next_task(s, md, io);
                         }
                     };
-                    let mm = &mut *md;
-                    mm.next_commit += 1;
-                    Some((mm.next_commit, commit, welcome))
+                    Some((md.next_commit_id(), commit, welcome))
                 }
                 _ => None,
             };

@@ -38,9 +38,7 @@ pub(super) fn start_rejoin(
                     io.unix,
                 )
                 .map_err(|e| SessionError::Mls(format!("rejoin of {peer}: {e}")))?;
-            let m = &mut *md;
-            m.next_commit += 1;
-            (m.next_commit, c, w)
+            (md.next_commit_id(), c, w)
         }
         _ => (0, Vec::new(), Vec::new()),
     };

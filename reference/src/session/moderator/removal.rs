@@ -70,10 +70,8 @@ fn commit_removal(
             crate::session::identity::token_sub(credential).as_deref() == Some(sub)
         })
         .map_err(|e| SessionError::Mls(e.to_string()))?;
-    let m = &mut *md;
-    m.next_commit += 1;
     Ok(Some(pb::MlsPayload {
-        commit_id: m.next_commit,
+        commit_id: md.next_commit_id(),
         mls_content: commit.into(),
     }))
 }

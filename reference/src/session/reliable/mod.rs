@@ -48,7 +48,7 @@
 //! - A message further than [`ReliableReceiver::max_gap`] ids ahead is dropped unacked instead of
 //!   growing the reorder buffer without bound (the SDK has no bound).
 //!
-//! Files: [`sequence`] (the id space and its arithmetic), [`sender`], [`receiver`].
+//! Files: [`sequence`] (the id space and its arithmetic), `sender.rs`, `receiver.rs`.
 
 mod receiver;
 mod sender;
