@@ -153,7 +153,7 @@ impl<P: Ord + Clone + Debug> ReliableReceiver<P> {
         }
     }
 
-    /// Every new source's stream starts at `first` (usually [`FIRST_MESSAGE_ID`]): earlier
+    /// Every new source's stream starts at `first` (usually [`FIRST_MESSAGE_ID`](super::FIRST_MESSAGE_ID)): earlier
     /// messages that went missing are requested, not skipped.
     pub fn starting_at(mut self, first: u32) -> Self {
         self.stream_start = Some(first & MAX_SEQUENCE_ID);
