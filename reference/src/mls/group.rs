@@ -104,10 +104,21 @@ pub struct MlsIdentity {
 impl MlsIdentity {
     /// An identity that signs with `signing_key` (the key whose public point is the token's
     /// `pubkey` claim) and whose credential is `token` (the identity token string's bytes).
+    /// Its randomness (key package keys, group ids, encryption) comes from the OS.
     pub fn new(signing_key: SigningKey, token: impl Into<Vec<u8>>) -> Self {
         Self {
             signer: Arc::new(P256Signer::new(signing_key)),
-            provider: Arc::new(Provider::default()),
+            provider: Arc::new(Provider::from_entropy()),
+            token: token.into(),
+        }
+    }
+
+    /// Like [`MlsIdentity::new`], with all of its randomness drawn from the ChaCha20 stream of
+    /// `seed`: the same seed and the same inputs give the same MLS messages, byte for byte.
+    pub fn seeded(signing_key: SigningKey, token: impl Into<Vec<u8>>, seed: [u8; 32]) -> Self {
+        Self {
+            signer: Arc::new(P256Signer::new(signing_key)),
+            provider: Arc::new(Provider::seeded(seed)),
             token: token.into(),
         }
     }

@@ -12,13 +12,19 @@
 //! - [`identity`]: our token and signing key, and the verification of peers';
 //! - [`control`]: command retransmission and the reply cache;
 //! - [`reliable`]: acks, retransmission, ordering and de-duplication of data;
-//! - [`state`], [`moderator`], [`participant`]: one session and its two roles.
+//! - [`shared`]: what a session's two roles share, and [`shared::EndpointIo`], what the endpoint
+//!   lends a session handler; [`data`]: the data path;
+//! - [`moderator`], [`participant`]: the two roles' handlers, each given the shared state and
+//!   its own role's state;
+//! - [`state`]: one session, which dispatches to its role.
 
 pub mod control;
+pub mod data;
 pub mod identity;
 pub mod moderator;
 pub mod participant;
 pub mod reliable;
+pub mod shared;
 #[cfg(test)]
 mod sim;
 pub mod state;
@@ -38,9 +44,8 @@ use slim_proto::pb::{SessionMessageType as Mt, SessionType};
 
 use control::{ReplyCache, Seen};
 pub use identity::Credentials;
-use moderator::{ModeratorState, Task};
-use participant::ParticipantState;
-use state::{Ctx, MlsState, Role, Session};
+use shared::{EndpointIo, MlsState};
+use state::{Session, SessionIds};
 
 /// A session id (chosen by the session's initiator, WIRE.md §5.1).
 pub type SessionId = u32;
@@ -110,6 +115,7 @@ pub struct Reliability {
     pub max_retries: u32,
 }
 
+/// 1 s and 5 retries, the SDK's defaults. (The `slim-client` CLI sets its own: 1 s, 10 retries.)
 impl Default for Reliability {
     fn default() -> Self {
         Self {
@@ -254,6 +260,9 @@ pub struct Endpoint {
     name: SlimName,
     me: identity::LocalIdentity,
     rng: ChaCha20Rng,
+    /// Seeds of our MLS identities' randomness: the endpoint seed's ChaCha20 stream 1 (stream 0
+    /// is `rng`), so MLS is as reproducible as the rest of a seeded run.
+    mls_seeds: ChaCha20Rng,
     clock: Clock,
     sessions: BTreeMap<SessionId, Session>,
     out: VecDeque<Transmit>,
@@ -270,13 +279,14 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-macro_rules! cx {
+macro_rules! io {
     ($self:ident, $now:expr) => {
-        Ctx {
+        EndpointIo {
             now: $now,
             unix: $self.clock.unix($now),
             me: &mut $self.me,
             rng: &mut $self.rng,
+            mls_seeds: &mut $self.mls_seeds,
             out: &mut $self.out,
             events: &mut $self.events,
             replies: &mut $self.replies,
@@ -291,10 +301,13 @@ impl Endpoint {
         let me = identity::LocalIdentity::new(&cfg.name, &cfg.credentials, &mut rng)?;
         let [a, b, c] = cfg.name.components();
         let name = SlimName::new(a, b, c).with_id(me.app_id());
+        let mut mls_seeds = ChaCha20Rng::from_seed(cfg.seed);
+        mls_seeds.set_stream(1);
         Ok(Self {
             name,
             me,
             rng,
+            mls_seeds,
             clock: cfg.clock,
             sessions: BTreeMap::new(),
             out: VecDeque::new(),
@@ -344,22 +357,22 @@ impl Endpoint {
     }
 
     fn dispatch(&mut self, m: &wire::Inbound<'_>, now: Instant) -> Result<(), SessionError> {
-        let cx = cx!(self, now);
+        let io = io!(self, now);
         let peer = if slim_proto::e2e::is_command(m.kind) {
             if m.message_id == 0 {
                 return Err(SessionError::Protocol("command with message id 0".into()));
             }
-            let peer = cx
+            let peer = io
                 .me
-                .verify_command(m.msg, &m.source, m.identity(), cx.unix)?;
+                .verify_command(m.msg, &m.source, m.identity(), io.unix)?;
             // A retransmitted request gets the same answer again, never a second processing.
-            if state::is_cached_request(m.kind) {
+            if shared::is_cached_request(m.kind) {
                 if let Seen::Again(reply) =
-                    cx.replies
+                    io.replies
                         .check(m.session_id, &m.source, m.message_id, m.kind as i32)
                 {
                     if let Some(r) = reply {
-                        cx.out.push_back(Transmit::Publish(r));
+                        io.out.push_back(Transmit::Publish(r));
                     }
                     return Ok(());
                 }
@@ -370,7 +383,7 @@ impl Endpoint {
         };
         let r = self.route(m, peer.as_ref(), now);
         // Processed: remember it (a request that failed may be retransmitted and tried again).
-        if r.is_ok() && peer.is_some() && state::is_cached_request(m.kind) {
+        if r.is_ok() && peer.is_some() && shared::is_cached_request(m.kind) {
             if let Seen::New =
                 self.replies
                     .check(m.session_id, &m.source, m.message_id, m.kind as i32)
@@ -401,33 +414,35 @@ impl Endpoint {
                     m.destination
                 )));
             }
-            let waiting = self.sessions.values().filter(|s| !s.established).count();
+            let waiting = self
+                .sessions
+                .values()
+                .filter(|s| !s.shared.established)
+                .count();
             if waiting >= MAX_PENDING_JOINS {
                 return Err(SessionError::Protocol(format!(
                     "{waiting} sessions already wait for their welcome; join request refused"
                 )));
             }
-            let mut s = Session::new(
-                m.session_id,
-                m.session_type,
-                self.name.clone(),
-                m.source.clone(),
-                SessionOptions::default(),
-                Role::Participant(ParticipantState::new(m.source.clone())),
-                now,
-            );
-            let mut cx = cx!(self, now);
+            let ids = SessionIds {
+                id: m.session_id,
+                kind: m.session_type,
+                source: self.name.clone(),
+                peer: m.source.clone(),
+            };
+            let mut s = Session::invited(ids, m.source.clone(), now);
+            let mut io = io!(self, now);
             // Kept only if the join request is accepted.
-            s.handle(&mut cx, m, peer)?;
+            s.handle(&mut io, m, peer)?;
             self.sessions.insert(m.session_id, s);
             return Ok(());
         }
-        let mut cx = cx!(self, now);
+        let mut io = io!(self, now);
         let s = self
             .sessions
             .get_mut(&m.session_id)
             .ok_or(SessionError::UnknownSession(m.session_id))?;
-        s.handle(&mut cx, m, peer)
+        s.handle(&mut io, m, peer)
     }
 
     /// Answers a discovery request for our name with our full name (WIRE.md §5.3 step 2); the
@@ -446,13 +461,13 @@ impl Endpoint {
                 m.destination
             )));
         }
-        let cx = cx!(self, now);
+        let io = io!(self, now);
         let env = wire::Envelope {
             source: self.name.clone(),
             session_type: m.session_type,
             session_id: m.session_id,
         };
-        let token = cx.me.token(cx.unix, cx.rng)?;
+        let token = io.me.token(io.unix, io.rng)?;
         let mut reply = env.publish(
             &m.source,
             false,
@@ -461,8 +476,8 @@ impl Endpoint {
             token,
             wire::command(Cmd::DiscoveryReply(pb::DiscoveryReplyPayload {})),
         );
-        cx.me.sign(&mut reply)?;
-        cx.out.push_back(Transmit::Publish(reply));
+        io.me.sign(&mut reply)?;
+        io.out.push_back(Transmit::Publish(reply));
         Ok(())
     }
 
@@ -474,9 +489,9 @@ impl Endpoint {
             .filter_map(|(id, s)| s.poll_timeout().filter(|t| *t <= now).map(|_| *id))
             .collect();
         for id in due {
-            let mut cx = cx!(self, now);
+            let mut io = io!(self, now);
             if let Some(s) = self.sessions.get_mut(&id) {
-                s.handle_timeout(&mut cx);
+                s.handle_timeout(&mut io);
             }
             self.drop_if_ended(id);
         }
@@ -508,24 +523,18 @@ impl Endpoint {
         now: Instant,
     ) -> Result<SessionId, SessionError> {
         let id = self.new_session_id();
-        let mut s = Session::new(
+        let ids = SessionIds {
             id,
             kind,
-            self.name.clone(),
+            source: self.name.clone(),
             peer,
-            opts.clone(),
-            Role::Moderator(ModeratorState::default()),
-            now,
-        );
+        };
+        let mut s = Session::moderated(ids, opts.clone(), now);
         if opts.mls {
-            let token = self
-                .me
-                .token(self.clock.unix(now), &mut self.rng)?
-                .to_string();
-            let ident = crate::mls::MlsIdentity::new(self.me.key().signing_key().clone(), token);
+            let ident = io!(self, now).mls_identity()?;
             let group = crate::mls::MlsGroup::create(ident, self.clock.unix(now))
                 .map_err(|e| SessionError::Mls(e.to_string()))?;
-            s.mls = MlsState::Group(Box::new(group));
+            s.shared.mls = MlsState::Group(Box::new(group));
         }
         self.sessions.insert(id, s);
         Ok(id)
@@ -539,7 +548,7 @@ impl Endpoint {
         now: Instant,
     ) -> Result<SessionId, SessionError> {
         let id = self.new_moderated(SessionType::PointToPoint, peer.clone(), opts, now)?;
-        self.with_session(id, now, |s, cx| s.queue_task(cx, Task::Invite(peer)))?;
+        self.with_session(id, now, |s, io| s.invite(io, peer))?;
         Ok(id)
     }
 
@@ -563,18 +572,18 @@ impl Endpoint {
             .sessions
             .get_mut(&id)
             .ok_or(SessionError::UnknownSession(id))?;
-        s.data_dst = Some(data);
-        s.control_dst = Some(control);
-        let peer = s.peer.clone();
+        s.shared.data_dst = Some(data);
+        s.shared.control_dst = Some(control);
+        let peer = s.shared.peer.clone();
         self.events.push_back(Event::SessionOpened {
             session: id,
             peer,
             initiator: true,
             group: true,
         });
-        let mut cx = cx!(self, now);
+        let mut io = io!(self, now);
         if let Some(s) = self.sessions.get_mut(&id) {
-            s.establish(&mut cx);
+            s.establish(&mut io);
         }
         Ok(id)
     }
@@ -583,14 +592,14 @@ impl Endpoint {
         &mut self,
         id: SessionId,
         now: Instant,
-        f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> Result<T, SessionError>,
+        f: impl FnOnce(&mut Session, &mut EndpointIo<'_>) -> Result<T, SessionError>,
     ) -> Result<T, SessionError> {
-        let mut cx = cx!(self, now);
+        let mut io = io!(self, now);
         let s = self
             .sessions
             .get_mut(&id)
             .ok_or(SessionError::UnknownSession(id))?;
-        let r = f(s, &mut cx);
+        let r = f(s, &mut io);
         self.drop_if_ended(id);
         r
     }
@@ -598,7 +607,7 @@ impl Endpoint {
     /// Forgets session `id` if it ended (its events are out; the reply cache still answers
     /// retransmissions of its last commands).
     fn drop_if_ended(&mut self, id: SessionId) {
-        if self.sessions.get(&id).is_some_and(|s| s.ended) {
+        if self.sessions.get(&id).is_some_and(|s| s.shared.ended) {
             self.sessions.remove(&id);
         }
     }
@@ -610,13 +619,13 @@ impl Endpoint {
         peer: SlimName,
         now: Instant,
     ) -> Result<(), SessionError> {
-        self.with_session(session, now, |s, cx| {
-            if !s.is_group() {
+        self.with_session(session, now, |s, io| {
+            if !s.shared.is_group() {
                 return Err(SessionError::Protocol(
                     "invite works on groups; a point-to-point session has its one peer".into(),
                 ));
             }
-            s.queue_task(cx, Task::Invite(peer))
+            s.invite(io, peer)
         })
     }
 
@@ -628,10 +637,7 @@ impl Endpoint {
         now: Instant,
     ) -> Result<(), SessionError> {
         let peer = peer.clone();
-        self.with_session(session, now, |s, cx| {
-            s.find_member(&peer)?;
-            s.queue_task(cx, Task::Remove(peer))
-        })
+        self.with_session(session, now, |s, io| s.remove(io, &peer))
     }
 
     /// Queues an application message; returns its message id (watch for
@@ -642,15 +648,12 @@ impl Endpoint {
         payload: Bytes,
         now: Instant,
     ) -> Result<u32, SessionError> {
-        self.with_session(session, now, |s, cx| s.publish(cx, payload))
+        self.with_session(session, now, |s, io| s.publish(io, payload))
     }
 
     /// Closes a session: the moderator closes it for everyone, a participant leaves.
     pub fn close(&mut self, session: SessionId, now: Instant) -> Result<(), SessionError> {
-        self.with_session(session, now, |s, cx| match s.role {
-            Role::Moderator(_) => s.queue_task(cx, Task::Close),
-            Role::Participant(_) => s.leave(cx),
-        })
+        self.with_session(session, now, |s, io| s.close(io))
     }
 
     /// Whether sessions are still being established or messages wait for acknowledgement.

@@ -10,6 +10,10 @@
 //! The network only moves packets: the test loop owns the clock and the endpoints, and does
 //! `deliver_due(now)` → feed the endpoints → `send` what they output → `handle_timeout(now)` →
 //! `now = min(next_event_time, endpoints' poll_timeout)`.
+//!
+//! This is the one simulator of the session tests. Two harnesses drive it:
+//! [`reliable::Group`] (one reliable sender and its receivers, for `reliable/tests.rs`) and
+//! [`endpoints::World`] (whole endpoints and a toy node, for `tests.rs`).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -199,6 +203,520 @@ impl<A: Ord + Clone, M: Clone> SimNet<A, M> {
     /// Uniform in `[0, 1)`, from the top 53 bits of a `u64`.
     fn uniform(&mut self) -> f64 {
         (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// One [`ReliableSender`] and its [`ReliableReceiver`]s over a [`SimNet`], driven by a paced
+/// application, with everything they did recorded (the harness of the reliable-delivery tests).
+pub mod reliable {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+
+    use super::{Delivery, LinkProfile, SimNet};
+    use crate::session::reliable::{
+        Lost, ReceiverOutput, ReliableReceiver, ReliableSender, RtxAnswer, SenderOutput,
+        WindowFull, FIRST_MESSAGE_ID,
+    };
+
+    pub type Peer = u16;
+    pub const SENDER: Peer = 0;
+
+    #[derive(Debug, Clone)]
+    pub enum Packet {
+        Msg { id: u32, payload: Bytes },
+        Ack { id: u32 },
+        RtxRequest { id: u32 },
+        RtxReply { id: u32, reply: Result<Bytes, Lost> },
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Outcome {
+        Delivered,
+        Failed(Vec<Peer>, Instant),
+    }
+
+    pub fn payload_for(id: u32) -> Bytes {
+        Bytes::from(id.to_be_bytes().to_vec())
+    }
+
+    /// How the application sends: `total` messages, `burst` at a time every `pace`.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Traffic {
+        pub total: u32,
+        pub burst: u32,
+        pub pace: Duration,
+    }
+
+    /// One sender and its receivers over a [`SimNet`], with everything they did recorded.
+    pub struct Group {
+        pub net: SimNet<Peer, Packet>,
+        pub t0: Instant,
+        pub now: Instant,
+        pub sender: ReliableSender<Peer>,
+        pub receivers: BTreeMap<Peer, ReliableReceiver<Peer>>,
+        pub traffic: Traffic,
+        pub sent: u32,
+        pub sent_at: BTreeMap<u32, Instant>,
+        pub outcome: BTreeMap<u32, Outcome>,
+        pub delivered: BTreeMap<Peer, Vec<u32>>,
+        pub not_delivered: Vec<ReceiverOutput<Peer>>,
+        pub copies_to: BTreeMap<(Peer, u32), u32>,
+        pub steps: u64,
+    }
+
+    pub struct Setup {
+        pub seed: u64,
+        pub link: LinkProfile,
+        pub interval: Duration,
+        pub max_retries: u32,
+        pub window: usize,
+        pub receivers: Peer,
+        pub traffic: Traffic,
+    }
+
+    impl Group {
+        pub fn new(setup: &Setup) -> Self {
+            let t0 = Instant::now();
+            let mut sender = ReliableSender::new(setup.interval, setup.max_retries, setup.window);
+            let mut receivers = BTreeMap::new();
+            for p in 1..=setup.receivers {
+                sender.add_receiver(p, t0);
+                receivers.insert(p, Self::receiver(setup).starting_at(FIRST_MESSAGE_ID));
+            }
+            Group {
+                net: SimNet::new(setup.seed, setup.link),
+                t0,
+                now: t0,
+                sender,
+                receivers,
+                traffic: setup.traffic,
+                sent: 0,
+                sent_at: BTreeMap::new(),
+                outcome: BTreeMap::new(),
+                delivered: BTreeMap::new(),
+                not_delivered: Vec::new(),
+                copies_to: BTreeMap::new(),
+                steps: 0,
+            }
+        }
+
+        pub fn receiver(setup: &Setup) -> ReliableReceiver<Peer> {
+            ReliableReceiver::new(setup.interval, setup.max_retries)
+        }
+
+        /// When the application's next message is due.
+        pub fn next_send_time(&self) -> Option<Instant> {
+            let t = self.traffic;
+            (self.sent < t.total).then(|| self.t0 + t.pace * (self.sent / t.burst))
+        }
+
+        pub fn app_send(&mut self) {
+            while let Some(at) = self.next_send_time() {
+                if at > self.now {
+                    return;
+                }
+                let id = self.sender.next_id();
+                match self.sender.send(payload_for(id), self.now) {
+                    Ok(sent) => {
+                        assert_eq!(sent, id);
+                        self.sent += 1;
+                        self.sent_at.insert(id, self.now);
+                    }
+                    Err(WindowFull { .. }) => return,
+                }
+            }
+        }
+
+        /// Turn every pending output into packets and records.
+        pub fn pump(&mut self) {
+            while let Some(out) = self.sender.poll_output() {
+                match out {
+                    SenderOutput::Transmit {
+                        id, to, payload, ..
+                    } => {
+                        let targets: Vec<Peer> = match to {
+                            None => self.sender.receivers().copied().collect(),
+                            Some(p) => vec![p],
+                        };
+                        for p in targets {
+                            *self.copies_to.entry((p, id)).or_default() += 1;
+                            let packet = Packet::Msg {
+                                id,
+                                payload: payload.clone(),
+                            };
+                            self.net.send(SENDER, p, packet, self.now);
+                        }
+                    }
+                    SenderOutput::Delivered { id } => {
+                        let old = self.outcome.insert(id, Outcome::Delivered);
+                        assert_eq!(old, None, "{id} resolved twice");
+                    }
+                    SenderOutput::Failed { id, peers } => {
+                        let old = self.outcome.insert(id, Outcome::Failed(peers, self.now));
+                        assert_eq!(old, None, "{id} resolved twice");
+                    }
+                }
+            }
+            for (&me, r) in &mut self.receivers {
+                while let Some(out) = r.poll_output() {
+                    match out {
+                        ReceiverOutput::Ack { to, id } => {
+                            self.net.send(me, to, Packet::Ack { id }, self.now)
+                        }
+                        ReceiverOutput::RtxRequest { to, id } => {
+                            self.net.send(me, to, Packet::RtxRequest { id }, self.now)
+                        }
+                        ReceiverOutput::Deliver { from, id, payload } => {
+                            assert_eq!(from, SENDER);
+                            assert_eq!(payload, payload_for(id), "payload of {id}");
+                            self.delivered.entry(me).or_default().push(id);
+                        }
+                        other => self.not_delivered.push(other),
+                    }
+                }
+            }
+        }
+
+        pub fn dispatch(&mut self, d: Delivery<Peer, Packet>) {
+            let now = self.now;
+            if d.to == SENDER {
+                match d.packet {
+                    Packet::Ack { id } => self.sender.on_ack(&d.from, id),
+                    Packet::RtxRequest { id } => {
+                        let reply = match self.sender.on_rtx_request(id) {
+                            RtxAnswer::Resend(payload) => Ok(payload),
+                            RtxAnswer::Lost => Err(Lost),
+                        };
+                        self.net
+                            .send(SENDER, d.from, Packet::RtxReply { id, reply }, now);
+                    }
+                    other => panic!("the sender got {other:?}"),
+                }
+            } else if let Some(r) = self.receivers.get_mut(&d.to) {
+                match d.packet {
+                    Packet::Msg { id, payload } => r.on_message(&d.from, id, payload, now),
+                    Packet::RtxReply { id, reply } => r.on_rtx_reply(&d.from, id, reply, now),
+                    other => panic!("a receiver got {other:?}"),
+                }
+            } // else: for a receiver that left
+        }
+
+        /// Advance to the next event, or to `limit`. False when there is nothing left to do
+        /// (or `limit` is reached).
+        pub fn step(&mut self, limit: Option<Instant>) -> bool {
+            self.steps += 1;
+            assert!(self.steps < 50_000_000, "runaway simulation");
+            self.app_send();
+            self.pump();
+            let window_open = self.sender.in_flight() < self.sender.window();
+            let mut next = [
+                self.net.next_event_time(),
+                self.sender.poll_timeout(),
+                self.next_send_time().filter(|_| window_open),
+            ]
+            .into_iter()
+            .flatten()
+            .chain(self.receivers.values_mut().filter_map(|r| r.poll_timeout()))
+            .min();
+            if let (Some(l), Some(n)) = (limit, next) {
+                if n > l {
+                    next = None;
+                }
+            }
+            let Some(t) = next else {
+                if let Some(l) = limit {
+                    self.now = self.now.max(l);
+                }
+                return false;
+            };
+            assert!(t >= self.now, "time goes forward");
+            self.now = t;
+            while let Some(d) = self.net.pop_due(t) {
+                self.dispatch(d);
+            }
+            self.sender.handle_timeout(t);
+            for r in self.receivers.values_mut() {
+                r.handle_timeout(t);
+            }
+            true
+        }
+
+        pub fn run(&mut self) {
+            while self.step(None) {}
+            self.pump();
+        }
+
+        pub fn run_until(&mut self, limit: Instant) {
+            while self.step(Some(limit)) {}
+            self.pump();
+        }
+
+        pub fn simulated(&self) -> Duration {
+            self.now - self.t0
+        }
+
+        pub fn delivered_to(&self, p: Peer) -> &[u32] {
+            self.delivered.get(&p).map(Vec::as_slice).unwrap_or(&[])
+        }
+
+        /// Every receiver got 1..=total exactly once in order, nothing was lost, and the sender
+        /// saw every message delivered.
+        pub fn assert_all_delivered(&self) {
+            let total = self.traffic.total;
+            let all: Vec<u32> = (1..=total).collect();
+            assert_eq!(self.sent, total);
+            for &p in self.receivers.keys() {
+                assert!(
+                    self.delivered_to(p) == all.as_slice(),
+                    "receiver {p}: {} delivered, first wrong at {:?}",
+                    self.delivered_to(p).len(),
+                    self.delivered_to(p)
+                        .iter()
+                        .zip(&all)
+                        .position(|(a, b)| a != b)
+                );
+            }
+            assert_eq!(self.not_delivered, [], "nothing lost or given up");
+            let failed: Vec<_> = self
+                .outcome
+                .iter()
+                .filter(|(_, o)| **o != Outcome::Delivered)
+                .collect();
+            assert_eq!(failed, Vec::<(&u32, &Outcome)>::new());
+            assert_eq!(self.outcome.len() as u32, total, "every message resolved");
+            assert_eq!(self.sender.in_flight(), 0);
+        }
+    }
+}
+
+/// Whole [`Endpoint`](crate::session::Endpoint)s over a [`SimNet`], with a node that is a few
+/// lines of name matching written for the tests (exact id, or any instance for the null id;
+/// fanout 1 = one receiver, otherwise all; never back to the sender), not the reference relay's
+/// routing.
+pub mod endpoints {
+    use std::collections::BTreeSet;
+    use std::time::{Duration, Instant};
+
+    use prost::Message as _;
+    use slim_proto::names::{SlimName, NULL_ID};
+    use slim_proto::pb;
+
+    use super::{LinkProfile, SimNet};
+    use crate::session::{Clock, Credentials, Endpoint, EndpointConfig, Event, Transmit};
+
+    pub const SECRET: &str = "simulation-shared-secret-0123456789abcdef";
+
+    pub struct World {
+        pub now: Instant,
+        pub net: SimNet<usize, pb::Message>,
+        pub eps: Vec<Endpoint>,
+        pub subs: Vec<BTreeSet<SlimName>>,
+        pub events: Vec<Vec<(Instant, Event)>>,
+        pub rr: u64,
+        /// When set, every Publish an endpoint transmits, encoded, in transmission order.
+        pub transcript: Option<Vec<Vec<u8>>>,
+    }
+
+    impl World {
+        pub fn new(seed: u64, names: &[&str], profile: LinkProfile) -> Self {
+            Self::with_credentials(
+                seed,
+                names,
+                profile,
+                Credentials::SharedSecret(SECRET.into()),
+            )
+        }
+
+        pub fn with_credentials(
+            seed: u64,
+            names: &[&str],
+            profile: LinkProfile,
+            credentials: Credentials,
+        ) -> Self {
+            Self::at(seed, names, profile, credentials, 0)
+        }
+
+        /// A world whose wall clock starts `behind` seconds before the real one.
+        pub fn at(
+            seed: u64,
+            names: &[&str],
+            profile: LinkProfile,
+            credentials: Credentials,
+            behind: u64,
+        ) -> Self {
+            // openmls checks key package lifetimes against the system clock, so the simulated wall
+            // clock starts at the real one.
+            let unix_secs = Clock::system().unix_secs - behind;
+            Self::with_clock(seed, names, profile, credentials, unix_secs)
+        }
+
+        /// A world whose wall clock starts at `unix_secs`: two worlds given the same seed and
+        /// the same `unix_secs` put the same bytes on the wire.
+        pub fn with_clock(
+            seed: u64,
+            names: &[&str],
+            profile: LinkProfile,
+            credentials: Credentials,
+            unix_secs: u64,
+        ) -> Self {
+            let now = Instant::now();
+            let clock = Clock { at: now, unix_secs };
+            let eps: Vec<Endpoint> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let mut seed_bytes = [0u8; 32];
+                    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+                    seed_bytes[8] = i as u8;
+                    Endpoint::new(EndpointConfig {
+                        name: n.parse().expect("name"),
+                        credentials: credentials.clone(),
+                        seed: seed_bytes,
+                        clock,
+                    })
+                    .expect("endpoint")
+                })
+                .collect();
+            let subs = eps
+                .iter()
+                .map(|e| [e.local_name().clone()].into_iter().collect())
+                .collect();
+            Self {
+                now,
+                net: SimNet::new(seed, profile),
+                events: vec![Vec::new(); eps.len()],
+                eps,
+                subs,
+                rr: 0,
+                transcript: None,
+            }
+        }
+
+        /// The node: who gets a Publish from `from`.
+        pub fn route(&mut self, from: usize, msg: &pb::Message) -> Vec<usize> {
+            let Some(pb::message::MessageType::Publish(p)) = &msg.message_type else {
+                return vec![];
+            };
+            let Some(dst) = p
+                .header
+                .as_ref()
+                .and_then(|h| h.destination.as_ref())
+                .and_then(|d| SlimName::from_proto(d).ok())
+            else {
+                return vec![];
+            };
+            let fanout = p.header.as_ref().map_or(1, |h| h.fanout);
+            let matches: Vec<usize> = (0..self.eps.len())
+                .filter(|&i| i != from)
+                .filter(|&i| {
+                    self.subs[i].iter().any(|s| {
+                        s.components() == dst.components()
+                            && (dst.id() == NULL_ID || s.id() == dst.id())
+                    })
+                })
+                .collect();
+            if fanout == 1 && !matches.is_empty() {
+                self.rr += 1;
+                vec![matches[(self.rr as usize) % matches.len()]]
+            } else {
+                matches
+            }
+        }
+
+        /// Moves every transmission and event out of endpoint `i`.
+        pub fn drain(&mut self, i: usize) {
+            while let Some(t) = self.eps[i].poll_transmit() {
+                match t {
+                    Transmit::Publish(m) => {
+                        if let Some(t) = &mut self.transcript {
+                            t.push(m.encode_to_vec());
+                        }
+                        for to in self.route(i, &m) {
+                            self.net.send(i, to, m.clone(), self.now);
+                        }
+                    }
+                    Transmit::Subscribe(n) => {
+                        self.subs[i].insert(n);
+                    }
+                    Transmit::Unsubscribe(n) => {
+                        self.subs[i].remove(&n);
+                    }
+                }
+            }
+            while let Some(e) = self.eps[i].poll_event() {
+                self.events[i].push((self.now, e));
+            }
+        }
+
+        /// Runs the world until `until` (simulated).
+        pub fn run_until(&mut self, until: Instant) {
+            loop {
+                for i in 0..self.eps.len() {
+                    self.drain(i);
+                }
+                let next = self
+                    .eps
+                    .iter_mut()
+                    .filter_map(Endpoint::poll_timeout)
+                    .chain(self.net.next_event_time())
+                    .min();
+                let Some(next) = next else {
+                    self.now = until;
+                    return;
+                };
+                if next > until {
+                    self.now = until;
+                    return;
+                }
+                self.now = self.now.max(next);
+                for d in self.net.deliver_due(self.now) {
+                    self.eps[d.to].handle_message(d.packet, self.now);
+                }
+                for e in &mut self.eps {
+                    e.handle_timeout(self.now);
+                }
+            }
+        }
+
+        pub fn run_for(&mut self, d: Duration) {
+            let until = self.now + d;
+            self.run_until(until);
+        }
+
+        /// Runs until `pred` holds for the events seen so far, or `limit` simulated time passes.
+        pub fn run_while(&mut self, limit: Duration, mut pred: impl FnMut(&World) -> bool) -> bool {
+            let end = self.now + limit;
+            while self.now < end {
+                if !pred(self) {
+                    return true;
+                }
+                let step = (self.now + Duration::from_millis(100)).min(end);
+                self.run_until(step);
+            }
+            !pred(self)
+        }
+
+        pub fn name(&self, i: usize) -> SlimName {
+            self.eps[i].local_name().clone()
+        }
+
+        pub fn messages(&self, i: usize) -> Vec<(SlimName, String)> {
+            self.events[i]
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    Event::Message { from, payload, .. } => {
+                        Some((from.clone(), String::from_utf8_lossy(payload).into_owned()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        }
+
+        pub fn count(&self, i: usize, f: impl Fn(&Event) -> bool) -> usize {
+            self.events[i].iter().filter(|(_, e)| f(e)).count()
+        }
     }
 }
 

@@ -1,31 +1,18 @@
 //! Whole endpoints in a simulated network (no sockets, simulated time, seeded): sessions are
 //! set up, carry reliable MLS traffic under loss, duplication and reordering, and groups survive
-//! adds and removes interleaved with traffic.
-//!
-//! The "node" here is a few lines of name matching written for the test (exact id, or any
-//! instance for the null id; fanout 1 = one receiver, otherwise all; never back to the sender),
-//! not the reference relay's routing.
+//! adds and removes interleaved with traffic, and a seeded run (MLS included) is the same
+//! byte for byte. The world and its toy node are [`super::sim::endpoints`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use slim_proto::names::{SlimName, NULL_ID};
+use slim_proto::names::SlimName;
 use slim_proto::pb;
 
-use super::sim::{LinkProfile, SimNet};
+use super::sim::endpoints::{World, SECRET};
+use super::sim::LinkProfile;
 use super::*;
-
-const SECRET: &str = "simulation-shared-secret-0123456789abcdef";
-
-struct World {
-    now: Instant,
-    net: SimNet<usize, pb::Message>,
-    eps: Vec<Endpoint>,
-    subs: Vec<BTreeSet<SlimName>>,
-    events: Vec<Vec<(Instant, Event)>>,
-    rr: u64,
-}
 
 fn lossy() -> LinkProfile {
     LinkProfile {
@@ -33,192 +20,6 @@ fn lossy() -> LinkProfile {
         duplicate: 0.1,
         delay: Duration::from_millis(5),
         jitter: Duration::from_millis(40),
-    }
-}
-
-impl World {
-    fn new(seed: u64, names: &[&str], profile: LinkProfile) -> Self {
-        Self::with_credentials(
-            seed,
-            names,
-            profile,
-            Credentials::SharedSecret(SECRET.into()),
-        )
-    }
-
-    fn with_credentials(
-        seed: u64,
-        names: &[&str],
-        profile: LinkProfile,
-        credentials: Credentials,
-    ) -> Self {
-        Self::at(seed, names, profile, credentials, 0)
-    }
-
-    /// A world whose wall clock starts `behind` seconds before the real one.
-    fn at(
-        seed: u64,
-        names: &[&str],
-        profile: LinkProfile,
-        credentials: Credentials,
-        behind: u64,
-    ) -> Self {
-        let now = Instant::now();
-        // openmls checks key package lifetimes against the system clock, so the simulated wall
-        // clock starts at the real one.
-        let clock = Clock {
-            at: now,
-            unix_secs: Clock::system().unix_secs - behind,
-        };
-        let eps: Vec<Endpoint> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let mut seed_bytes = [0u8; 32];
-                seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-                seed_bytes[8] = i as u8;
-                Endpoint::new(EndpointConfig {
-                    name: n.parse().expect("name"),
-                    credentials: credentials.clone(),
-                    seed: seed_bytes,
-                    clock,
-                })
-                .expect("endpoint")
-            })
-            .collect();
-        let subs = eps
-            .iter()
-            .map(|e| [e.local_name().clone()].into_iter().collect())
-            .collect();
-        Self {
-            now,
-            net: SimNet::new(seed, profile),
-            events: vec![Vec::new(); eps.len()],
-            eps,
-            subs,
-            rr: 0,
-        }
-    }
-
-    /// The node: who gets a Publish from `from`.
-    fn route(&mut self, from: usize, msg: &pb::Message) -> Vec<usize> {
-        let Some(pb::message::MessageType::Publish(p)) = &msg.message_type else {
-            return vec![];
-        };
-        let Some(dst) = p
-            .header
-            .as_ref()
-            .and_then(|h| h.destination.as_ref())
-            .and_then(|d| SlimName::from_proto(d).ok())
-        else {
-            return vec![];
-        };
-        let fanout = p.header.as_ref().map_or(1, |h| h.fanout);
-        let matches: Vec<usize> = (0..self.eps.len())
-            .filter(|&i| i != from)
-            .filter(|&i| {
-                self.subs[i].iter().any(|s| {
-                    s.components() == dst.components()
-                        && (dst.id() == NULL_ID || s.id() == dst.id())
-                })
-            })
-            .collect();
-        if fanout == 1 && !matches.is_empty() {
-            self.rr += 1;
-            vec![matches[(self.rr as usize) % matches.len()]]
-        } else {
-            matches
-        }
-    }
-
-    /// Moves every transmission and event out of endpoint `i`.
-    fn drain(&mut self, i: usize) {
-        while let Some(t) = self.eps[i].poll_transmit() {
-            match t {
-                Transmit::Publish(m) => {
-                    for to in self.route(i, &m) {
-                        self.net.send(i, to, m.clone(), self.now);
-                    }
-                }
-                Transmit::Subscribe(n) => {
-                    self.subs[i].insert(n);
-                }
-                Transmit::Unsubscribe(n) => {
-                    self.subs[i].remove(&n);
-                }
-            }
-        }
-        while let Some(e) = self.eps[i].poll_event() {
-            self.events[i].push((self.now, e));
-        }
-    }
-
-    /// Runs the world until `until` (simulated).
-    fn run_until(&mut self, until: Instant) {
-        loop {
-            for i in 0..self.eps.len() {
-                self.drain(i);
-            }
-            let next = self
-                .eps
-                .iter_mut()
-                .filter_map(Endpoint::poll_timeout)
-                .chain(self.net.next_event_time())
-                .min();
-            let Some(next) = next else {
-                self.now = until;
-                return;
-            };
-            if next > until {
-                self.now = until;
-                return;
-            }
-            self.now = self.now.max(next);
-            for d in self.net.deliver_due(self.now) {
-                self.eps[d.to].handle_message(d.packet, self.now);
-            }
-            for e in &mut self.eps {
-                e.handle_timeout(self.now);
-            }
-        }
-    }
-
-    fn run_for(&mut self, d: Duration) {
-        let until = self.now + d;
-        self.run_until(until);
-    }
-
-    /// Runs until `pred` holds for the events seen so far, or `limit` simulated time passes.
-    fn run_while(&mut self, limit: Duration, mut pred: impl FnMut(&World) -> bool) -> bool {
-        let end = self.now + limit;
-        while self.now < end {
-            if !pred(self) {
-                return true;
-            }
-            let step = (self.now + Duration::from_millis(100)).min(end);
-            self.run_until(step);
-        }
-        !pred(self)
-    }
-
-    fn name(&self, i: usize) -> SlimName {
-        self.eps[i].local_name().clone()
-    }
-
-    fn messages(&self, i: usize) -> Vec<(SlimName, String)> {
-        self.events[i]
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Event::Message { from, payload, .. } => {
-                    Some((from.clone(), String::from_utf8_lossy(payload).into_owned()))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn count(&self, i: usize, f: impl Fn(&Event) -> bool) -> usize {
-        self.events[i].iter().filter(|(_, e)| f(e)).count()
     }
 }
 
@@ -817,8 +618,8 @@ fn an_invitation_without_a_welcome_is_dropped_after_the_join_deadline() {
     w.eps[1].handle_message(join, now);
     assert_eq!(w.eps[1].sessions().len(), 1);
     let deadline = w.eps[1].poll_timeout().expect("a deadline");
-    assert!(deadline <= now + state::JOIN_DEADLINE);
-    w.eps[1].handle_timeout(now + state::JOIN_DEADLINE);
+    assert!(deadline <= now + shared::JOIN_DEADLINE);
+    w.eps[1].handle_timeout(now + shared::JOIN_DEADLINE);
     assert!(
         w.eps[1].sessions().is_empty(),
         "the half-open session is gone"
@@ -828,4 +629,81 @@ fn an_invitation_without_a_welcome_is_dropped_after_the_join_deadline() {
         said |= matches!(e, Event::Error { message, .. } if message.contains("no welcome"));
     }
     assert!(said, "and the user is told why");
+}
+
+/// Runs a seeded MLS group — a moderator and three members over a lossy network, a message
+/// from each, the removal of one, more messages — and returns every frame put on the wire, in
+/// order, encoded.
+fn seeded_mls_group_transcript(seed: u64, unix_secs: u64) -> Vec<Vec<u8>> {
+    let names = ["org/det/m0", "org/det/m1", "org/det/m2", "org/det/m3"];
+    let credentials = Credentials::SharedSecret(SECRET.into());
+    let mut w = World::with_clock(seed, &names, lossy(), credentials, unix_secs);
+    w.transcript = Some(Vec::new());
+    let now = w.now;
+    let sid = w.eps[0]
+        .create_group(SlimName::new("org", "det", "chat"), reliable(), now)
+        .expect("group");
+    for i in 1..=3 {
+        let now = w.now;
+        let peer = SlimName::new("org", "det", &format!("m{i}"));
+        w.eps[0].invite(sid, peer, now).expect("invite");
+    }
+    let joined = w.run_while(Duration::from_secs(120), |w| {
+        w.count(0, |e| matches!(e, Event::MemberJoined { .. })) < 3
+    });
+    assert!(joined, "invitations did not complete: {:?}", w.events[0]);
+    let talk = |w: &mut World, round: u32| {
+        for i in 0..names.len() {
+            if let Some(&s) = w.eps[i].sessions().first() {
+                let now = w.now;
+                w.eps[i]
+                    .publish(s, Bytes::from(format!("m{i}:{round}")), now)
+                    .expect("publish");
+            }
+        }
+    };
+    talk(&mut w, 0);
+    w.run_for(Duration::from_secs(2));
+    let removed = w.name(2);
+    let now = w.now;
+    w.eps[0].remove(sid, &removed, now).expect("remove");
+    w.run_for(Duration::from_secs(2));
+    talk(&mut w, 1);
+    let settled = w.run_while(Duration::from_secs(120), |w| {
+        w.eps.iter().any(Endpoint::is_busy)
+    });
+    assert!(settled, "the group did not settle");
+    assert!(
+        w.events[2]
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Removed { .. })),
+        "m2 was removed"
+    );
+    assert_eq!(
+        w.messages(1).len(),
+        5,
+        "m1 got everyone's messages but its own"
+    );
+    w.transcript.take().expect("recorded")
+}
+
+/// SLIM-SESS determinism (session/mod.rs: "every run of a seed is the same"), MLS included:
+/// the same seed and wall clock put the same bytes on the wire, frame for frame; another seed
+/// does not.
+#[test]
+fn a_seeded_mls_group_run_twice_puts_the_same_bytes_on_the_wire() {
+    // openmls checks key package lifetimes against the system clock: start near it, once.
+    let unix_secs = Clock::system().unix_secs;
+    let a = seeded_mls_group_transcript(21, unix_secs);
+    let b = seeded_mls_group_transcript(21, unix_secs);
+    assert!(a.len() > 50, "a real exchange: {} frames", a.len());
+    assert_eq!(a.len(), b.len(), "same number of frames");
+    if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
+        panic!(
+            "frame {i} of {} differs between two runs of one seed",
+            a.len()
+        );
+    }
+    let c = seeded_mls_group_transcript(22, unix_secs);
+    assert_ne!(a, c, "another seed, another run");
 }
