@@ -94,33 +94,50 @@ impl AuthConfig {
         }
     }
 
-    /// Checks values that serde cannot: returns what is wrong, naming the key (`auth.basic.username`
+    /// Checks values that serde cannot: says what is wrong, naming the key (`auth.basic.username`
     /// …) but never the secret.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), AuthConfigError> {
         match self {
             AuthConfig::Basic { username, .. } => {
                 if username.is_empty() {
-                    return Err("auth.basic.username must not be empty".into());
+                    return Err(AuthConfigError::EmptyUsername);
                 }
                 // RFC 7617 section 2: "a user-id containing a colon character is invalid".
                 if username.contains(':') {
-                    return Err("auth.basic.username must not contain ':' (RFC 7617)".into());
+                    return Err(AuthConfigError::ColonInUsername);
                 }
                 Ok(())
             }
             AuthConfig::Bearer { token } => {
                 if token.is_empty() {
-                    return Err("auth.bearer.token must not be empty".into());
+                    return Err(AuthConfigError::EmptyToken);
                 }
                 if !token.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err("auth.bearer.token must be visible ASCII without spaces \
-                         (it is sent in an HTTP header)"
-                        .into());
+                    return Err(AuthConfigError::TokenNotVisibleAscii);
                 }
                 Ok(())
             }
         }
     }
+}
+
+/// Why an [`AuthConfig`] cannot be used; the text names the configuration key, never the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthConfigError {
+    /// An empty Basic user name.
+    #[error("auth.basic.username must not be empty")]
+    EmptyUsername,
+    /// A Basic user name with `:` (RFC 7617 section 2).
+    #[error("auth.basic.username must not contain ':' (RFC 7617)")]
+    ColonInUsername,
+    /// An empty Bearer token.
+    #[error("auth.bearer.token must not be empty")]
+    EmptyToken,
+    /// A Bearer token that cannot travel in an HTTP header.
+    #[error(
+        "auth.bearer.token must be visible ASCII without spaces (it is sent in an HTTP header)"
+    )]
+    TokenNotVisibleAscii,
 }
 
 /// Why a call was refused. The `Display` text is sent to the client as the `UNAUTHENTICATED`
@@ -384,14 +401,14 @@ mod tests {
             password: "p".into(),
         };
         assert_eq!(
-            empty_user.validate().unwrap_err(),
+            empty_user.validate().unwrap_err().to_string(),
             "auth.basic.username must not be empty"
         );
         let colon = AuthConfig::Basic {
             username: "a:b".into(),
             password: "p".into(),
         };
-        assert!(colon.validate().unwrap_err().contains("':'"));
+        assert!(colon.validate().unwrap_err().to_string().contains("':'"));
         let empty_password = AuthConfig::Basic {
             username: "u".into(),
             password: String::new(),
@@ -401,13 +418,17 @@ mod tests {
             token: String::new(),
         };
         assert_eq!(
-            empty_token.validate().unwrap_err(),
+            empty_token.validate().unwrap_err().to_string(),
             "auth.bearer.token must not be empty"
         );
         let spaced = AuthConfig::Bearer {
             token: "a b".into(),
         };
-        assert!(spaced.validate().unwrap_err().contains("visible ASCII"));
+        assert!(spaced
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("visible ASCII"));
         assert_eq!(bearer().validate(), Ok(()));
     }
 }

@@ -114,7 +114,7 @@ impl FileConfig {
             return Err(invalid("negotiation_timeout_ms must be at least 1"));
         }
         if let Some(auth) = &cfg.auth {
-            auth.validate().map_err(|m| invalid(&m))?;
+            auth.validate().map_err(|e| invalid(&e.to_string()))?;
         }
         Ok(cfg)
     }

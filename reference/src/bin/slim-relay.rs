@@ -82,8 +82,10 @@ fn parse_basic(value: &str) -> Result<AuthConfig, String> {
         username: username.into(),
         password: password.into(),
     };
-    auth.validate()
-        .map_err(|m| m.replace("auth.basic.username", "the user name"))?;
+    auth.validate().map_err(|e| {
+        e.to_string()
+            .replace("auth.basic.username", "the user name")
+    })?;
     Ok(auth)
 }
 
@@ -93,7 +95,7 @@ fn parse_bearer(value: &str) -> Result<AuthConfig, String> {
         token: value.into(),
     };
     auth.validate()
-        .map_err(|m| m.replace("auth.bearer.token", "the token"))?;
+        .map_err(|e| e.to_string().replace("auth.bearer.token", "the token"))?;
     Ok(auth)
 }
 
