@@ -323,30 +323,22 @@ impl Shared {
                     Some((sender, _)) => sender.on_rtx_request(m.message_id),
                     None => return Ok(()),
                 };
-                match answer {
-                    RtxAnswer::Resend(p) => self.transmit_data(
-                        io,
-                        DataFrame {
-                            dst: &m.source,
-                            broadcast: false,
-                            kind: Mt::RtxReply,
-                            id: m.message_id,
-                            payload: &p,
-                            lost: false,
-                        },
-                    ),
-                    RtxAnswer::Lost => self.transmit_data(
-                        io,
-                        DataFrame {
-                            dst: &m.source,
-                            broadcast: false,
-                            kind: Mt::RtxReply,
-                            id: m.message_id,
-                            payload: &Bytes::new(),
-                            lost: true,
-                        },
-                    ),
-                }
+                // A message the sender no longer holds is answered "lost", with no payload.
+                let (payload, lost) = match answer {
+                    RtxAnswer::Resend(p) => (p, false),
+                    RtxAnswer::Lost => (Bytes::new(), true),
+                };
+                self.transmit_data(
+                    io,
+                    DataFrame {
+                        dst: &m.source,
+                        broadcast: false,
+                        kind: Mt::RtxReply,
+                        id: m.message_id,
+                        payload: &payload,
+                        lost,
+                    },
+                )
             }
             _ => {}
         }
