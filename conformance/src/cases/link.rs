@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use slim_proto::pb::{self, message::MessageType};
 
-use super::{before_probe_ack, still_serves, PROMPT};
+use super::{expect_nothing_before_probe, still_serves, PROMPT};
 use crate::case::{ensure, Case, Ctx, Failure, Need};
 use crate::client::{self, describe, status_text, Event, Link};
 
@@ -312,20 +312,13 @@ pub(super) fn cases() -> Vec<Case> {
             |cx| async move {
                 let mut a = cx.link("A").await?;
                 // Nothing after the reply: the node answers a probe Subscribe next.
-                let before = before_probe_ack(&cx, &mut a, 76, "the negotiation").await?;
-                if let Some(m) = before.first() {
-                    return Err(Failure::violation("exactly one negotiation reply, then nothing unasked", format!("then received {}", describe(m))));
-                }
+                expect_nothing_before_probe(&cx, &mut a, 76, "the negotiation", "exactly one negotiation reply, then nothing unasked").await?;
                 let pair = slim_proto::link::LinkKeyPair::from_secret_bytes([3u8; 32]);
                 let req = client::default_request(&uuid::Uuid::new_v4().to_string(), pair.public_bytes().to_vec());
                 a.send_message(slim_proto::link::negotiation_message(req)).await?;
                 // Any reply to the second negotiation comes before the probe's ack; the probe is
                 // signed with the original key, so its ack also shows the link was not re-keyed.
-                let before = before_probe_ack(&cx, &mut a, 77, "a second negotiation").await?;
-                match before.first() {
-                    None => Ok(()),
-                    Some(m) => Err(Failure::violation("no reply to a second negotiation", format!("received {}", describe(m)))),
-                }
+                expect_nothing_before_probe(&cx, &mut a, 77, "a second negotiation", "no reply to a second negotiation").await
             },
         ),
         Case::new(

@@ -145,27 +145,8 @@ pub(crate) async fn still_usable(
     id: u64,
     after: &str,
 ) -> Result<(), Failure> {
-    let probe = cx.name("probe", Some(u128::from(id)));
-    link.send(client::subscribe(&probe, id)).await?;
-    loop {
-        match link.recv(PROMPT).await {
-            Event::Message(pb::Message {
-                message_type: Some(MessageType::SubscriptionAck(a)),
-                ..
-            }) if a.subscription_id == id && a.success => return Ok(()),
-            // Earlier acks (or deliveries) may be queued ahead of ours.
-            Event::Message(_) => continue,
-            other => {
-                return Err(Failure::violation(
-                    format!(
-                        "{}'s link stays open and usable after {after} (a new Subscribe is acked)",
-                        link.label()
-                    ),
-                    event_text(&other),
-                ))
-            }
-        }
-    }
+    // Whatever arrives before the probe's ack (earlier acks, deliveries) says nothing here.
+    before_probe_ack(cx, link, id, after).await.map(|_| ())
 }
 
 /// A probe Subscribe as a barrier for what the node does with `link`'s earlier input: the node
@@ -209,6 +190,25 @@ pub(crate) async fn before_probe_ack(
                 ))
             }
         }
+    }
+}
+
+/// Proves with a probe Subscribe (see [`before_probe_ack`]) that the node sent `link` nothing
+/// after `after`: the probe's ack must be the next message; anything before it violates
+/// `expected`.
+pub(crate) async fn expect_nothing_before_probe(
+    cx: &Ctx,
+    link: &mut Link,
+    id: u64,
+    after: &str,
+    expected: &str,
+) -> Result<(), Failure> {
+    match before_probe_ack(cx, link, id, after).await?.first() {
+        None => Ok(()),
+        Some(m) => Err(Failure::violation(
+            expected,
+            format!("received {}", client::describe(m)),
+        )),
     }
 }
 
@@ -292,20 +292,20 @@ pub(crate) async fn expect_no_route(
     name: &SlimName,
     what: &str,
 ) -> Result<(), Failure> {
-    let marker = marker_name(cx, rx);
+    let marker = marker_name(cx, rx.label());
     let src = cx.name("router-probe", None);
     send_text(tx, &src, name, "must-not-arrive").await?;
     barrier(tx, &src, rx, &marker, what).await
 }
 
 /// A name only `link` subscribes (see [`subscribe_marker`]), for barriers aimed at it alone.
-pub(crate) fn marker_name(cx: &Ctx, link: &Link) -> SlimName {
-    cx.name(&format!("marker-{}", link.label()), Some(1))
+pub(crate) fn marker_name(cx: &Ctx, label: &str) -> SlimName {
+    cx.name(&format!("marker-{label}"), Some(1))
 }
 
 /// Subscribes `link` to its private marker name with subscription id `id`.
 pub(crate) async fn subscribe_marker(cx: &Ctx, link: &mut Link, id: u64) -> Result<(), Failure> {
-    let name = marker_name(cx, link);
+    let name = marker_name(cx, link.label());
     link.subscribe(&name, id).await
 }
 
@@ -346,7 +346,7 @@ pub(crate) async fn anycasts_all_reach(
 ) -> Result<(), Failure> {
     const ROUNDS: usize = 5;
     let src = cx.name("sender", None);
-    let marker = marker_name(cx, survivor);
+    let marker = marker_name(cx, survivor.label());
     let mut perfect = 0;
     let mut first_evidence = None;
     for round in 1..=ROUNDS {

@@ -3,7 +3,7 @@
 use slim_proto::pb::message::MessageType;
 
 use super::{
-    barrier, before_probe_ack, close_and_wait, expect_no_route, expect_not_accepted,
+    barrier, close_and_wait, expect_no_route, expect_not_accepted, expect_nothing_before_probe,
     expect_payload, learn_index, marker_name, pair, send_text, still_usable, subscribe_marker,
     PROMPT,
 };
@@ -20,14 +20,7 @@ pub(super) fn cases() -> Vec<Case> {
                 let mut a = cx.link("A").await?;
                 let nobody = cx.name("nobody", Some(1));
                 a.send(client::publish(&nobody, &nobody, 1, b"void")).await?;
-                let before = before_probe_ack(&cx, &mut a, 3, "an unroutable Publish").await?;
-                match before.first() {
-                    None => Ok(()),
-                    Some(m) => Err(Failure::violation(
-                        "nothing is sent back for an unroutable Publish",
-                        format!("received {}", client::describe(m)),
-                    )),
-                }
+                expect_nothing_before_probe(&cx, &mut a, 3, "an unroutable Publish", "nothing is sent back for an unroutable Publish").await
             },
         ),
         Case::new(
@@ -74,7 +67,7 @@ pub(super) fn cases() -> Vec<Case> {
                 }
                 a.send(m).await?;
                 expect_payload(&mut b, "only-b").await?;
-                let marker = marker_name(&cx, &d);
+                let marker = marker_name(&cx, d.label());
                 barrier(&a, &c_name, &mut d, &marker, "a Publish with forward_to naming B's link (forward_to bypasses the subscription table)").await
             },
         ),

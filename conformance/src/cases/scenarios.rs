@@ -10,7 +10,10 @@ use slim_proto::names::SlimName;
 use slim_proto::pb::{self, message::MessageType};
 use slim_vectors::routing::{Delivery, Op, Scenario, Step};
 
-use super::{before_probe_ack, close_and_wait, subscribe_marker, PROMPT};
+use super::{
+    before_probe_ack, close_and_wait, expect_nothing_before_probe, marker_name, subscribe_marker,
+    PROMPT,
+};
 use crate::case::{Case, Ctx, Failure};
 use crate::client::{self, describe, event_text, Event, Link};
 
@@ -111,13 +114,14 @@ async fn play(cx: Ctx, scenario: Scenario) -> Result<(), Failure> {
                 if step.no_ack == Some(true) {
                     // Any ack for this step comes before the ack of a probe sent after it.
                     probe_id += 1;
-                    let before = before_probe_ack(&cx, link, probe_id, &what).await?;
-                    if let Some(m) = before.first() {
-                        return Err(Failure::violation(
-                            format!("{what}: no SubscriptionAck"),
-                            format!("received {}", describe(m)),
-                        ));
-                    }
+                    expect_nothing_before_probe(
+                        &cx,
+                        link,
+                        probe_id,
+                        &what,
+                        &format!("{what}: no SubscriptionAck"),
+                    )
+                    .await?;
                 }
             }
             Op::Publish => {
@@ -199,8 +203,7 @@ async fn collect(
     let marker_text = format!("{tag}marker");
     if let Some(tx) = links.get(sender) {
         for label in links.keys().filter(|l| *l != sender) {
-            let marker =
-                SlimName::new(cx.org(), "conformance", &format!("marker-{label}")).with_id(1);
+            let marker = marker_name(cx, label);
             tx.send(client::publish(src, &marker, 1, marker_text.as_bytes()))
                 .await?;
         }

@@ -6,7 +6,7 @@ use prost::Message as _;
 use slim_proto::pb::{self, message::MessageType};
 
 use super::{
-    before_probe_ack, expect_no_route, expect_payload, learn_index, pair, send_text,
+    expect_no_route, expect_nothing_before_probe, expect_payload, learn_index, pair, send_text,
     subscribe_marker, PROMPT,
 };
 use crate::case::{ensure, Case, Ctx, Failure};
@@ -71,14 +71,7 @@ pub(super) fn cases() -> Vec<Case> {
                 if !ack.success || !ack.error.is_empty() {
                     return Err(Failure::violation("success true, empty error", format!("success={} error={:?}", ack.success, ack.error)));
                 }
-                let before = before_probe_ack(&cx, &mut a, 62, "Subscribe 61").await?;
-                match before.first() {
-                    None => Ok(()),
-                    Some(m) => Err(Failure::violation(
-                        "exactly one ack for Subscribe 61, and nothing else before the next Subscribe's ack",
-                        format!("then received {}", client::describe(m)),
-                    )),
-                }
+                expect_nothing_before_probe(&cx, &mut a, 62, "Subscribe 61", "exactly one ack for Subscribe 61, and nothing else before the next Subscribe's ack").await
             },
         ),
         Case::new(
