@@ -13,6 +13,7 @@
 //! - [`identity`]: end-to-end identity: the P-256 identity key, shared-secret and JWT identity
 //!   tokens, and the name ids an identity derives.
 //! - [`e2e`]: end-to-end signatures on session control messages (header AAD and payload).
+//! - [`driver`]: the session-profile driver protocol an implementation under test hosts.
 //!
 //! Only *primitives* live here. Behaviour (routing, sessions) lives in the reference crate, and the
 //! conformance runner never asks it what is correct: its expectations come from `spec/` and
@@ -33,6 +34,14 @@ pub mod validate;
 #[allow(missing_docs, clippy::all)]
 pub mod pb {
     tonic::include_proto!("dataplane.proto.v1");
+}
+
+/// Generated types and gRPC service of the session-profile driver protocol,
+/// `slim.conformance.driver.v1` (see `proto/conformance/v1/driver.proto` and `spec/DRIVER.md`):
+/// the service an implementation under test hosts so that the conformance runner can script it.
+#[allow(missing_docs, clippy::all)]
+pub mod driver {
+    tonic::include_proto!("slim.conformance.driver.v1");
 }
 
 /// The SLIM protocol version this crate speaks, sent in link negotiation (`slim_version`).
