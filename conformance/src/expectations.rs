@@ -40,6 +40,10 @@ pub struct Deviation {
     pub reason: String,
     /// The implementation version it was observed on.
     pub observed_on: String,
+    /// Session profile: the role the implementation plays when it deviates (`sender`,
+    /// `receiver`, `moderator`, `participant`); absent = any role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// The file could not be used.
@@ -159,6 +163,7 @@ impl Expectations {
                     case: r.id.clone(),
                     reason: r.observed.clone().unwrap_or_default(),
                     observed_on: self.implementation.clone(),
+                    role: None,
                 });
             }
         }
@@ -208,6 +213,7 @@ mod tests {
             notes: vec![],
             expected_deviation: None,
             frames: vec![],
+                cell: None,
         }
     }
 
@@ -221,12 +227,14 @@ mod tests {
                     case: "validation/empty-message".into(),
                     reason: "panics".into(),
                     observed_on: "impl 1.0".into(),
+                    role: None,
                 },
                 Deviation {
                     requirement: "SLIM-LINK-010".into(),
                     case: "link/empty-link-id".into(),
                     reason: "status OK".into(),
                     observed_on: "impl 1.0".into(),
+                    role: None,
                 },
             ],
         }

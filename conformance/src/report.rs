@@ -319,6 +319,7 @@ mod tests {
                     summary: "link_negotiation link_id=\"\"".into(),
                     bytes: 60,
                 }],
+                cell: None,
             },
             CaseResult {
                 id: "validation/empty-message".into(),
@@ -342,6 +343,7 @@ mod tests {
                         bytes: 10,
                     })
                     .collect(),
+                cell: None,
             },
             CaseResult {
                 id: "link/peer-connection-type".into(),
@@ -357,6 +359,7 @@ mod tests {
                 notes: vec![],
                 expected_deviation: None,
                 frames: vec![],
+                cell: None,
             },
             CaseResult {
                 id: "link/silent-client".into(),
@@ -375,6 +378,7 @@ mod tests {
                 notes: vec!["ended after 5.0 s".into()],
                 expected_deviation: None,
                 frames: vec![],
+                cell: None,
             },
             CaseResult {
                 id: "auth/valid-credentials".into(),
@@ -390,6 +394,7 @@ mod tests {
                 notes: vec![],
                 expected_deviation: None,
                 frames: vec![],
+                cell: None,
             },
         ]
     }

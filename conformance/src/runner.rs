@@ -68,7 +68,8 @@ pub async fn probe(target: &Target) -> Result<String, RunError> {
     }
 }
 
-fn level_verdict(level: Level) -> Verdict {
+/// The verdict a broken requirement of `level` gives.
+pub fn level_verdict(level: Level) -> Verdict {
     match level {
         Level::Must => Verdict::Fail,
         Level::Should => Verdict::Warn,
@@ -91,18 +92,9 @@ fn unmet(need: Need, target: &Target) -> Option<String> {
     }
 }
 
-/// Runs one case and judges it.
-pub async fn run_case(
-    case: &Case,
-    catalogue: &Catalogue,
-    options: &RunOptions,
-    expectations: Option<&Expectations>,
-    run_id: &str,
-    index: usize,
-) -> CaseResult {
-    let requirements: Vec<RequirementRef> = case
-        .requirements
-        .iter()
+/// The cited requirements with their level and text (a missing one is shown as such, at MUST).
+pub fn requirement_refs(catalogue: &Catalogue, ids: &[String]) -> Vec<RequirementRef> {
+    ids.iter()
         .map(|id| match catalogue.get(id) {
             Some(r) => RequirementRef {
                 id: r.id.clone(),
@@ -115,7 +107,19 @@ pub async fn run_case(
                 text: "(not in the catalogue)".into(),
             },
         })
-        .collect();
+        .collect()
+}
+
+/// Runs one case and judges it.
+pub async fn run_case(
+    case: &Case,
+    catalogue: &Catalogue,
+    options: &RunOptions,
+    expectations: Option<&Expectations>,
+    run_id: &str,
+    index: usize,
+) -> CaseResult {
+    let requirements = requirement_refs(catalogue, &case.requirements);
     let primary = requirements.first().map(|r| (r.id.clone(), r.level));
     let (primary_id, primary_level) = primary.unwrap_or_else(|| (String::new(), Level::May));
     let mut result = CaseResult {
@@ -132,6 +136,7 @@ pub async fn run_case(
         notes: Vec::new(),
         expected_deviation: None,
         frames: Vec::new(),
+        cell: None,
     };
     if let Some(reason) = case.needs.iter().find_map(|n| unmet(*n, &options.target)) {
         result.verdict = Verdict::Unsupported;
@@ -160,7 +165,28 @@ pub async fn run_case(
     result.findings = cx.findings();
     result.notes = cx.notes();
     result.frames = cx.log.frames();
-    let observation = cx.observation();
+    judge(&mut result, catalogue, primary_level, failure, cx.observation());
+    if matches!(result.verdict, Verdict::Fail | Verdict::Warn) {
+        if let Some(entry) =
+            expectations.and_then(|e| e.find(&result.judged_requirement, &result.id))
+        {
+            result.verdict = Verdict::Xfail;
+            result.expected_deviation = Some(entry.reason.clone());
+        }
+    }
+    result
+}
+
+/// Turns a case's outcome into its verdict: a failure takes the level of the requirement it
+/// broke; without one, the worst secondary finding decides, then an observation (INFO);
+/// otherwise PASS. `result.findings` must be filled in first. Shared by both profiles.
+pub fn judge(
+    result: &mut CaseResult,
+    catalogue: &Catalogue,
+    primary_level: Level,
+    failure: Option<Failure>,
+    observation: Option<String>,
+) {
     match failure {
         None => {
             // The worst secondary finding decides; then an observation; otherwise a pass.
@@ -207,15 +233,6 @@ pub async fn run_case(
             result.observed = Some(observed);
         }
     }
-    if matches!(result.verdict, Verdict::Fail | Verdict::Warn) {
-        if let Some(entry) =
-            expectations.and_then(|e| e.find(&result.judged_requirement, &result.id))
-        {
-            result.verdict = Verdict::Xfail;
-            result.expected_deviation = Some(entry.reason.clone());
-        }
-    }
-    result
 }
 
 /// Runs `cases` in order, calling `on_result` after each.

@@ -178,4 +178,28 @@ pub struct CaseResult {
     pub expected_deviation: Option<String>,
     /// The frames sent and received.
     pub frames: Vec<Frame>,
+    /// Session profile only: which implementation played which role, the seed, the oracle and
+    /// where the transcript is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cell: Option<CellInfo>,
+}
+
+/// Where a session-profile result comes from: one cell of the matrix.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellInfo {
+    /// The case id without the assignment.
+    pub case: String,
+    /// `(role, implementation)` pairs, in the case's role order.
+    pub assignment: Vec<(String, String)>,
+    /// The cell's seed (fault decisions and the apps' randomness derive from it).
+    pub seed: u64,
+    /// How group state agreement was judged, per transition (StateAuth or observed).
+    pub oracles: Vec<String>,
+    /// The transcript file (every frame through the harness node, decoded), if written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<String>,
+    /// The transcript's last entries, for self-contained reports.
+    pub transcript_tail: Vec<String>,
+    /// The command that re-runs only this cell.
+    pub rerun: String,
 }

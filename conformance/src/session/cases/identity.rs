@@ -1,0 +1,295 @@
+//! Identity cases: the runner itself plays the peer, with a raw SLIM link and tokens it mints from
+//! the spec (SLIM-IDENT-001), and sends DISCOVERY_REQUESTs that are valid except for one defect.
+//! The implementation under test (role `receiver`) must answer only the valid ones
+//! (SLIM-IDENT-005). Each bad request is followed by a valid one: its reply is the barrier that
+//! proves the bad one was not answered (an app handles one peer's commands in order).
+//!
+//! One group case (roles `moderator`, `participant`) has the runner, a non-member holding a
+//! valid token, send a LEAVE_REQUEST to a participant: membership changes come from the
+//! moderator only.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand_core::{OsRng, RngCore};
+use slim_proto::identity::{app_id, IdentityKey, SharedSecret};
+use slim_proto::names::SlimName;
+use slim_proto::pb::{self, message::MessageType, SessionMessageType as T};
+
+use super::{spec, CaseFuture};
+use crate::client::{Event, Link, Target};
+use crate::evidence::FrameLog;
+use crate::session::cell::{group, payloads, Cell, SECRET};
+use crate::session::driver::{base_name, App, STEP};
+use crate::verdict::Failure;
+
+const R: &str = "receiver";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What is wrong with a forged request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Defect {
+    None,
+    Expired,
+    WrongSecret,
+    ForeignKey,
+    Unsigned,
+    TamperedPayloadSig,
+    NameNotBound,
+}
+
+/// The runner as a SLIM app: a raw link through the harness, a key and a name.
+struct Forger {
+    link: Link,
+    key: IdentityKey,
+    sub: String,
+    name: SlimName,
+}
+
+impl Forger {
+    async fn new(cx: &Cell) -> Result<Forger, Failure> {
+        let target = Target {
+            url: cx.harness.url(),
+            authorization: None,
+            strict_mac: true,
+        };
+        let mut link = Link::connect(&target, "runner", &FrameLog::new()).await?;
+        let key = IdentityKey::generate(&mut OsRng);
+        let sub = format!("runner-{}", cx.seed);
+        let parts: Vec<String> = cx.name("runner").split('/').map(String::from).collect();
+        let name = SlimName::new(&parts[0], &parts[1], &parts[2]).with_id(app_id(&sub));
+        link.subscribe(&name, 1).await?;
+        Ok(Forger {
+            link,
+            key,
+            sub,
+            name,
+        })
+    }
+
+    fn token(&self, defect: Defect) -> Result<String, Failure> {
+        let secret = if defect == Defect::WrongSecret {
+            "another-deployment-secret-of-at-least-32-bytes!!"
+        } else {
+            SECRET
+        };
+        let issuer = SharedSecret::new(secret).map_err(|e| Failure::Harness(e.to_string()))?;
+        let at = if defect == Defect::Expired {
+            now() - 7200
+        } else {
+            now()
+        };
+        let pubkey = if defect == Defect::ForeignKey {
+            IdentityKey::generate(&mut OsRng).public_bytes().to_vec()
+        } else {
+            self.key.public_bytes().to_vec()
+        };
+        issuer
+            .issue(&self.sub, &pubkey, SharedSecret::random_nonce(&mut OsRng), at)
+            .map_err(|e| Failure::Harness(e.to_string()))
+    }
+
+    /// A signed command from us to `dst`.
+    fn command(
+        &self,
+        dst: &SlimName,
+        session_type: pb::SessionType,
+        ty: T,
+        session_id: u32,
+        payload: pb::command_payload::CommandPayloadType,
+        defect: Defect,
+    ) -> Result<(pb::Message, u32), Failure> {
+        let mid = OsRng.next_u32().max(1);
+        let src = if defect == Defect::NameNotBound {
+            self.name.clone().with_id(self.name.id() ^ 1)
+        } else {
+            self.name.clone()
+        };
+        let mut header = slim_proto::messages::header(&src, dst, 1);
+        header.identity = self.token(defect)?;
+        let mut msg = slim_proto::messages::wrap(MessageType::Publish(pb::Publish {
+            header: Some(header),
+            session: Some(pb::SessionHeader {
+                session_type: session_type as i32,
+                session_message_type: ty as i32,
+                session_id,
+                message_id: mid,
+            }),
+            msg: Some(pb::Content {
+                content_type: Some(pb::content::ContentType::CommandPayload(pb::CommandPayload {
+                    command_payload_type: Some(payload),
+                })),
+            }),
+        }));
+        if defect != Defect::Unsigned {
+            slim_proto::e2e::sign_command(&mut msg, &self.key)
+                .map_err(|e| Failure::Harness(e.to_string()))?;
+        }
+        if defect == Defect::TamperedPayloadSig {
+            if let Some(sig) = msg.metadata.get_mut(slim_proto::e2e::PAYLOAD_SIG_KEY) {
+                let flipped = if sig.ends_with('A') { 'B' } else { 'A' };
+                sig.pop();
+                sig.push(flipped);
+            }
+        }
+        Ok((msg, mid))
+    }
+
+    /// Sends a DISCOVERY_REQUEST to `dst` with `defect`; returns its message id.
+    async fn discover(&self, dst: &SlimName, defect: Defect) -> Result<u32, Failure> {
+        let (msg, mid) = self.command(
+            dst,
+            pb::SessionType::PointToPoint,
+            T::DiscoveryRequest,
+            OsRng.next_u32() % 1_000_000 + 1,
+            pb::command_payload::CommandPayloadType::DiscoveryRequest(pb::DiscoveryRequestPayload {}),
+            defect,
+        )?;
+        self.link.send(msg).await?;
+        Ok(mid)
+    }
+
+    /// Waits for a DISCOVERY_REPLY to `mid`; returns the ids of every other reply seen first.
+    async fn await_reply(&mut self, mid: u32, within: Duration) -> Result<Vec<u32>, Failure> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut others = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.link.recv(left).await {
+                Event::Message(m) => {
+                    if let Some(MessageType::Publish(p)) = &m.message_type {
+                        if let Some(h) = &p.session {
+                            if h.session_message_type == T::DiscoveryReply as i32 {
+                                if h.message_id == mid {
+                                    return Ok(others);
+                                }
+                                others.push(h.message_id);
+                            }
+                        }
+                    }
+                }
+                other => {
+                    return Err(Failure::violation_of(
+                        "SLIM-IDENT-005",
+                        "the app answers a valid, signed DISCOVERY_REQUEST with a DISCOVERY_REPLY",
+                        format!(
+                            "no reply to the valid request: {}",
+                            crate::client::event_text(&other)
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// A bad request, then a valid one; only the valid one may be answered.
+fn refuses(cx: Cell, defect: Defect, what: &'static str) -> CaseFuture {
+    Box::pin(async move {
+        let app = cx.app(R, "b").await?;
+        let mut f = Forger::new(&cx).await?;
+        let dst = base(&app)?;
+        let bad = f.discover(&dst, defect).await?;
+        cx.harness.mark(format!("runner sent a DISCOVERY_REQUEST with {what} (id {bad})"));
+        let good = f.discover(&dst, Defect::None).await?;
+        cx.harness.mark(format!("runner sent a valid DISCOVERY_REQUEST (id {good})"));
+        let others = f.await_reply(good, STEP).await?;
+        if others.contains(&bad) {
+            return Err(Failure::violation(
+                format!("no DISCOVERY_REPLY to a DISCOVERY_REQUEST with {what}"),
+                format!("{} answered it (message id {bad})", app.name),
+            ));
+        }
+        Ok(())
+    })
+}
+
+fn base(app: &App) -> Result<SlimName, Failure> {
+    base_name(&app.name.to_string())
+        .parse::<SlimName>()
+        .map_err(|e| Failure::Harness(e.to_string()))
+}
+
+/// SLIM-IDENT-005: the positive control: a valid request is answered.
+pub fn valid_answered(cx: Cell) -> CaseFuture {
+    Box::pin(async move {
+        let app = cx.app(R, "b").await?;
+        let mut f = Forger::new(&cx).await?;
+        let mid = f.discover(&base(&app)?, Defect::None).await?;
+        f.await_reply(mid, STEP).await.map(drop)
+    })
+}
+/// SLIM-IDENT-001: an expired token.
+pub fn expired(cx: Cell) -> CaseFuture {
+    refuses(cx, Defect::Expired, "a token issued two hours ago")
+}
+/// SLIM-IDENT-001: a token from another secret.
+pub fn wrong_secret(cx: Cell) -> CaseFuture {
+    refuses(cx, Defect::WrongSecret, "a token minted with another shared secret")
+}
+/// SLIM-IDENT-003: signed with a key other than the token's.
+pub fn foreign_key(cx: Cell) -> CaseFuture {
+    refuses(cx, Defect::ForeignKey, "a header signature by a key other than the one its token names")
+}
+/// SLIM-IDENT-005: no signatures.
+pub fn unsigned(cx: Cell) -> CaseFuture {
+    refuses(cx, Defect::Unsigned, "no e2e_header_sig")
+}
+/// SLIM-IDENT-004: a payload signature that does not verify.
+pub fn bad_payload_sig(cx: Cell) -> CaseFuture {
+    refuses(cx, Defect::TamperedPayloadSig, "a slim-payload-sig that does not verify")
+}
+/// SLIM-SESS-002: a source id the token's subject does not derive.
+pub fn name_not_bound(cx: Cell) -> CaseFuture {
+    refuses(cx, Defect::NameNotBound, "a source name id its token's subject does not derive")
+}
+
+/// SLIM-SESS-007: a LEAVE_REQUEST from someone who is not the moderator is ignored.
+pub fn non_moderator_leave(cx: Cell) -> CaseFuture {
+    Box::pin(async move {
+        let g = group(&cx, "moderator", "participant", 1, spec(true, true, true)).await?;
+        let (p1, s1) = &g.p[0];
+        let wire = cx
+            .session_frames(None, &[T::GroupWelcome])
+            .first()
+            .and_then(|e| e.session)
+            .map(|s| s.session_id)
+            .ok_or_else(|| Failure::Harness("no GROUP_WELCOME in the transcript".into()))?;
+        let f = Forger::new(&cx).await?;
+        let (msg, mid) = f.command(
+            &p1.name,
+            pb::SessionType::Multicast,
+            T::LeaveRequest,
+            wire,
+            pb::command_payload::CommandPayloadType::LeaveRequest(pb::LeaveRequestPayload {}),
+            Defect::None,
+        )?;
+        f.link.send(msg).await?;
+        cx.harness.mark(format!("runner (not the moderator) sent a LEAVE_REQUEST (id {mid}) to {}", p1.name));
+        // Barrier: the moderator's next message reaches the participant.
+        let probe = payloads("still-member", 1);
+        g.m.publish(&g.sm, probe.clone(), true, STEP).await?;
+        let got = p1.wait_received(s1, 1, STEP).await;
+        let sid = s1.id.clone();
+        let gone = p1.events.snapshot().iter().any(|r| match &r.event {
+            slim_proto::driver::event::Kind::Removed(x) => x.session_id == sid,
+            slim_proto::driver::event::Kind::SessionClosed(x) => x.session_id == sid,
+            _ => false,
+        });
+        if gone || !got.iter().any(|(_, p)| *p == probe[0]) {
+            return Err(Failure::violation(
+                "a participant ignores a LEAVE_REQUEST that does not come from its moderator",
+                if gone {
+                    "it left the group".to_string()
+                } else {
+                    "it no longer receives the group's messages".to_string()
+                },
+            ));
+        }
+        Ok(())
+    })
+}
