@@ -13,6 +13,7 @@ pub mod client;
 pub mod delay;
 pub mod evidence;
 pub mod expectations;
+pub mod harness;
 pub mod report;
 pub mod runner;
 pub mod verdict;

@@ -1,0 +1,1 @@
+//! Tests of the harness against the reference relay.
