@@ -19,6 +19,7 @@
 //! and [`output`] (its human and JSON output).
 
 pub mod app;
+pub mod driver;
 pub mod link;
 pub mod output;
 
@@ -108,6 +109,7 @@ enum Command {
     Close(SessionId, Reply<()>),
     IsBusy(oneshot::Sender<bool>),
     Members(SessionId, Reply<Vec<SlimName>>),
+    Options(SessionId, Reply<SessionOptions>),
     StateAuth(SessionId, Reply<StateAuth>),
     /// Subscribe an extra name; answered when the node acks (or refuses) it.
     Subscribe(SlimName, oneshot::Sender<Result<(), ClientError>>),
@@ -227,6 +229,12 @@ impl Client {
         self.events.recv().await
     }
 
+    /// Takes the event receiver, so that one task can read events while others send commands
+    /// through `&self` (the driver shim's pump). [`Client::next_event`] returns `None` after.
+    pub fn take_events(&mut self) -> mpsc::UnboundedReceiver<ClientEvent> {
+        std::mem::replace(&mut self.events, mpsc::unbounded_channel().1)
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.commands
@@ -277,6 +285,11 @@ impl Client {
     /// The roster of a session as we know it, us included, sorted (point-to-point: both ends).
     pub async fn members(&self, session: SessionId) -> Result<Vec<SlimName>, ClientError> {
         self.ask(|r| Command::Members(session, r)).await
+    }
+
+    /// The options a session runs with (for a session we were invited to: the moderator's).
+    pub async fn session_options(&self, session: SessionId) -> Result<SessionOptions, ClientError> {
+        self.ask(|r| Command::Options(session, r)).await
     }
 
     /// The MLS state of a session as we see it (epoch, epoch authenticator, roster), for
@@ -397,6 +410,7 @@ impl Task {
             Command::Close(s, r) => drop(r.send(ep.close(s, now))),
             Command::IsBusy(r) => drop(r.send(ep.is_busy())),
             Command::Members(s, r) => drop(r.send(ep.members(s))),
+            Command::Options(s, r) => drop(r.send(ep.options(s))),
             Command::StateAuth(s, r) => drop(r.send(ep.state_auth(s))),
             // Handled in `run`: it needs the link.
             Command::Subscribe(name, r) => drop(r.send(Err(ClientError::Subscribe {

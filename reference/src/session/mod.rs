@@ -690,6 +690,14 @@ impl Endpoint {
         Ok(all)
     }
 
+    /// The options session `session` runs with (a participant's come from the join request).
+    pub fn options(&self, session: SessionId) -> Result<SessionOptions, SessionError> {
+        self.sessions
+            .get(&session)
+            .map(|s| s.shared.opts.clone())
+            .ok_or(SessionError::UnknownSession(session))
+    }
+
     /// The MLS state of `session` as we see it: epoch, epoch authenticator and roster. Members
     /// whose answers are equal agree on the group (SLIM-MLS-*; the MLS interop StateAuth).
     /// [`SessionError::NoMls`] for a session without MLS.
