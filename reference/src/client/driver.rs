@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
 use slim_proto::driver::driver_server::{Driver, DriverServer as DriverService};
 use slim_proto::driver::{
     self as d, create_app_request::Identity, event::Kind, publish_outcome::Status as OutcomeStatus,
@@ -663,7 +662,7 @@ impl Driver for ShimService {
         let mut outcomes: Vec<Option<d::PublishOutcome>> = Vec::new();
         let mut ids = Vec::new();
         for (i, payload) in req.payloads.into_iter().enumerate() {
-            match app.client.publish(entry.wire, Bytes::from(payload)).await {
+            match app.client.publish(entry.wire, payload).await {
                 Ok(id) => {
                     ids.push(Some(id));
                     outcomes.push((!req.wait || !reliable).then(|| ok("handed over")));

@@ -429,7 +429,7 @@ impl Task {
             }
             LinkEvent::Subscribed(name) => {
                 debug!(%name, "subscription acknowledged");
-                self.answer_subscribers(&name, || Ok(()));
+                self.answer_subscribers(&name, None);
                 return true;
             }
             LinkEvent::Unsubscribed(name) => {
@@ -442,13 +442,8 @@ impl Task {
                 if let link::ClientLinkError::SubscriptionRefused { name, .. }
                 | link::ClientLinkError::Unacknowledged { name, .. } = &e
                 {
-                    let (name, reason) = (name.clone(), e.to_string());
-                    self.answer_subscribers(&name, || {
-                        Err(ClientError::Subscribe {
-                            name: name.clone(),
-                            reason: reason.clone(),
-                        })
-                    });
+                    let name = name.clone();
+                    self.answer_subscribers(&name, Some(e.to_string()));
                 }
                 ClientEvent::Problem(e.to_string())
             }
@@ -461,17 +456,21 @@ impl Task {
         self.events.send(out).is_ok()
     }
 
-    /// Answers every [`Client::subscribe`] of `name` that waits for the node.
-    fn answer_subscribers(
-        &mut self,
-        name: &SlimName,
-        answer: impl Fn() -> Result<(), ClientError>,
-    ) {
+    /// Answers every [`Client::subscribe`] of `name` that waits for the node: acked, or refused
+    /// (`refused` says why).
+    fn answer_subscribers(&mut self, name: &SlimName, refused: Option<String>) {
         let mut i = 0;
         while i < self.subscribing.len() {
             if self.subscribing[i].0 == *name {
                 let (_, r) = self.subscribing.swap_remove(i);
-                let _ = r.send(answer());
+                let answer = match &refused {
+                    None => Ok(()),
+                    Some(reason) => Err(ClientError::Subscribe {
+                        name: name.clone(),
+                        reason: reason.clone(),
+                    }),
+                };
+                let _ = r.send(answer);
             } else {
                 i += 1;
             }
