@@ -14,6 +14,11 @@
 //! decoded path does the same steps on a decoded message and is observably identical. Faults
 //! whose hooks live only in the decoded path ([`Fault::decoded_path_only`]) turn the frame path
 //! off ([`frame_path_disabled`]), so the reference code carries each hook once.
+//!
+//! The client's session layer has its own faults, selected by `SLIM_SESSION_MUTANT`: see
+//! [`session`].
+
+pub mod session;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -4,6 +4,11 @@
 //! `listen`s for sessions, `send`s messages on a point-to-point session, or moderates a `group`
 //! read from stdin. `--json` prints one JSON object per line on stdout for scripts and tests.
 //!
+//! `slim-client driver [--listen ADDR]` instead hosts the conformance driver shim
+//! ([`slim_reference::client::driver`]): it prints `driver listening on HOST:PORT` on stdout once
+//! it listens and serves the runner until SIGINT or SIGTERM (no `--name` or identity needed: the
+//! runner creates the apps).
+//!
 //! Exit codes: 0 done, 1 something went wrong at run time (unreachable node, refused
 //! credentials, a message never acknowledged), 2 usage error (bad flag or name, short secret).
 //!
@@ -124,6 +129,13 @@ enum Cmd {
         #[arg(long)]
         reliable: bool,
     },
+    /// Host the conformance driver shim (driver.proto) for the runner; prints
+    /// `driver listening on HOST:PORT`, serves until SIGINT/SIGTERM
+    Driver {
+        /// Address to listen on (port 0 picks one)
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 /// A usage error: clap prints it with the usage line and exits with code 2.
@@ -232,7 +244,7 @@ fn setup(cli: &Cli) -> Setup {
     };
     // Validate the subcommand's names now, so a typo is a usage error before connecting.
     match &cli.command {
-        Cmd::Listen { .. } => {}
+        Cmd::Listen { .. } | Cmd::Driver { .. } => {}
         Cmd::Send { peer, .. } => drop(parse_name("NAME", peer, true)),
         Cmd::Group {
             channel, invite, ..
@@ -259,6 +271,9 @@ fn setup(cli: &Cli) -> Setup {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Driver { listen } = cli.command {
+        return driver(listen);
+    }
     let Setup { opts, timeout, out } = setup(&cli);
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -296,6 +311,8 @@ fn main() -> ExitCode {
                 app.send(peer, messages, options(mls, reliable), expect)
                     .await
             }
+            // Handled before connecting.
+            Cmd::Driver { .. } => Ok(()),
             Cmd::Group {
                 channel,
                 invite,
@@ -320,6 +337,28 @@ fn main() -> ExitCode {
         }
         Err(msg) => {
             out.error(&msg);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `slim-client driver`: the driver shim until SIGINT/SIGTERM (exit 1 if it cannot listen).
+fn driver(listen: std::net::SocketAddr) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("SLIM_CLIENT_LOG").unwrap_or_else(|_| EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tokio::runtime::Runtime::new().and_then(|rt| {
+        let r = rt.block_on(slim_reference::client::driver::serve_until_signal(listen));
+        rt.shutdown_timeout(Duration::from_millis(100));
+        r
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("slim-client driver: cannot serve on {listen}: {e}");
             ExitCode::from(1)
         }
     }

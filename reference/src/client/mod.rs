@@ -19,6 +19,7 @@
 //! and [`output`] (its human and JSON output).
 
 pub mod app;
+pub mod driver;
 pub mod link;
 pub mod output;
 
@@ -31,7 +32,7 @@ use tracing::{debug, warn};
 
 use crate::session::{
     Clock, Credentials, Endpoint, EndpointConfig, Event, SessionError, SessionId, SessionOptions,
-    Transmit,
+    StateAuth, Transmit,
 };
 use link::{ClientLinkHandle, HttpAuth, LinkCommand, LinkEvent, LinkIoError, LinkOptions};
 
@@ -107,6 +108,11 @@ enum Command {
     Publish(SessionId, Bytes, Reply<u32>),
     Close(SessionId, Reply<()>),
     IsBusy(oneshot::Sender<bool>),
+    Members(SessionId, Reply<Vec<SlimName>>),
+    Options(SessionId, Reply<SessionOptions>),
+    StateAuth(SessionId, Reply<StateAuth>),
+    /// Subscribe an extra name; answered when the node acks (or refuses) it.
+    Subscribe(SlimName, oneshot::Sender<Result<(), ClientError>>),
 }
 
 /// A connected client: its name is subscribed at the node and the endpoint is running.
@@ -201,6 +207,7 @@ impl Client {
                 link_events,
                 commands: cmd_rx,
                 events: ev_tx,
+                subscribing: Vec::new(),
             }
             .run(early),
         );
@@ -220,6 +227,12 @@ impl Client {
     /// The next event; `None` once the client has stopped.
     pub async fn next_event(&mut self) -> Option<ClientEvent> {
         self.events.recv().await
+    }
+
+    /// Takes the event receiver, so that one task can read events while others send commands
+    /// through `&self` (the driver shim's pump). [`Client::next_event`] returns `None` after.
+    pub fn take_events(&mut self) -> mpsc::UnboundedReceiver<ClientEvent> {
+        std::mem::replace(&mut self.events, mpsc::unbounded_channel().1)
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ClientError> {
@@ -269,6 +282,34 @@ impl Client {
         self.ask(|r| Command::Close(session, r)).await
     }
 
+    /// The roster of a session as we know it, us included, sorted (point-to-point: both ends).
+    pub async fn members(&self, session: SessionId) -> Result<Vec<SlimName>, ClientError> {
+        self.ask(|r| Command::Members(session, r)).await
+    }
+
+    /// The options a session runs with (for a session we were invited to: the moderator's).
+    pub async fn session_options(&self, session: SessionId) -> Result<SessionOptions, ClientError> {
+        self.ask(|r| Command::Options(session, r)).await
+    }
+
+    /// The MLS state of a session as we see it (epoch, epoch authenticator, roster), for
+    /// members to compare; [`SessionError::NoMls`] for a session without MLS.
+    pub async fn state_auth(&self, session: SessionId) -> Result<StateAuth, ClientError> {
+        self.ask(|r| Command::StateAuth(session, r)).await
+    }
+
+    /// Subscribes an extra name at the node (through the link's subscription book, so it is
+    /// restored after a reconnect, like our own name) and waits for the node's ack. Unbounded:
+    /// the caller bounds the wait.
+    pub async fn subscribe(&self, name: SlimName) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Subscribe(name, tx))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
     /// Whether sessions are still being set up or messages are unacknowledged.
     pub async fn is_busy(&self) -> Result<bool, ClientError> {
         let (tx, rx) = oneshot::channel();
@@ -287,6 +328,8 @@ struct Task {
     link_events: mpsc::UnboundedReceiver<LinkEvent>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<ClientEvent>,
+    /// Extra names asked for with [`Client::subscribe`], waiting for the node's ack.
+    subscribing: Vec<(SlimName, oneshot::Sender<Result<(), ClientError>>)>,
 }
 
 impl Task {
@@ -310,6 +353,13 @@ impl Task {
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
                     None => return,
+                    Some(Command::Subscribe(name, r)) => {
+                        if self.link.send(LinkCommand::Subscribe(name.clone())).await.is_err() {
+                            let _ = r.send(Err(LinkIoError::Stopped.into()));
+                        } else {
+                            self.subscribing.push((name, r));
+                        }
+                    }
                     Some(cmd) => self.on_command(cmd),
                 },
                 ev = self.link_events.recv() => {
@@ -359,6 +409,14 @@ impl Task {
             Command::Publish(s, payload, r) => drop(r.send(ep.publish(s, payload, now))),
             Command::Close(s, r) => drop(r.send(ep.close(s, now))),
             Command::IsBusy(r) => drop(r.send(ep.is_busy())),
+            Command::Members(s, r) => drop(r.send(ep.members(s))),
+            Command::Options(s, r) => drop(r.send(ep.options(s))),
+            Command::StateAuth(s, r) => drop(r.send(ep.state_auth(s))),
+            // Handled in `run`: it needs the link.
+            Command::Subscribe(name, r) => drop(r.send(Err(ClientError::Subscribe {
+                name,
+                reason: "internal: subscription not routed to the link".into(),
+            }))),
         }
     }
 
@@ -371,6 +429,7 @@ impl Task {
             }
             LinkEvent::Subscribed(name) => {
                 debug!(%name, "subscription acknowledged");
+                self.answer_subscribers(&name, None);
                 return true;
             }
             LinkEvent::Unsubscribed(name) => {
@@ -379,7 +438,15 @@ impl Task {
             }
             LinkEvent::Disconnected { reason } => ClientEvent::Disconnected { reason },
             LinkEvent::Reconnected { node } => ClientEvent::Reconnected { node },
-            LinkEvent::Problem(e) => ClientEvent::Problem(e.to_string()),
+            LinkEvent::Problem(e) => {
+                if let link::ClientLinkError::SubscriptionRefused { name, .. }
+                | link::ClientLinkError::Unacknowledged { name, .. } = &e
+                {
+                    let name = name.clone();
+                    self.answer_subscribers(&name, Some(e.to_string()));
+                }
+                ClientEvent::Problem(e.to_string())
+            }
             LinkEvent::Fatal(e) => {
                 warn!(error = %e, "link gave up");
                 let _ = self.events.send(ClientEvent::Fatal(e.into()));
@@ -387,5 +454,26 @@ impl Task {
             }
         };
         self.events.send(out).is_ok()
+    }
+
+    /// Answers every [`Client::subscribe`] of `name` that waits for the node: acked, or refused
+    /// (`refused` says why).
+    fn answer_subscribers(&mut self, name: &SlimName, refused: Option<String>) {
+        let mut i = 0;
+        while i < self.subscribing.len() {
+            if self.subscribing[i].0 == *name {
+                let (_, r) = self.subscribing.swap_remove(i);
+                let answer = match &refused {
+                    None => Ok(()),
+                    Some(reason) => Err(ClientError::Subscribe {
+                        name: name.clone(),
+                        reason: reason.clone(),
+                    }),
+                };
+                let _ = r.send(answer);
+            } else {
+                i += 1;
+            }
+        }
     }
 }

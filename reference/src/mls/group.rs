@@ -563,6 +563,13 @@ impl MlsGroup {
         self.group.epoch().as_u64()
     }
 
+    /// The epoch authenticator of the current epoch (RFC 9420 §8.7): equal at every member that
+    /// is in the same epoch of the same group, so members compare it to prove they agree on the
+    /// group's state (the MLS interop "StateAuth" check).
+    pub fn epoch_authenticator(&self) -> Vec<u8> {
+        self.group.epoch_authenticator().as_slice().to_vec()
+    }
+
     /// Credential identities (tokens) of all members, this one included, in leaf order.
     pub fn members(&self) -> Vec<Vec<u8>> {
         self.group

@@ -3,6 +3,7 @@
 //! checked, decrypted, its header AAD and MLS sender checked, acked and ordered by the reliable
 //! receiver), and the reliable sender's and receiver's outputs turned into SLIM messages.
 
+use crate::mutants::session::{self as mutants, SessionFault};
 use bytes::Bytes;
 use slim_proto::names::SlimName;
 use slim_proto::pb::SessionMessageType as Mt;
@@ -179,6 +180,15 @@ impl Shared {
                     session: self.id,
                     message_id: id,
                 }),
+                // Seeded fault: retries exhausted reported as delivered (SLIM-REL-006).
+                SenderOutput::Failed { id, .. }
+                    if mutants::on(SessionFault::PublishFailureAsOk) =>
+                {
+                    io.events.push_back(Event::Delivered {
+                        session: self.id,
+                        message_id: id,
+                    })
+                }
                 SenderOutput::Failed { id, peers } => {
                     for peer in peers {
                         io.events.push_back(Event::SendFailed {

@@ -5,6 +5,7 @@
 //! exactly as the real SDK binds them. Our token id (`sub`) is `<org>/<ns>/<app>_<8 random
 //! characters>`, as the SDK's shared-secret provider makes it, and our name id is XXH3-128 of it.
 
+use crate::mutants::session::{self as mutants, SessionFault};
 use std::collections::HashMap;
 
 use rand_core::RngCore;
@@ -186,7 +187,10 @@ impl LocalIdentity {
                 sub: peer.sub,
             });
         }
-        e2e::verify_command(msg, &peer.pubkey).map_err(SessionError::Signature)?;
+        // Seeded fault: signatures not verified (SLIM-IDENT-003, SLIM-IDENT-004).
+        if !mutants::on(SessionFault::UnverifiedControlSignature) {
+            e2e::verify_command(msg, &peer.pubkey).map_err(SessionError::Signature)?;
+        }
         Ok(peer)
     }
 

@@ -253,6 +253,24 @@ pub enum SessionError {
     /// A message that breaks the session protocol.
     #[error("{0}")]
     Protocol(String),
+    /// The session does not use MLS, so it has no MLS state to show.
+    #[error("session {0} has no MLS")]
+    NoMls(SessionId),
+    /// The session uses MLS but has no group (yet, or any more: removed).
+    #[error("session {0} has no MLS group (not joined yet, or removed)")]
+    NoMlsGroup(SessionId),
+}
+
+/// A session's MLS state as one member sees it: members that agree on all three agree on the
+/// group (MLS working group interop, StateAuth).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateAuth {
+    /// The MLS epoch (0 at creation, +1 per commit).
+    pub epoch: u64,
+    /// The epoch authenticator (RFC 9420 §8.7), equal at every member in the same epoch.
+    pub epoch_authenticator: Vec<u8>,
+    /// The session's roster as this member knows it (full names, us included), sorted.
+    pub members: Vec<SlimName>,
 }
 
 /// One SLIM app: its name, identity and sessions.
@@ -654,6 +672,51 @@ impl Endpoint {
     /// Closes a session: the moderator closes it for everyone, a participant leaves.
     pub fn close(&mut self, session: SessionId, now: Instant) -> Result<(), SessionError> {
         self.with_session(session, now, |s, io| s.close(io))
+    }
+
+    /// The roster of session `session` as this app knows it, us included, sorted (full names;
+    /// point-to-point: both ends).
+    pub fn members(&self, session: SessionId) -> Result<Vec<SlimName>, SessionError> {
+        let s = self
+            .sessions
+            .get(&session)
+            .ok_or(SessionError::UnknownSession(session))?;
+        let mut all: Vec<SlimName> = std::iter::once(&self.name)
+            .chain(s.shared.members.keys())
+            .cloned()
+            .collect();
+        all.sort();
+        all.dedup();
+        Ok(all)
+    }
+
+    /// The options session `session` runs with (a participant's come from the join request).
+    pub fn options(&self, session: SessionId) -> Result<SessionOptions, SessionError> {
+        self.sessions
+            .get(&session)
+            .map(|s| s.shared.opts.clone())
+            .ok_or(SessionError::UnknownSession(session))
+    }
+
+    /// The MLS state of `session` as we see it: epoch, epoch authenticator and roster. Members
+    /// whose answers are equal agree on the group (SLIM-MLS-*; the MLS interop StateAuth).
+    /// [`SessionError::NoMls`] for a session without MLS.
+    pub fn state_auth(&self, session: SessionId) -> Result<StateAuth, SessionError> {
+        let s = self
+            .sessions
+            .get(&session)
+            .ok_or(SessionError::UnknownSession(session))?;
+        if !s.shared.opts.mls {
+            return Err(SessionError::NoMls(session));
+        }
+        let MlsState::Group(g) = &s.shared.mls else {
+            return Err(SessionError::NoMlsGroup(session));
+        };
+        Ok(StateAuth {
+            epoch: g.epoch(),
+            epoch_authenticator: g.epoch_authenticator(),
+            members: self.members(session)?,
+        })
     }
 
     /// Whether sessions are still being established or messages wait for acknowledgement.

@@ -2,6 +2,7 @@
 //! GROUP_UPDATE(REMOVE) to the rest of the group (beyond two), then LEAVE_REQUEST to the removed
 //! member (unless it left on its own) and its LEAVE_REPLY.
 
+use crate::mutants::session::{self as mutants, SessionFault};
 use std::collections::BTreeSet;
 
 use slim_proto::names::SlimName;
@@ -21,6 +22,16 @@ pub(super) fn start_removal(
     leave: bool,
 ) -> Result<(), SessionError> {
     let peer = s.find_member(name)?;
+    // Seeded fault: no MLS commit, no GROUP_UPDATE; only the LEAVE_REQUEST (SLIM-SESS-007).
+    if mutants::on(SessionFault::RemoveWithoutCommit) {
+        s.remove_member(io, &peer);
+        return if leave {
+            send_leave(s, md, io, &peer)
+        } else {
+            finish_removal(s, md, io, &peer);
+            Ok(())
+        };
+    }
     let sub = s.members.get(&peer).cloned().flatten();
     let roster_before = s.roster();
     let mls = commit_removal(s, md, sub.as_deref(), &peer)?;

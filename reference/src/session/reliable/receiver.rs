@@ -2,6 +2,7 @@
 //! application every id of each source's stream exactly once and in order, as a payload, a
 //! "lost" or a "gave up" (see the [module documentation](super)).
 
+use crate::mutants::session::{self as mutants, SessionFault};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::fmt::Debug;
@@ -198,6 +199,14 @@ impl<P: Ord + Clone + Debug> ReliableReceiver<P> {
                     to: src.clone(),
                     id,
                 });
+                // Seeded fault: the duplicate is delivered again (SLIM-REL-005).
+                if mutants::on(SessionFault::DeliverDuplicates) {
+                    self.out.push_back(ReceiverOutput::Deliver {
+                        from: src.clone(),
+                        id,
+                        payload,
+                    });
+                }
             }
             return;
         }

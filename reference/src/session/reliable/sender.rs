@@ -2,6 +2,7 @@
 //! receiver acked, retransmits to the receivers still missing one, answers RTX requests, and
 //! reports each message's outcome (see the [module documentation](super)).
 
+use crate::mutants::session::{self as mutants, SessionFault};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::fmt::Debug;
@@ -311,8 +312,10 @@ impl<P: Ord + Clone + Debug> ReliableSender<P> {
                     transmissions: transmissions + 1,
                     deadline: next,
                 };
+                // Seeded fault: retries count down but nothing is resent (SLIM-REL-003).
+                let resend = !mutants::on(SessionFault::NoRetransmit);
                 for (peer, missing) in &self.receivers {
-                    if missing.get(pos) {
+                    if resend && missing.get(pos) {
                         self.out.push_back(SenderOutput::Transmit {
                             id,
                             to: Some(peer.clone()),
