@@ -77,8 +77,41 @@ enum VectorsAction {
     },
 }
 
+/// Which half of the protocol a run judges.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Profile {
+    /// A SLIM node: transport, link negotiation, MAC, subscriptions, routing, authentication.
+    Node,
+    /// SLIM client implementations (SDKs), through the driver protocol: sessions, reliable
+    /// delivery, identity, MLS groups.
+    Session,
+}
+
 #[derive(clap::Args, Debug)]
 struct RunArgs {
+    /// `node` judges a node (`--target`); `session` judges client implementations (`--driver`).
+    #[arg(long, value_enum, default_value = "node")]
+    profile: Profile,
+    /// Session profile: an implementation to judge, `NAME=http://HOST:PORT` of its driver shim
+    /// (repeatable). The reference client (`ref`) is always in the matrix, embedded.
+    #[arg(long, value_name = "NAME=URL")]
+    driver: Vec<String>,
+    /// Session profile: the SLIM node the apps connect to (through the runner's harness node).
+    /// Without it, the reference relay is started in-process.
+    #[arg(long, value_name = "URL")]
+    node: Option<String>,
+    /// Session profile: the run's seed; every cell's faults and randomness derive from it.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Session profile: run only the cells whose assignment matches (`ref,sdk`; glob `*`).
+    #[arg(long, value_name = "IMPL,IMPL")]
+    cell: Option<String>,
+    /// Session profile: write each cell's transcript (JSON lines) into this directory.
+    #[arg(long, value_name = "DIR")]
+    transcripts: Option<PathBuf>,
+    /// Write a self-contained HTML report (matrix, requirement texts, evidence, transcripts).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// The node to judge, `http://HOST:PORT`. Without it, the reference relay is started in-process
     /// on an ephemeral port.
     #[arg(long)]
@@ -108,10 +141,11 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
     /// Known deviations of this implementation (YAML); their failures are reported as XFAIL.
-    #[arg(long, value_name = "FILE")]
-    expect: Option<PathBuf>,
+    /// Session profile: `NAME=FILE` for the implementation NAME (repeatable).
+    #[arg(long, value_name = "FILE|NAME=FILE")]
+    expect: Vec<String>,
     /// Rewrite the --expect file to match this run (drops entries that pass, adds new failures).
-    #[arg(long, requires = "expect")]
+    #[arg(long)]
     fix_expectations: bool,
     /// Milliseconds a negative check waits to be sure nothing arrives (used only where no
     /// barrier can prove it).
@@ -125,6 +159,26 @@ struct RunArgs {
     /// and shows that no verdict depends on speed.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     delay_ms: u64,
+}
+
+impl From<RunArgs> for crate::session::cli::SessionArgs {
+    fn from(a: RunArgs) -> Self {
+        Self {
+            drivers: a.driver,
+            node: a.node,
+            seed: a.seed,
+            cell: a.cell,
+            transcripts: a.transcripts,
+            html: a.html,
+            json: a.json,
+            junit: a.junit,
+            expect: a.expect,
+            only: a.only,
+            skip: a.skip,
+            strict: a.strict,
+            fail_fast: a.fail_fast,
+        }
+    }
 }
 
 /// Simple glob: `*` matches any run of characters; everything else literally.
@@ -214,13 +268,22 @@ pub fn main() -> i32 {
                 for c in crate::cases::all() {
                     println!("{:<44} {:<40} {}", c.id, c.requirements.join(","), c.title);
                 }
+                for c in crate::session::cases::all() {
+                    println!(
+                        "{:<44} {:<40} [session: {}] {}",
+                        c.id,
+                        c.requirements.join(","),
+                        c.roles.join(", "),
+                        c.title
+                    );
+                }
             } else {
                 print!("{}", report::list_text(&catalogue));
             }
             EXIT_OK
         }
         Command::Coverage { json } => {
-            let rows = report::coverage(&catalogue, &crate::cases::all());
+            let rows = report::coverage(&catalogue, &crate::case_index());
             print!("{}", report::coverage_text(&rows));
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&rows).unwrap_or_default();
@@ -243,7 +306,10 @@ pub fn main() -> i32 {
                     return EXIT_USAGE;
                 }
             };
-            rt.block_on(run(args, catalogue))
+            match args.profile {
+                Profile::Node => rt.block_on(run(args, catalogue)),
+                Profile::Session => rt.block_on(crate::session::cli::run(args.into(), catalogue)),
+            }
         }
     }
 }
@@ -311,7 +377,20 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
         (None, Some(t)) => Some(format!("Bearer {t}")),
         (None, None) => None,
     };
-    let expectations = match &args.expect {
+    if args.expect.len() > 1 || args.expect.iter().any(|e| e.contains('=')) {
+        eprintln!("error: the node profile takes one --expect FILE (NAME=FILE is for --profile session)");
+        return EXIT_USAGE;
+    }
+    if !args.driver.is_empty() || args.node.is_some() {
+        eprintln!("error: --driver and --node belong to --profile session; the node profile judges --target");
+        return EXIT_USAGE;
+    }
+    if args.fix_expectations && args.expect.is_empty() {
+        eprintln!("error: --fix-expectations needs --expect FILE");
+        return EXIT_USAGE;
+    }
+    let expect_path = args.expect.first().map(PathBuf::from);
+    let expectations = match &expect_path {
         Some(path) => match Expectations::load(path, &catalogue) {
             Ok(e) => Some(e),
             Err(e) => {
@@ -510,13 +589,13 @@ async fn run_against(
             "STALE expectation: {} ({}) now passes; remove it from {} (or run with --fix-expectations)",
             d.requirement,
             d.case,
-            args.expect.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+            args.expect.first().cloned().unwrap_or_default()
         );
     }
     if args.fix_expectations {
-        if let (Some(e), Some(path)) = (expectations, &args.expect) {
+        if let (Some(e), Some(path)) = (expectations, args.expect.first().map(PathBuf::from)) {
             let fixed = e.fixed(&results);
-            match fixed.save(path) {
+            match fixed.save(&path) {
                 Ok(()) => println!(
                     "rewrote {} ({} deviations)",
                     path.display(),

@@ -14,6 +14,23 @@ pub mod delay;
 pub mod evidence;
 pub mod expectations;
 pub mod harness;
+pub mod html;
 pub mod report;
 pub mod runner;
+pub mod session;
 pub mod verdict;
+
+/// Every case of both profiles as `(id, cited requirement ids)`: node cases, then session cases
+/// (`list --cases`, `coverage`).
+pub fn case_index() -> Vec<(String, Vec<String>)> {
+    cases::all()
+        .into_iter()
+        .map(|c| (c.id, c.requirements))
+        .chain(session::cases::all().into_iter().map(|c| {
+            (
+                c.id.to_string(),
+                c.requirements.iter().map(|r| r.to_string()).collect(),
+            )
+        }))
+        .collect()
+}

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::case::Case;
 use crate::catalogue::{Catalogue, Level};
 use crate::expectations::Deviation;
 use crate::runner::Summary;
@@ -223,8 +222,9 @@ pub struct CoverageRow {
     pub untested: Option<String>,
 }
 
-/// Every requirement with the cases that check it.
-pub fn coverage(catalogue: &Catalogue, cases: &[Case]) -> Vec<CoverageRow> {
+/// Every requirement with the cases that check it; `cases` are `(case id, cited requirement ids)`
+/// of both profiles ([`crate::case_index`]).
+pub fn coverage(catalogue: &Catalogue, cases: &[(String, Vec<String>)]) -> Vec<CoverageRow> {
     catalogue
         .iter()
         .map(|r| CoverageRow {
@@ -233,8 +233,8 @@ pub fn coverage(catalogue: &Catalogue, cases: &[Case]) -> Vec<CoverageRow> {
             title: r.title.clone(),
             cases: cases
                 .iter()
-                .filter(|c| c.requirements.contains(&r.id))
-                .map(|c| c.id.clone())
+                .filter(|(_, reqs)| reqs.contains(&r.id))
+                .map(|(id, _)| id.clone())
                 .collect(),
             untested: r.untested.clone(),
         })

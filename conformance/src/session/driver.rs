@@ -207,7 +207,7 @@ impl Driver {
             id: r.app_id,
             name: full,
             events,
-            pump: Arc::new(PumpGuard(pump)),
+            _pump: Arc::new(PumpGuard(pump)),
         })
     }
 }
@@ -337,7 +337,8 @@ pub struct App {
     pub name: SlimName,
     /// What it was told.
     pub events: EventLog,
-    pump: Arc<PumpGuard>,
+    /// Keeps the event pump running while any handle of the app lives.
+    _pump: Arc<PumpGuard>,
 }
 
 /// A session as one app knows it.

@@ -13,6 +13,7 @@
 
 pub mod cases;
 pub mod cell;
+pub mod cli;
 pub mod driver;
 pub mod matrix;
 

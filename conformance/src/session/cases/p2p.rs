@@ -10,7 +10,7 @@ use slim_proto::pb::{self, SessionMessageType as T};
 use super::{command_payload, mls_header, spec, CaseFuture};
 use crate::harness::{Dir, Fault, Select};
 use crate::session::cell::{
-    abbreviate, all_ok, exactly_once_in_order, p2p, payloads, rule, status_name, Cell, RELIABLE,
+    abbreviate, all_ok, exactly_once_in_order, p2p, payloads, rule, status_name, Cell,
 };
 use crate::session::driver::{SessionSpec, STEP};
 use crate::verdict::Failure;
