@@ -430,3 +430,28 @@ async fn the_node_ending_a_link_ends_the_app_stream_with_its_status() {
     }
     harness.shutdown().await;
 }
+
+#[tokio::test]
+async fn link_app_and_direction_filters_pick_the_receiving_link() {
+    let mut to_bob = FaultRule::new(
+        Some(Dir::FromNode),
+        vec![T::Msg as i32],
+        Select::Index(vec![0]),
+        Fault::Drop,
+    );
+    to_bob.link_app = Some("org/ns/bob".into());
+    let mut nobody = msg_rule(Select::All, Fault::Drop);
+    nobody.link_app = Some("org/ns/nobody".into());
+    let mut rig = rig(1, vec![nobody, to_bob]).await;
+    send_msgs(&rig.alice, 1..=3).await;
+    assert_eq!(ids(&recv_until_sentinel(&mut rig.bob).await), vec![2, 3]);
+    let t = rig.harness.transcript();
+    let dropped: Vec<_> = t.iter().filter(|e| e.fault.is_some()).collect();
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped[0].dir, Some(Dir::FromNode));
+    // Clearing the rules restores plain forwarding.
+    rig.harness.clear_faults();
+    send_msgs(&rig.alice, 4..=5).await;
+    assert_eq!(ids(&recv_until_sentinel(&mut rig.bob).await), vec![4, 5]);
+    rig.stop().await;
+}
