@@ -33,6 +33,9 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_UPSTREAM_FRAME: usize = 64 << 20;
 /// Most names recorded per link for `link_app` filters.
 const MAX_LINK_APPS: usize = 1024;
+/// Delayed frames pending per link + direction; past it the pump stops reading until one is
+/// delivered (backpressure instead of unbounded tasks).
+const MAX_DELAYED: usize = 1024;
 /// Bound on handing the final status to an app.
 const STATUS_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -254,6 +257,9 @@ impl Pump {
                 }
             }
             Fault::Delay(delay) => {
+                while self.delayed.len() >= MAX_DELAYED {
+                    self.delayed.join_next().await;
+                }
                 let delay = delay.min(MAX_DELAY);
                 let shared = self.shared.clone();
                 let out = self.out.clone();

@@ -16,6 +16,28 @@
 //! [`FaultRule`] and the `fault` module). Per link and direction, frames that are not faulted keep
 //! their order.
 //!
+//! Choices, so that cases can rely on them:
+//! - **Rules**: for each frame, every rule whose filter matches counts it (per link + direction);
+//!   the first rule that selects it (within its `max`) decides its one fault. `max` is a global
+//!   cap counted across links in forwarding order.
+//! - **Delay**: the frame is delivered after its delay (at most [`MAX_DELAY`]); later frames of
+//!   the same link + direction are *not* held back behind it, so a delay reorders — that is what
+//!   distinguishes it from a slow link. Its transcript entry is recorded when it is delivered.
+//! - **Reorder**: the frame is held and released right after the next frame forwarded on the same
+//!   link + direction (after both copies of a duplicate), or after [`REORDER_HOLD`]. A second
+//!   Reorder-selected frame while one is held is forwarded at once, ahead of the held one (so
+//!   `Select::All` swaps frames pairwise). Dropped and delayed frames do not release it.
+//! - **Corruption** patches the frame in place (same length); a frame without the field is
+//!   forwarded unchanged, its entry saying `corrupt: no ...`.
+//! - Frames that are not modified are forwarded as the original bytes (never re-encoded).
+//! - **Links**: each downstream call gets its own upstream call (and HTTP/2 connection), with the
+//!   app's `authorization` header. A node refusing the call refuses the app's call with the same
+//!   status. When one side ends, the other is ended: a node's error status is passed to the app;
+//!   an app's half-close half-closes the node's stream and the node then has 10 s to end it.
+//! - Frames from apps larger than 4 MiB are refused by the harness itself (tonic's length
+//!   check ends that app's stream), as a node with the default limit would; transport-limit
+//!   cases should talk to the node directly.
+//!
 //! The harness judges nothing and uses none of the reference implementation's relay or session
 //! code: it only moves bytes and describes them from the wire format.
 
