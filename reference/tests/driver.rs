@@ -365,6 +365,38 @@ async fn unsupported_and_unknown_calls_have_their_codes() {
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
     assert!(e.message().contains("org/oops"), "{e}");
 
+    // A wait that cannot end in time answers DEADLINE_EXCEEDED within timeout_ms.
+    let g = c
+        .create_session(d::CreateSessionRequest {
+            app_id: a.clone(),
+            r#type: d::SessionType::Group as i32,
+            peer: "org/ns/lonely".into(),
+            reliability: None,
+            mls: false,
+            timeout_ms: TIMEOUT_MS,
+        })
+        .await
+        .expect("group")
+        .into_inner();
+    let started = std::time::Instant::now();
+    let e = c
+        .invite(d::MemberRequest {
+            app_id: a.clone(),
+            session_id: g.session_id.clone(),
+            name: "org/ns/nobody".into(),
+            timeout_ms: 300,
+        })
+        .await
+        .expect_err("nobody answers");
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e}");
+    assert!(started.elapsed() < WAIT, "{:?}", started.elapsed());
+    let e = c
+        .state_auth(session_ref(&a, &g.session_id))
+        .await
+        .expect_err("no MLS");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    assert_eq!(e.message(), "session has no MLS");
+
     // Free ends the app's events stream and its id.
     let mut s = events(&mut c, &a).await;
     c.free(d::AppRef { app_id: a.clone() })

@@ -839,20 +839,35 @@ async fn wait_member(
     joined: bool,
 ) -> std::result::Result<(), Status> {
     let what = if joined { "MemberJoined" } else { "MemberLeft" };
+    let [org, ns, svc] = name.components();
+    let bare = format!("{org}/{ns}/{svc}");
     let r = app
         .shared
         .wait_for(from, dl, what, |raw, _| {
-            raw.iter()
-                .any(|e| match e {
-                    Event::MemberJoined { session, member } if joined => {
-                        *session == wire && denotes(name, member)
-                    }
-                    Event::MemberLeft { session, member } if !joined => {
-                        *session == wire && denotes(name, member)
-                    }
-                    _ => false,
-                })
-                .then_some(Ok(()))
+            raw.iter().find_map(|e| match e {
+                Event::MemberJoined { session, member }
+                    if joined && *session == wire && denotes(name, member) =>
+                {
+                    Some(Ok(()))
+                }
+                Event::MemberLeft { session, member }
+                    if !joined && *session == wire && denotes(name, member) =>
+                {
+                    Some(Ok(()))
+                }
+                // The moderator gave up on the invitee (moderator/failed.rs words these).
+                Event::Error {
+                    session: Some(s),
+                    message,
+                } if joined
+                    && *s == wire
+                    && message.contains(&bare)
+                    && (message.contains("did not") || message.starts_with("no SLIM app")) =>
+                {
+                    Some(Err(failed(message)))
+                }
+                _ => None,
+            })
         })
         .await;
     r.map_err(|status| {
