@@ -88,6 +88,11 @@ def full_name(n):
     return "/".join(comps + ([ident] if ident and "NULL" not in ident else []))
 
 
+def is_timeout(e):
+    """Whether an SDK error is only a poll timing out (the SDK says "timeout" or "timed out")."""
+    return "timeout" in str(e).lower() or "timed out" in str(e).lower()
+
+
 def sdk_text(e):
     return f"{type(e).__name__}: {e}"
 
@@ -108,7 +113,12 @@ class App:
         self.arrived = asyncio.Queue()  # sessions for AwaitSession
         self.events = []  # everything told to this app, in order; None = freed (stream end)
         self.changed = asyncio.Event()  # set (and replaced) at every new event
-        self.tasks = []
+        self.tasks = set()
+
+    def background(self, coro):
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def emit(self, **kind):
         self.events.append(pb.Event(**kind) if kind else None)
@@ -152,7 +162,7 @@ class Driver(pb_grpc.DriverServicer):
                 msg = await s.sdk.get_message_async(seconds(1000))
             except Exception as e:
                 text = str(e)
-                if "timeout" in text.lower():
+                if is_timeout(e):
                     continue
                 if "participant disconnected:" in text:
                     member = text.split("participant disconnected:", 1)[1].strip().rstrip("'\")")
@@ -164,12 +174,18 @@ class Driver(pb_grpc.DriverServicer):
             sender = full_name(msg.context.source_name)
             app.emit(message=pb.MessageReceived(session_id=s.id, sender=sender, payload=msg.payload))
 
+    async def _watch_send(self, app, s, handle):
+        try:
+            await handle.wait_async()
+        except Exception as e:
+            app.emit(send_failed=pb.SendFailed(session_id=s.id, reason=sdk_text(e)))
+
     async def _listen(self, app):
         while True:
             try:
                 sdk = await app.sdk.listen_for_session_async(seconds(1000))
             except Exception as e:
-                if "timeout" not in str(e).lower():
+                if not is_timeout(e):
                     app.emit(note=f"listen_for_session: {sdk_text(e)}")
                     await asyncio.sleep(0.1)
                 continue
@@ -197,12 +213,16 @@ class Driver(pb_grpc.DriverServicer):
         name = parse_name(req.name)
         app_id = self._new_id("a")
         service = slim.create_service(f"driver-{app_id}")
-        conn = await asyncio.wait_for(
-            service.connect_async(slim.new_insecure_client_config(req.node_url)), timeout_s(req.timeout_ms))
-        sdk = service.create_app_with_secret(name, req.shared_secret)
-        await sdk.subscribe_async(name, conn)
+        try:
+            conn = await asyncio.wait_for(
+                service.connect_async(slim.new_insecure_client_config(req.node_url)), timeout_s(req.timeout_ms))
+            sdk = service.create_app_with_secret(name, req.shared_secret)
+            await sdk.subscribe_async(name, conn)
+        except BaseException:
+            await asyncio.wait_for(service.shutdown_async(), 5)
+            raise
         app = self.apps[app_id] = App(app_id, service, conn, sdk)
-        app.tasks.append(asyncio.create_task(self._listen(app)))
+        app.background(self._listen(app))
         return pb.CreateAppResponse(app_id=app_id, full_name="/".join(name.components()[:3] + [sdk.id()]))
 
     async def Subscribe(self, req, ctx):
@@ -235,12 +255,14 @@ class Driver(pb_grpc.DriverServicer):
             return await app.sdk.create_session_and_wait_async(config, peer)
 
         sdk = await asyncio.wait_for(create(), timeout_s(req.timeout_ms))
-        shown = req.peer
-        if req.type == P2P:  # the peer's full name, with the id it answered with
-            me = full_name(app.sdk.name())
-            others = [full_name(p.name) for p in await sdk.participants_list_async()]
-            shown = next((o for o in others if o != me and o.startswith("/".join(peer.components()) + "/")), shown)
+        shown = await self._member_name(app, sdk, req.peer) if req.type == P2P else req.peer
         return self._response(self._add_session(app, sdk, req.type, shown, True))
+
+    async def _member_name(self, app, sdk, text):
+        """`text` with the id the member has in the session (from participants_list), if known."""
+        me = full_name(app.sdk.name())
+        names = [full_name(p.name) for p in await sdk.participants_list_async()]
+        return next((n for n in names if n != me and (n == text or n.startswith(text + "/"))), text)
 
     async def AwaitSession(self, req, ctx):
         app = self.app(req.app_id)
@@ -255,13 +277,16 @@ class Driver(pb_grpc.DriverServicer):
             await s.sdk.invite_and_wait_async(name)
 
         await asyncio.wait_for(invite(), timeout_s(req.timeout_ms))
-        app.emit(member_joined=pb.MemberJoined(session_id=s.id, member=req.name))
+        member = await self._member_name(app, s.sdk, req.name)
+        app.emit(member_joined=pb.MemberJoined(session_id=s.id, member=member))
         return pb.Empty()
 
     async def Remove(self, req, ctx):
         app, s = self.session(req)
-        await asyncio.wait_for(s.sdk.remove_and_wait_async(parse_name(req.name)), timeout_s(req.timeout_ms))
-        app.emit(member_left=pb.MemberLeft(session_id=s.id, member=req.name))
+        name = parse_name(req.name)
+        member = await self._member_name(app, s.sdk, req.name)
+        await asyncio.wait_for(s.sdk.remove_and_wait_async(name), timeout_s(req.timeout_ms))
+        app.emit(member_left=pb.MemberLeft(session_id=s.id, member=member))
         return pb.Empty()
 
     async def Leave(self, req, ctx):
@@ -284,8 +309,9 @@ class Driver(pb_grpc.DriverServicer):
                     if left <= 0:
                         raise asyncio.TimeoutError
                     await asyncio.wait_for(s.sdk.publish_and_wait_async(data, None, None), left)
-                else:
-                    await s.sdk.publish_async(data, None, None)
+                else:  # the completion is kept and watched: dropping it lost messages now and then
+                    handle = await s.sdk.publish_async(data, None, None)
+                    app.background(self._watch_send(app, s, handle))
                 outcomes.append(pb.PublishOutcome(status=pb.PublishOutcome.STATUS_OK))
             except asyncio.TimeoutError:
                 outcomes.append(pb.PublishOutcome(status=pb.PublishOutcome.STATUS_UNKNOWN,
@@ -300,11 +326,12 @@ class Driver(pb_grpc.DriverServicer):
         while True:
             if len(app.events) == sent:
                 await app.changed.wait()
-            for ev in app.events[sent:]:
-                if ev is None:
-                    return
-                yield ev
-            sent = len(app.events)
+                continue
+            ev = app.events[sent]
+            sent += 1
+            if ev is None:
+                return
+            yield ev
 
     async def StateAuth(self, req, ctx):
         self.session(req)
@@ -325,7 +352,7 @@ class Driver(pb_grpc.DriverServicer):
 
     async def Free(self, req, ctx):
         app = self.apps.pop(self.app(req.app_id).id)
-        for t in app.tasks:
+        for t in list(app.tasks):
             t.cancel()
         for s in app.sessions.values():
             s.closing = True
