@@ -25,7 +25,9 @@ How the driver maps onto the SDK (slim-bindings 3.3.8):
 
 import argparse
 import asyncio
+import contextlib
 import datetime
+import itertools
 import os
 import sys
 import uuid
@@ -42,19 +44,12 @@ import driver_pb2_grpc as pb_grpc  # noqa: E402
 VERSION = "3.3.8"
 P2P, GROUP = pb.SESSION_TYPE_POINT_TO_POINT, pb.SESSION_TYPE_GROUP
 Code = grpc.StatusCode
-UNIMPLEMENTED = {
-    "StateAuth": "slim-bindings exposes no MLS epoch or epoch authenticator",
-    "RotateKeys": "slim-bindings exposes no MLS key update (no call to commit a new leaf key)",
-    "RevokeIdentity": "slim-bindings has no revocation API",
-    "jwt": "slim-bindings mints its own JWTs from a signing key (ClientJwtAuth) or reads a token file "
-           "(StaticJwtAuth) but cannot take a given token together with the private key its pubkey claim names",
-}
+NO_JWT = ("slim-bindings mints its own JWTs from a signing key (ClientJwtAuth) or reads a token file "
+          "(StaticJwtAuth), but cannot take a given token together with the private key its pubkey claim names")
 
 
 class Abort(Exception):
-    def __init__(self, code, text):
-        super().__init__(text)
-        self.code = code
+    """Abort(code, text): answer the RPC with this status."""
 
 
 def seconds(ms):
@@ -88,20 +83,24 @@ def full_name(n):
     return "/".join(comps + ([ident] if ident and "NULL" not in ident else []))
 
 
+def text_of(e):
+    """The SDK's own error text ("session closed"; str() of a SlimError is "message='...'")."""
+    return str(getattr(e, "message", e))
+
+
 def is_timeout(e):
     """Whether an SDK error is only a poll timing out (the SDK says "timeout" or "timed out")."""
-    return "timeout" in str(e).lower() or "timed out" in str(e).lower()
+    return "timeout" in text_of(e).lower() or "timed out" in text_of(e).lower()
 
 
 def sdk_text(e):
-    return f"{type(e).__name__}: {e}"
+    return f"{type(e).__name__}: {text_of(e)}"
 
 
 class Session:
     def __init__(self, sid, sdk, kind, peer):
         self.id, self.sdk, self.kind, self.peer = sid, sdk, kind, peer
         self.closing = False  # Leave/CloseSession/Free by this app: the end is ours
-        self.task = None
 
 
 class App:
@@ -129,11 +128,7 @@ class App:
 class Driver(pb_grpc.DriverServicer):
     def __init__(self):
         self.apps = {}
-        self.next_id = 0
-
-    def _new_id(self, prefix):
-        self.next_id += 1
-        return f"{prefix}{self.next_id}"
+        self.ids = itertools.count(1)  # ids "a1", "s2", ...: opaque to the runner
 
     def app(self, app_id):
         if app_id not in self.apps:
@@ -147,10 +142,10 @@ class Driver(pb_grpc.DriverServicer):
         return app, app.sessions[req.session_id]
 
     def _add_session(self, app, sdk, kind, peer, initiator):
-        s = Session(self._new_id("s"), sdk, kind, peer)
+        s = Session(f"s{next(self.ids)}", sdk, kind, peer)
         app.sessions[s.id] = s
         app.emit(session_opened=pb.SessionOpened(session_id=s.id, type=kind, peer=peer, initiator=initiator))
-        s.task = asyncio.create_task(self._receive(app, s))
+        app.background(self._receive(app, s))
         return s
 
     def _response(self, s):
@@ -161,11 +156,10 @@ class Driver(pb_grpc.DriverServicer):
             try:
                 msg = await s.sdk.get_message_async(seconds(1000))
             except Exception as e:
-                text = str(e)
                 if is_timeout(e):
                     continue
-                if "participant disconnected:" in text:
-                    member = text.split("participant disconnected:", 1)[1].strip().rstrip("'\")")
+                if text_of(e).startswith("participant disconnected:"):  # a member left; the session goes on
+                    member = text_of(e).split(":", 1)[1].strip()
                     app.emit(member_left=pb.MemberLeft(session_id=s.id, member=member))
                     continue
                 reason = "closed by this app" if s.closing else sdk_text(e)
@@ -205,13 +199,13 @@ class Driver(pb_grpc.DriverServicer):
     async def CreateApp(self, req, ctx):
         kind = req.WhichOneof("identity")
         if kind == "jwt":
-            raise Abort(Code.UNIMPLEMENTED, UNIMPLEMENTED["jwt"])
+            raise Abort(Code.UNIMPLEMENTED, NO_JWT)
         if kind != "shared_secret" or len(req.shared_secret.encode()) < 32:
             raise Abort(Code.INVALID_ARGUMENT, "identity: want a shared_secret of at least 32 bytes")
         if not req.node_url:
             raise Abort(Code.INVALID_ARGUMENT, "node_url is empty")
         name = parse_name(req.name)
-        app_id = self._new_id("a")
+        app_id = f"a{next(self.ids)}"
         service = slim.create_service(f"driver-{app_id}")
         try:
             conn = await asyncio.wait_for(
@@ -335,7 +329,7 @@ class Driver(pb_grpc.DriverServicer):
 
     async def StateAuth(self, req, ctx):
         self.session(req)
-        raise Abort(Code.UNIMPLEMENTED, UNIMPLEMENTED["StateAuth"])
+        raise Abort(Code.UNIMPLEMENTED, "slim-bindings exposes no MLS epoch or epoch authenticator")
 
     async def Members(self, req, ctx):
         _, s = self.session(req)
@@ -344,27 +338,25 @@ class Driver(pb_grpc.DriverServicer):
 
     async def RotateKeys(self, req, ctx):
         self.session(req)
-        raise Abort(Code.UNIMPLEMENTED, UNIMPLEMENTED["RotateKeys"])
+        raise Abort(Code.UNIMPLEMENTED, "slim-bindings exposes no MLS key update (no call commits a new leaf key)")
 
     async def RevokeIdentity(self, req, ctx):
         self.app(req.app_id)
-        raise Abort(Code.UNIMPLEMENTED, UNIMPLEMENTED["RevokeIdentity"])
+        raise Abort(Code.UNIMPLEMENTED, "slim-bindings has no revocation API")
 
     async def Free(self, req, ctx):
         app = self.apps.pop(self.app(req.app_id).id)
-        for t in list(app.tasks):
-            t.cancel()
-        for s in app.sessions.values():
-            s.closing = True
-            try:
-                await asyncio.wait_for(app.sdk.delete_session_async(s.sdk), 1)
-            except Exception:
-                pass  # already closed by the peer or the moderator
-        app.service.disconnect(app.conn)
-        await asyncio.wait_for(app.service.shutdown_async(), 5)
-        for s in app.sessions.values():
-            s.task.cancel()
-        app.emit()  # ends the Events stream
+        try:
+            for t in list(app.tasks):
+                t.cancel()
+            for s in app.sessions.values():
+                s.closing = True
+                with contextlib.suppress(Exception):  # already closed by the peer or the moderator
+                    await asyncio.wait_for(app.sdk.delete_session_async(s.sdk), 1)
+            app.service.disconnect(app.conn)
+            await asyncio.wait_for(app.service.shutdown_async(), 5)
+        finally:
+            app.emit()  # ends the Events stream
         return pb.Empty()
 
 
@@ -374,7 +366,7 @@ def with_status(method):
         try:
             return await method(self, req, ctx)
         except Abort as e:
-            await ctx.abort(e.code, str(e))
+            await ctx.abort(*e.args)
         except asyncio.TimeoutError:
             await ctx.abort(Code.DEADLINE_EXCEEDED, f"no answer within {timeout_s(getattr(req, 'timeout_ms', 0))} s")
         except Exception as e:  # the SDK tried and failed: its own text
@@ -385,7 +377,7 @@ def with_status(method):
             async for item in method(self, req, ctx):
                 yield item
         except Abort as e:
-            await ctx.abort(e.code, str(e))
+            await ctx.abort(*e.args)
 
     return stream if method.__name__ == "Events" else unary
 
