@@ -440,65 +440,96 @@ pub async fn agree(
         e.sort();
         e
     };
-    // Membership as each app lists it.
+    // Membership as each app lists it. A member may apply the transition a little after the
+    // call that made it returned, so the lists are read until they agree or STEP passes.
+    let deadline = tokio::time::Instant::now() + STEP;
     for (app, s) in members {
-        match app.members(s).await {
-            Ok(m) => {
-                let got = canonical_members(&m);
-                if got != expected {
-                    return Err(Failure::violation_of(
-                        "SLIM-SESS-006",
-                        format!("after {label}, {} lists the members {expected:?}", app.name),
-                        format!("it lists {got:?}"),
-                    ));
+        loop {
+            match app.members(s).await {
+                Ok(m) => {
+                    let got = canonical_members(&m);
+                    if got == expected {
+                        break;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(Failure::violation_of(
+                            "SLIM-SESS-006",
+                            format!("after {label}, {} lists the members {expected:?}", app.name),
+                            format!("it still lists {got:?} after {STEP:?}"),
+                        ));
+                    }
+                }
+                Err(Failure::Unsupported(_)) => break,
+                Err(f) => {
+                    return Err(f.context(&format!("{} listing members after {label}", app.name)))
                 }
             }
-            Err(Failure::Unsupported(_)) => {}
-            Err(f) => return Err(f.context(&format!("{} listing members after {label}", app.name))),
+            tokio::time::sleep(POLL).await;
         }
     }
-    let mut states = Vec::new();
     let mut unsupported = Vec::new();
-    for (app, s) in members {
-        match app.state_auth(s).await {
-            Ok(st) => states.push((app.name.to_string(), st)),
-            Err(Failure::Unsupported(m)) => unsupported.push((app.name.to_string(), m)),
-            Err(f) => return Err(f.context(&format!("{} StateAuth after {label}", app.name))),
-        }
-    }
-    if unsupported.is_empty() {
-        cx.oracle(format!("{label}: StateAuth"));
-        let (first_name, first) = &states[0];
-        for (name, st) in &states[1..] {
-            if st.epoch != first.epoch || st.epoch_authenticator != first.epoch_authenticator {
-                return Err(Failure::violation_of(
-                    "SLIM-MLS-004",
-                    format!("after {label} every member reports the same MLS epoch and epoch authenticator"),
-                    format!(
-                        "{first_name}: epoch {} authenticator {}; {name}: epoch {} authenticator {}",
-                        first.epoch,
-                        hex::encode(&first.epoch_authenticator),
-                        st.epoch,
-                        hex::encode(&st.epoch_authenticator)
-                    ),
-                ));
-            }
-            let (a, b) = (canonical_members(&first.members), canonical_members(&st.members));
-            if a != b {
-                return Err(Failure::violation_of(
-                    "SLIM-SESS-006",
-                    format!("after {label} every member's MLS group has the same members"),
-                    format!("{first_name}: {a:?}; {name}: {b:?}"),
-                ));
+    loop {
+        let mut states = Vec::new();
+        unsupported.clear();
+        for (app, s) in members {
+            match app.state_auth(s).await {
+                Ok(st) => states.push((app.name.to_string(), st)),
+                Err(Failure::Unsupported(m)) => unsupported.push((app.name.to_string(), m)),
+                Err(f) => return Err(f.context(&format!("{} StateAuth after {label}", app.name))),
             }
         }
-        return Ok(());
+        if !unsupported.is_empty() {
+            break;
+        }
+        match disagreement(label, &states) {
+            None => {
+                cx.oracle(format!("{label}: StateAuth"));
+                return Ok(());
+            }
+            Some(f) if tokio::time::Instant::now() >= deadline => {
+                cx.oracle(format!("{label}: StateAuth"));
+                return Err(f);
+            }
+            Some(_) => tokio::time::sleep(POLL).await,
+        }
     }
     cx.oracle(format!(
         "{label}: observed (StateAuth unimplemented by {}): every member decrypts every other member's next message, and their MLS epochs on the wire agree",
         unsupported.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
     ));
     observed_agreement(cx, label, members).await
+}
+
+/// How often converging state is read again while waiting for it (bounded by [`STEP`]).
+const POLL: Duration = Duration::from_millis(50);
+
+/// The first difference between members' StateAuth answers, as a failure.
+fn disagreement(label: &str, states: &[(String, d::StateAuthResponse)]) -> Option<Failure> {
+    let (first_name, first) = states.first()?;
+    for (name, st) in &states[1..] {
+        if st.epoch != first.epoch || st.epoch_authenticator != first.epoch_authenticator {
+            return Some(Failure::violation_of(
+                "SLIM-MLS-004",
+                format!("after {label} every member reports the same MLS epoch and epoch authenticator"),
+                format!(
+                    "{first_name}: epoch {} authenticator {}; {name}: epoch {} authenticator {}",
+                    first.epoch,
+                    hex::encode(&first.epoch_authenticator),
+                    st.epoch,
+                    hex::encode(&st.epoch_authenticator)
+                ),
+            ));
+        }
+        let (a, b) = (canonical_members(&first.members), canonical_members(&st.members));
+        if a != b {
+            return Some(Failure::violation_of(
+                "SLIM-SESS-006",
+                format!("after {label} every member's MLS group has the same members"),
+                format!("{first_name}: {a:?}; {name}: {b:?}"),
+            ));
+        }
+    }
+    None
 }
 
 /// The observable oracle of [`agree`].

@@ -146,7 +146,7 @@ impl Driver {
             )),
             code => Failure::violation(
                 format!("{} completes {what}", self.name),
-                format!("{} answered {code}: {msg}", self.name),
+                format!("{} answered {code:?}: {msg}", self.name),
             ),
         }
     }
@@ -185,23 +185,13 @@ impl Driver {
             ))
         })?;
         let events = EventLog::default();
-        let mut c = self.client();
-        let stream = tokio::time::timeout(
-            STEP,
-            c.events(d::AppRef {
-                app_id: r.app_id.clone(),
-            }),
-        )
-        .await
-        .map_err(|_| {
-            Failure::Harness(format!(
-                "driver {}: Events did not start within {STEP:?}",
-                self.name
-            ))
-        })?
-        .map_err(|s| self.status_failure("Events", &s))?
-        .into_inner();
-        let pump = tokio::spawn(events.clone().pump(stream));
+        // The call is set up inside the pump: a server may send its response headers only with
+        // the first event (grpc-python does), so waiting for them here could wait for ever.
+        let c = self.client();
+        let req = d::AppRef {
+            app_id: r.app_id.clone(),
+        };
+        let pump = tokio::spawn(events.clone().pump(c, req));
         Ok(App {
             driver: self.clone(),
             id: r.app_id,
@@ -256,7 +246,21 @@ struct LogInner {
 }
 
 impl EventLog {
-    async fn pump(self, mut stream: tonic::Streaming<d::Event>) {
+    async fn pump(self, mut client: DriverClient<Channel>, req: d::AppRef) {
+        let mut stream = match client.events(req).await {
+            Ok(s) => s.into_inner(),
+            Err(s) => {
+                if let Ok(mut inner) = self.inner.lock() {
+                    inner.ended = Some(format!(
+                        "the event stream was refused: {}: {}",
+                        s.code(),
+                        s.message()
+                    ));
+                }
+                self.changed.notify_waiters();
+                return;
+            }
+        };
         loop {
             let next = stream.message().await;
             let mut inner = match self.inner.lock() {
