@@ -400,9 +400,7 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
         (None, None) => None,
     };
     if args.expect.len() > 1 || args.expect.iter().any(|e| e.contains('=')) {
-        eprintln!(
-            "error: the node profile takes one --expect FILE (NAME=FILE is for --profile session)"
-        );
+        eprintln!("error: the node profile takes one --expect FILE (NAME=FILE is for --profile session)");
         return EXIT_USAGE;
     }
     if !args.driver.is_empty() || args.node.is_some() {
