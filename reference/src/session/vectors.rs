@@ -267,7 +267,7 @@ impl fmt::Display for Ms {
 impl<'de> Deserialize<'de> for Ms {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let ms = f64::deserialize(d)?;
-        if !ms.is_finite() || ms < 0.0 || ms > 1e12 {
+        if !ms.is_finite() || !(0.0..=1e12).contains(&ms) {
             return Err(serde::de::Error::custom(format!(
                 "time {ms} ms out of range"
             )));
