@@ -318,7 +318,14 @@ fn vectors(action: VectorsAction) -> i32 {
     match action {
         VectorsAction::Generate { dir } => {
             let dir = vectors_dir(dir);
-            match slim_vectors::generate(&dir) {
+            let sessions = dir.join("sessions");
+            let written = slim_vectors::generate(&dir).map_err(|e| e.to_string());
+            let written = written.and_then(|mut paths| {
+                let more = slim_reference::session::vectors::generate(&sessions);
+                paths.extend(more.map_err(|e| e.to_string())?);
+                Ok(paths)
+            });
+            match written {
                 Ok(paths) => {
                     for p in paths {
                         println!("wrote {}", p.display());
@@ -344,7 +351,22 @@ fn vectors(action: VectorsAction) -> i32 {
                             println!("  FAIL {failure}");
                         }
                     }
-                    if report.ok() {
+                    let sessions =
+                        match slim_reference::session::vectors::verify(&dir.join("sessions")) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                eprintln!("error: {e}");
+                                return EXIT_USAGE;
+                            }
+                        };
+                    for f in &sessions.per_file {
+                        let file = format!("sessions/{}", f.file);
+                        println!("{file:<34} {:>4} checked {:>4} passed", f.checked, f.passed);
+                        for failure in &f.failures {
+                            println!("  FAIL {failure}");
+                        }
+                    }
+                    if report.ok() && sessions.ok() {
                         println!("all vectors verified");
                         EXIT_OK
                     } else {

@@ -16,7 +16,9 @@
 //!   lends a session handler; [`data`]: the data path;
 //! - [`moderator`], [`participant`]: the two roles' handlers, each given the shared state and
 //!   its own role's state;
-//! - [`state`]: one session, which dispatches to its role.
+//! - [`state`]: one session, which dispatches to its role;
+//! - [`vectors`]: seeded session runs recorded as test vectors (`vectors/sessions/`), and their
+//!   replay.
 
 pub mod control;
 pub mod data;
@@ -25,11 +27,11 @@ pub mod moderator;
 pub mod participant;
 pub mod reliable;
 pub mod shared;
-#[cfg(test)]
 mod sim;
 pub mod state;
 #[cfg(test)]
 mod tests;
+pub mod vectors;
 pub mod wire;
 
 use std::collections::{BTreeMap, VecDeque};

@@ -13,7 +13,11 @@
 //!
 //! This is the one simulator of the session tests. Two harnesses drive it:
 //! [`reliable::Group`] (one reliable sender and its receivers, for `reliable/tests.rs`) and
-//! [`endpoints::World`] (whole endpoints and a toy node, for `tests.rs`).
+//! [`endpoints::World`] (whole endpoints and a toy node, for `tests.rs` and for the session test
+//! vectors of `vectors.rs`, which is why this module is compiled outside tests too).
+
+// Outside tests only the vector generator uses this module, and not all of it.
+#![cfg_attr(not(test), allow(dead_code))]
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -64,6 +68,20 @@ pub struct Delivery<A, M> {
     pub to: A,
     /// The packet.
     pub packet: M,
+    /// Which [`SimNet::send`] it came from (1 for the first send; a duplicate shares its
+    /// original's number).
+    pub seq: u64,
+}
+
+/// What the network did with one sent packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Dropped.
+    Lost,
+    /// In flight, once.
+    Delivered,
+    /// In flight twice (each copy delayed on its own).
+    Duplicated,
 }
 
 /// What happened on the network so far.
@@ -134,7 +152,14 @@ impl<A: Ord + Clone, M: Clone> SimNet<A, M> {
 
     /// Send `packet` from `from` to `to` at `now`.
     pub fn send(&mut self, from: A, to: A, packet: M, now: Instant) {
+        self.send_traced(from, to, packet, now);
+    }
+
+    /// [`SimNet::send`], telling the send's number (its deliveries carry it as
+    /// [`Delivery::seq`]) and what the network did with the packet.
+    pub fn send_traced(&mut self, from: A, to: A, packet: M, now: Instant) -> (u64, Fate) {
         self.stats.sent += 1;
+        let seq = self.stats.sent;
         let profile = self
             .links
             .get(&(from.clone(), to.clone()))
@@ -142,18 +167,28 @@ impl<A: Ord + Clone, M: Clone> SimNet<A, M> {
             .unwrap_or(self.default);
         if self.chance(profile.loss) {
             self.stats.lost += 1;
-            return;
+            return (seq, Fate::Lost);
         }
+        let mut fate = Fate::Delivered;
         if self.chance(profile.duplicate) {
             self.stats.duplicated += 1;
+            fate = Fate::Duplicated;
             let copy = Delivery {
                 from: from.clone(),
                 to: to.clone(),
                 packet: packet.clone(),
+                seq,
             };
             self.enqueue(copy, &profile, now);
         }
-        self.enqueue(Delivery { from, to, packet }, &profile, now);
+        let original = Delivery {
+            from,
+            to,
+            packet,
+            seq,
+        };
+        self.enqueue(original, &profile, now);
+        (seq, fate)
     }
 
     /// When the next packet arrives, if any is in flight.
@@ -208,6 +243,7 @@ impl<A: Ord + Clone, M: Clone> SimNet<A, M> {
 
 /// One [`ReliableSender`] and its [`ReliableReceiver`]s over a [`SimNet`], driven by a paced
 /// application, with everything they did recorded (the harness of the reliable-delivery tests).
+#[cfg(test)]
 pub mod reliable {
     use std::collections::BTreeMap;
     use std::time::{Duration, Instant};
@@ -503,10 +539,41 @@ pub mod endpoints {
     use slim_proto::names::{SlimName, NULL_ID};
     use slim_proto::pb;
 
-    use super::{LinkProfile, SimNet};
+    use super::{Fate, LinkProfile, SimNet};
     use crate::session::{Clock, Credentials, Endpoint, EndpointConfig, Event, Transmit};
 
     pub const SECRET: &str = "simulation-shared-secret-0123456789abcdef";
+
+    /// One Publish copy the node forwarded (or could not route), in send order.
+    #[derive(Debug, Clone)]
+    pub struct Sent {
+        /// When it was sent.
+        pub at: Instant,
+        /// The index of the endpoint's transmission it is a copy of (counted over all
+        /// endpoints): copies of one multicast share it.
+        pub tx: usize,
+        /// Sender.
+        pub from: usize,
+        /// Receiver; `None` when the node had nobody to give it to.
+        pub to: Option<usize>,
+        /// The [`SimNet`] send number (`None` when unrouted).
+        pub seq: Option<u64>,
+        /// What the network did with it (`None` when unrouted).
+        pub fate: Option<Fate>,
+        /// The Publish.
+        pub msg: pb::Message,
+    }
+
+    /// Everything that crossed the simulated wire, for the session test vectors.
+    #[derive(Debug, Clone, Default)]
+    pub struct Trace {
+        /// Every Publish copy, in send order.
+        pub sent: Vec<Sent>,
+        /// Every arrival: when, and which send it was.
+        pub arrived: Vec<(Instant, u64)>,
+        /// How many transmissions so far.
+        pub transmissions: usize,
+    }
 
     pub struct World {
         pub now: Instant,
@@ -517,6 +584,8 @@ pub mod endpoints {
         pub rr: u64,
         /// When set, every Publish an endpoint transmits, encoded, in transmission order.
         pub transcript: Option<Vec<Vec<u8>>>,
+        /// When set, every copy sent and every arrival (see [`Trace`]).
+        pub trace: Option<Trace>,
     }
 
     impl World {
@@ -567,18 +636,34 @@ pub mod endpoints {
                 .iter()
                 .enumerate()
                 .map(|(i, n)| {
-                    let mut seed_bytes = [0u8; 32];
-                    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-                    seed_bytes[8] = i as u8;
                     Endpoint::new(EndpointConfig {
                         name: n.parse().expect("name"),
                         credentials: credentials.clone(),
-                        seed: seed_bytes,
+                        seed: Self::endpoint_seed(seed, i),
                         clock,
                     })
                     .expect("endpoint")
                 })
                 .collect();
+            Self::from_endpoints(seed, profile, now, eps)
+        }
+
+        /// The RNG seed of endpoint `i` in a world seeded with `seed`.
+        pub fn endpoint_seed(seed: u64, i: usize) -> [u8; 32] {
+            let mut seed_bytes = [0u8; 32];
+            seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+            seed_bytes[8] = i as u8;
+            seed_bytes
+        }
+
+        /// A world of endpoints built by the caller, whose clocks are anchored at `now`; the
+        /// network is seeded with `seed`.
+        pub fn from_endpoints(
+            seed: u64,
+            profile: LinkProfile,
+            now: Instant,
+            eps: Vec<Endpoint>,
+        ) -> Self {
             let subs = eps
                 .iter()
                 .map(|e| [e.local_name().clone()].into_iter().collect())
@@ -591,6 +676,7 @@ pub mod endpoints {
                 subs,
                 rr: 0,
                 transcript: None,
+                trace: None,
             }
         }
 
@@ -633,8 +719,37 @@ pub mod endpoints {
                         if let Some(t) = &mut self.transcript {
                             t.push(m.encode_to_vec());
                         }
-                        for to in self.route(i, &m) {
-                            self.net.send(i, to, m.clone(), self.now);
+                        let receivers = self.route(i, &m);
+                        let Some(trace) = &mut self.trace else {
+                            for to in receivers {
+                                self.net.send(i, to, m.clone(), self.now);
+                            }
+                            continue;
+                        };
+                        let tx = trace.transmissions;
+                        trace.transmissions += 1;
+                        if receivers.is_empty() {
+                            trace.sent.push(Sent {
+                                at: self.now,
+                                tx,
+                                from: i,
+                                to: None,
+                                seq: None,
+                                fate: None,
+                                msg: m.clone(),
+                            });
+                        }
+                        for to in receivers {
+                            let (seq, fate) = self.net.send_traced(i, to, m.clone(), self.now);
+                            trace.sent.push(Sent {
+                                at: self.now,
+                                tx,
+                                from: i,
+                                to: Some(to),
+                                seq: Some(seq),
+                                fate: Some(fate),
+                                msg: m.clone(),
+                            });
                         }
                     }
                     Transmit::Subscribe(n) => {
@@ -672,6 +787,9 @@ pub mod endpoints {
                 }
                 self.now = self.now.max(next);
                 for d in self.net.deliver_due(self.now) {
+                    if let Some(t) = &mut self.trace {
+                        t.arrived.push((self.now, d.seq));
+                    }
                     self.eps[d.to].handle_message(d.packet, self.now);
                 }
                 for e in &mut self.eps {
