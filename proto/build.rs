@@ -15,7 +15,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // frame instead of copying it, and each receiver's copy of a Publish shares it.
         .bytes(".")
         .compile_protos(
-            &["dataplane/v1/data_plane.proto", "conformance/v1/driver.proto"],
+            &[
+                "dataplane/v1/data_plane.proto",
+                "conformance/v1/driver.proto",
+            ],
             &["."],
         )?;
     Ok(())

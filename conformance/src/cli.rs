@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the node profile against a target (default: the reference relay, started in-process).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the requirement catalogue (id, level, title); with --cases, the cases instead.
     List {
         /// List the cases (id, requirements, title) instead of the requirements.
@@ -307,8 +307,10 @@ pub fn main() -> i32 {
                 }
             };
             match args.profile {
-                Profile::Node => rt.block_on(run(args, catalogue)),
-                Profile::Session => rt.block_on(crate::session::cli::run(args.into(), catalogue)),
+                Profile::Node => rt.block_on(run(*args, catalogue)),
+                Profile::Session => {
+                    rt.block_on(crate::session::cli::run((*args).into(), catalogue))
+                }
             }
         }
     }
@@ -400,7 +402,9 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
         (None, None) => None,
     };
     if args.expect.len() > 1 || args.expect.iter().any(|e| e.contains('=')) {
-        eprintln!("error: the node profile takes one --expect FILE (NAME=FILE is for --profile session)");
+        eprintln!(
+            "error: the node profile takes one --expect FILE (NAME=FILE is for --profile session)"
+        );
         return EXIT_USAGE;
     }
     if !args.driver.is_empty() || args.node.is_some() {

@@ -213,7 +213,7 @@ mod tests {
             notes: vec![],
             expected_deviation: None,
             frames: vec![],
-                cell: None,
+            cell: None,
         }
     }
 

@@ -62,7 +62,12 @@ pub fn page(title: &str, subtitle: &str, results: &[CaseResult], summary: &Summa
     for (i, r) in results.iter().enumerate() {
         let (case, col) = match &r.cell {
             Some(c) => {
-                let mut col = c.assignment.iter().map(|(_, i)| i.as_str()).collect::<Vec<_>>().join(" × ");
+                let mut col = c
+                    .assignment
+                    .iter()
+                    .map(|(_, i)| i.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" × ");
                 if c.assignment.len() == 1 {
                     col.push_str(" × runner");
                 }
@@ -93,7 +98,13 @@ pub fn page(title: &str, subtitle: &str, results: &[CaseResult], summary: &Summa
             let roles = results
                 .iter()
                 .find_map(|r| r.cell.as_ref().filter(|c| &c.case == case))
-                .map(|c| c.assignment.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>().join(" × "))
+                .map(|c| {
+                    c.assignment
+                        .iter()
+                        .map(|(r, _)| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" × ")
+                })
                 .unwrap_or_default();
             let _ = write!(s, "<td>{}</td>", esc(&roles));
         }
@@ -125,7 +136,11 @@ pub fn page(title: &str, subtitle: &str, results: &[CaseResult], summary: &Summa
             esc(&r.title)
         );
         for q in &r.requirements {
-            let judged = if q.id == r.judged_requirement { " (judged)" } else { "" };
+            let judged = if q.id == r.judged_requirement {
+                " (judged)"
+            } else {
+                ""
+            };
             let _ = write!(
                 s,
                 "<li class=\"requirement\"><code>{}</code> {}{judged}: {}</li>",
@@ -148,7 +163,13 @@ pub fn page(title: &str, subtitle: &str, results: &[CaseResult], summary: &Summa
             let _ = write!(s, "<p><b>note:</b> {}</p>", esc(n));
         }
         for f in &r.findings {
-            let _ = write!(s, "<p><b>finding {}:</b> expected {}; observed {}</p>", esc(&f.requirement), esc(&f.expected), esc(&f.observed));
+            let _ = write!(
+                s,
+                "<p><b>finding {}:</b> expected {}; observed {}</p>",
+                esc(&f.requirement),
+                esc(&f.expected),
+                esc(&f.observed)
+            );
         }
         if let Some(c) = &r.cell {
             for o in &c.oracles {
@@ -182,7 +203,11 @@ pub fn page(title: &str, subtitle: &str, results: &[CaseResult], summary: &Summa
             let _ = write!(
                 s,
                 "<details{}><summary>frames ({})</summary><pre class=\"frames\">{}</pre></details>",
-                if matches!(r.verdict, Verdict::Fail | Verdict::Error | Verdict::Warn) { " open" } else { "" },
+                if matches!(r.verdict, Verdict::Fail | Verdict::Error | Verdict::Warn) {
+                    " open"
+                } else {
+                    ""
+                },
                 lines.len(),
                 esc(&lines.join("\n"))
             );
@@ -199,6 +224,9 @@ mod tests {
 
     #[test]
     fn text_is_escaped() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

@@ -165,7 +165,13 @@ pub async fn run_case(
     result.findings = cx.findings();
     result.notes = cx.notes();
     result.frames = cx.log.frames();
-    judge(&mut result, catalogue, primary_level, failure, cx.observation());
+    judge(
+        &mut result,
+        catalogue,
+        primary_level,
+        failure,
+        cx.observation(),
+    );
     if matches!(result.verdict, Verdict::Fail | Verdict::Warn) {
         if let Some(entry) =
             expectations.and_then(|e| e.find(&result.judged_requirement, &result.id))

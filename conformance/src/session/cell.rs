@@ -97,8 +97,10 @@ impl Cell {
         if let Ok(mut apps) = self.apps.lock() {
             apps.push(app.clone());
         }
-        self.harness
-            .mark(format!("{role} ({}) app {label} is {}", driver.name, app.name));
+        self.harness.mark(format!(
+            "{role} ({}) app {label} is {}",
+            driver.name, app.name
+        ));
         Ok(app)
     }
 
@@ -111,7 +113,12 @@ impl Cell {
     }
 
     /// Records a secondary finding against `requirement`.
-    pub fn finding(&self, requirement: &str, expected: impl Into<String>, observed: impl Into<String>) {
+    pub fn finding(
+        &self,
+        requirement: &str,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+    ) {
         if let Ok(mut f) = self.findings.lock() {
             f.push(Finding {
                 requirement: requirement.into(),
@@ -201,7 +208,8 @@ pub async fn p2p(cx: &Cell, ra: &str, rb: &str, spec: SessionSpec) -> Result<P2p
 pub async fn open_p2p(cx: &Cell, a: App, b: App, spec: SessionSpec) -> Result<P2p, Failure> {
     let peer = base_name(&b.name.to_string());
     a.set_route(&peer).await?;
-    cx.harness.mark(format!("{} opens a session to {peer}", a.name));
+    cx.harness
+        .mark(format!("{} opens a session to {peer}", a.name));
     let bb = b.clone();
     let waiting = tokio::spawn(async move { bb.await_session(STEP).await });
     let sa = a
@@ -242,9 +250,17 @@ pub async fn group(
         ps.push(cx.app(participant, &format!("p{}", i + 1)).await?);
     }
     let channel = cx.name("channel");
-    cx.harness.mark(format!("{} creates group {channel}", m.name));
+    cx.harness
+        .mark(format!("{} creates group {channel}", m.name));
     let sm = m
-        .create_session(&channel, SessionSpec { group: true, ..spec }, STEP)
+        .create_session(
+            &channel,
+            SessionSpec {
+                group: true,
+                ..spec
+            },
+            STEP,
+        )
         .await
         .map_err(|f| f.context("creating the group"))?;
     let mut g = Group {
@@ -385,7 +401,10 @@ pub fn all_ok(requirement: &str, outcomes: &[d::PublishOutcome]) -> Result<(), F
     } else {
         Err(Failure::violation_of(
             requirement,
-            format!("each of the {} publishes is reported delivered (OK)", outcomes.len()),
+            format!(
+                "each of the {} publishes is reported delivered (OK)",
+                outcomes.len()
+            ),
             format!("{} were not: {}", bad.len(), abbreviate(&bad)),
         ))
     }
@@ -411,7 +430,10 @@ pub fn status_name(s: i32) -> &'static str {
 
 /// Members of a session as the runner compares them (canonical, sorted).
 fn canonical_members(members: &[String]) -> Vec<String> {
-    let mut m: Vec<String> = members.iter().map(|n| base_name(&canonical_name(n))).collect();
+    let mut m: Vec<String> = members
+        .iter()
+        .map(|n| base_name(&canonical_name(n)))
+        .collect();
     m.sort();
     m
 }
@@ -510,7 +532,9 @@ fn disagreement(label: &str, states: &[(String, d::StateAuthResponse)]) -> Optio
         if st.epoch != first.epoch || st.epoch_authenticator != first.epoch_authenticator {
             return Some(Failure::violation_of(
                 "SLIM-MLS-004",
-                format!("after {label} every member reports the same MLS epoch and epoch authenticator"),
+                format!(
+                    "after {label} every member reports the same MLS epoch and epoch authenticator"
+                ),
                 format!(
                     "{first_name}: epoch {} authenticator {}; {name}: epoch {} authenticator {}",
                     first.epoch,
@@ -520,7 +544,10 @@ fn disagreement(label: &str, states: &[(String, d::StateAuthResponse)]) -> Optio
                 ),
             ));
         }
-        let (a, b) = (canonical_members(&first.members), canonical_members(&st.members));
+        let (a, b) = (
+            canonical_members(&first.members),
+            canonical_members(&st.members),
+        );
         if a != b {
             return Some(Failure::violation_of(
                 "SLIM-SESS-006",
@@ -570,7 +597,10 @@ async fn observed_agreement(
                 .collect();
             return Err(Failure::violation_of(
                 "SLIM-MLS-004",
-                format!("after {label}, {} decrypts every other member's next message", app.name),
+                format!(
+                    "after {label}, {} decrypts every other member's next message",
+                    app.name
+                ),
                 format!("within {STEP:?} it received only {got:?}"),
             ));
         }
@@ -586,7 +616,10 @@ async fn observed_agreement(
             return Err(Failure::violation_of(
                 "SLIM-MLS-004",
                 format!("after {label} every member encrypts in the same MLS epoch"),
-                format!("{} sent in epoch {first}, {who} in epoch {other}", epochs[0].0),
+                format!(
+                    "{} sent in epoch {first}, {who} in epoch {other}",
+                    epochs[0].0
+                ),
             ));
         }
         cx.note(format!("{label}: every member sent in MLS epoch {first}"));

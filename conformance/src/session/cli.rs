@@ -111,19 +111,20 @@ pub async fn run(args: SessionArgs, catalogue: Catalogue) -> i32 {
         }
     };
     // The implementations: the embedded reference, then every --driver.
-    let embedded = match slim_reference::client::driver::DriverServer::start(
-        ([127, 0, 0, 1], 0).into(),
-    )
-    .await
-    {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: cannot start the embedded reference driver: {e}");
-            return EXIT_USAGE;
-        }
-    };
+    let embedded =
+        match slim_reference::client::driver::DriverServer::start(([127, 0, 0, 1], 0).into()).await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: cannot start the embedded reference driver: {e}");
+                return EXIT_USAGE;
+            }
+        };
     let mut drivers = Vec::new();
-    let mut specs = vec![("ref".to_string(), format!("http://{}", embedded.local_addr()))];
+    let mut specs = vec![(
+        "ref".to_string(),
+        format!("http://{}", embedded.local_addr()),
+    )];
     for d in &args.drivers {
         match d.split_once('=') {
             Some((name, url)) if !name.is_empty() && name != "ref" && !name.contains(',') => {
@@ -151,10 +152,16 @@ pub async fn run(args: SessionArgs, catalogue: Catalogue) -> i32 {
         }
     }
     let transcripts = args.transcripts.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("slim-conformance-transcripts-{}", std::process::id()))
+        std::env::temp_dir().join(format!(
+            "slim-conformance-transcripts-{}",
+            std::process::id()
+        ))
     });
     if let Err(e) = std::fs::create_dir_all(&transcripts) {
-        eprintln!("error: cannot create the transcript directory {}: {e}", transcripts.display());
+        eprintln!(
+            "error: cannot create the transcript directory {}: {e}",
+            transcripts.display()
+        );
         return EXIT_USAGE;
     }
     let mut prefix = String::from("slim-conformance run --profile session");
@@ -204,8 +211,7 @@ pub async fn run(args: SessionArgs, catalogue: Catalogue) -> i32 {
     for (i, (case, roles)) in plan.into_iter().enumerate() {
         let r = matrix::run_cell(&case, roles, &catalogue, &opts, i).await;
         println!("{}", cell_row(&r));
-        let stop = args.fail_fast
-            && matches!(r.verdict, Verdict::Fail | Verdict::Error)
+        let stop = args.fail_fast && matches!(r.verdict, Verdict::Fail | Verdict::Error)
             || (args.fail_fast && args.strict && r.verdict == Verdict::Warn);
         results.push(r);
         if let Err(e) = write_reports(&args, &opts, &results, &node_url, &identity, false) {
@@ -258,7 +264,10 @@ fn cell_row(r: &CaseResult) -> String {
             if let Some(t) = &c.transcript {
                 s.push_str(&format!("\n      transcript: {t}"));
             }
-            s.push_str(&format!("\n      seed {}; re-run this cell: {}", c.seed, c.rerun));
+            s.push_str(&format!(
+                "\n      seed {}; re-run this cell: {}",
+                c.seed, c.rerun
+            ));
         }
     }
     s
@@ -282,7 +291,11 @@ fn write_reports(
     identity: &str,
     complete: bool,
 ) -> Result<(), String> {
-    let stale = if complete { stale_all(opts, results).len() } else { 0 };
+    let stale = if complete {
+        stale_all(opts, results).len()
+    } else {
+        0
+    };
     let summary = Summary::of(results, args.strict, stale);
     if let Some(path) = &args.json {
         let r = report::JsonReport {
@@ -306,11 +319,15 @@ fn write_reports(
     if let Some(path) = &args.html {
         let page = crate::html::page(
             "slim-conformance: session profile",
-            &format!("implementations {identity}; node {node}; seed {}", args.seed),
+            &format!(
+                "implementations {identity}; node {node}; seed {}",
+                args.seed
+            ),
             results,
             &summary,
         );
-        report::write_atomic(path, &page).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        report::write_atomic(path, &page)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
 }

@@ -84,11 +84,14 @@ impl Driver {
             .map_err(|_| unreachable(format!("no connection within {timeout:?}")))?
             .map_err(|e| unreachable(e.to_string()))?;
         let mut client = DriverClient::new(channel).max_decoding_message_size(64 << 20);
-        let caps = tokio::time::timeout(timeout, client.get_capabilities(d::GetCapabilitiesRequest {}))
-            .await
-            .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
-            .map_err(|s| unreachable(format!("{}: {}", s.code(), s.message())))?
-            .into_inner();
+        let caps = tokio::time::timeout(
+            timeout,
+            client.get_capabilities(d::GetCapabilitiesRequest {}),
+        )
+        .await
+        .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
+        .map_err(|s| unreachable(format!("{}: {}", s.code(), s.message())))?
+        .into_inner();
         Ok(Driver {
             name: name.into(),
             url: url.into(),
@@ -280,7 +283,11 @@ impl EventLog {
                     inner.ended = Some("the event stream ended".into());
                 }
                 Err(s) => {
-                    inner.ended = Some(format!("the event stream failed: {}: {}", s.code(), s.message()));
+                    inner.ended = Some(format!(
+                        "the event stream failed: {}: {}",
+                        s.code(),
+                        s.message()
+                    ));
                 }
             }
             let done = inner.ended.is_some();
@@ -294,7 +301,10 @@ impl EventLog {
 
     /// A copy of every event so far.
     pub fn snapshot(&self) -> Vec<Recorded> {
-        self.inner.lock().map(|i| i.events.clone()).unwrap_or_default()
+        self.inner
+            .lock()
+            .map(|i| i.events.clone())
+            .unwrap_or_default()
     }
 
     /// Why the stream ended, if it did.
@@ -382,7 +392,10 @@ impl App {
             name: name.into(),
             timeout_ms: ms(STEP),
         };
-        self.driver.call("Subscribe", STEP, c.subscribe(req)).await.map(drop)
+        self.driver
+            .call("Subscribe", STEP, c.subscribe(req))
+            .await
+            .map(drop)
     }
 
     /// Tells the node that `name` is reachable through this app's link (the SDK's set_route).
@@ -393,7 +406,10 @@ impl App {
             name: name.into(),
             timeout_ms: ms(STEP),
         };
-        self.driver.call("SetRoute", STEP, c.set_route(req)).await.map(drop)
+        self.driver
+            .call("SetRoute", STEP, c.set_route(req))
+            .await
+            .map(drop)
     }
 
     /// Creates a session towards `peer` (p2p) or on channel `peer` (group).
@@ -454,7 +470,12 @@ impl App {
     }
 
     /// Invites `member` into group `s`.
-    pub async fn invite(&self, s: &SessionRef, member: &str, timeout: Duration) -> Result<(), Failure> {
+    pub async fn invite(
+        &self,
+        s: &SessionRef,
+        member: &str,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
         let mut c = self.driver.client();
         let req = d::MemberRequest {
             app_id: self.id.clone(),
@@ -462,11 +483,19 @@ impl App {
             name: member.into(),
             timeout_ms: ms(timeout),
         };
-        self.driver.call("Invite", timeout, c.invite(req)).await.map(drop)
+        self.driver
+            .call("Invite", timeout, c.invite(req))
+            .await
+            .map(drop)
     }
 
     /// Removes `member` from group `s`.
-    pub async fn remove(&self, s: &SessionRef, member: &str, timeout: Duration) -> Result<(), Failure> {
+    pub async fn remove(
+        &self,
+        s: &SessionRef,
+        member: &str,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
         let mut c = self.driver.client();
         let req = d::MemberRequest {
             app_id: self.id.clone(),
@@ -474,14 +503,20 @@ impl App {
             name: member.into(),
             timeout_ms: ms(timeout),
         };
-        self.driver.call("Remove", timeout, c.remove(req)).await.map(drop)
+        self.driver
+            .call("Remove", timeout, c.remove(req))
+            .await
+            .map(drop)
     }
 
     /// Leaves session `s`.
     pub async fn leave(&self, s: &SessionRef, timeout: Duration) -> Result<(), Failure> {
         let mut c = self.driver.client();
         let req = self.sref(s, timeout);
-        self.driver.call("Leave", timeout, c.leave(req)).await.map(drop)
+        self.driver
+            .call("Leave", timeout, c.leave(req))
+            .await
+            .map(drop)
     }
 
     /// Closes session `s`.
@@ -533,7 +568,11 @@ impl App {
     pub async fn members(&self, s: &SessionRef) -> Result<Vec<String>, Failure> {
         let mut c = self.driver.client();
         let req = self.sref(s, STEP);
-        Ok(self.driver.call("Members", STEP, c.members(req)).await?.members)
+        Ok(self
+            .driver
+            .call("Members", STEP, c.members(req))
+            .await?
+            .members)
     }
 
     /// Frees the app (best effort: a case that already failed still frees its apps).
@@ -570,7 +609,9 @@ impl App {
         self.events
             .wait_until(timeout, |evs| {
                 evs.iter()
-                    .filter(|r| matches!(&r.event, d::event::Kind::Message(m) if m.session_id == id))
+                    .filter(
+                        |r| matches!(&r.event, d::event::Kind::Message(m) if m.session_id == id),
+                    )
                     .count()
                     >= n
             })

@@ -42,7 +42,10 @@ pub struct MatrixOptions {
 
 /// `ref,sdk`: the implementations of an assignment, in role order.
 pub fn assignment_text(a: &[(String, String)]) -> String {
-    a.iter().map(|(_, i)| i.as_str()).collect::<Vec<_>>().join(",")
+    a.iter()
+        .map(|(_, i)| i.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The cell's id: `case@impl,impl`.
@@ -77,7 +80,10 @@ pub fn assignments(roles: &[&str], drivers: &[Driver]) -> Vec<Vec<(String, Drive
 }
 
 /// The cells the options select, in run order.
-pub fn plan(cases: &[SessionCase], opts: &MatrixOptions) -> Vec<(SessionCase, Vec<(String, Driver)>)> {
+pub fn plan(
+    cases: &[SessionCase],
+    opts: &MatrixOptions,
+) -> Vec<(SessionCase, Vec<(String, Driver)>)> {
     let mut cells = Vec::new();
     for case in cases {
         for a in assignments(case.roles, &opts.drivers) {
@@ -102,7 +108,10 @@ pub async fn run_cell(
     opts: &MatrixOptions,
     index: usize,
 ) -> CaseResult {
-    let names: Vec<(String, String)> = roles.iter().map(|(r, d)| (r.clone(), d.name.clone())).collect();
+    let names: Vec<(String, String)> = roles
+        .iter()
+        .map(|(r, d)| (r.clone(), d.name.clone()))
+        .collect();
     let id = cell_id(case.id, &names);
     let seed = cell_seed(opts.seed, &id);
     let reqs: Vec<String> = case.requirements.iter().map(|s| s.to_string()).collect();
@@ -138,9 +147,9 @@ pub async fn run_cell(
             ),
         }),
     };
-    let missing = roles.iter().find_map(|(_, d)| {
-        case.needs.iter().find_map(|c| c.missing(&d.caps))
-    });
+    let missing = roles
+        .iter()
+        .find_map(|(_, d)| case.needs.iter().find_map(|c| c.missing(&d.caps)));
     if let Some(reason) = missing {
         result.verdict = Verdict::Unsupported;
         result.observed = Some(reason);
@@ -192,7 +201,9 @@ pub async fn run_cell(
             let file = dir.join(format!("{}.jsonl", id.replace(['/', '@', ','], "_")));
             match harness.write_jsonl(&file) {
                 Ok(()) => info.transcript = Some(file.display().to_string()),
-                Err(e) => result.notes.push(format!("transcript not written to {}: {e}", file.display())),
+                Err(e) => result
+                    .notes
+                    .push(format!("transcript not written to {}: {e}", file.display())),
             }
         }
     }
@@ -214,7 +225,9 @@ fn apply_expectations(
         return;
     }
     for (role, implementation) in names {
-        let Some(e) = opts.expectations.get(implementation) else { continue };
+        let Some(e) = opts.expectations.get(implementation) else {
+            continue;
+        };
         if let Some(d) = e.deviations.iter().find(|d| {
             d.requirement == result.judged_requirement
                 && d.case == case.id
@@ -268,7 +281,12 @@ pub fn matrix_text(results: &[CaseResult]) -> String {
     let mut cells: BTreeMap<(String, String), Verdict> = BTreeMap::new();
     for r in results {
         let Some(c) = &r.cell else { continue };
-        let col = c.assignment.iter().map(|(_, i)| i.as_str()).collect::<Vec<_>>().join("×");
+        let col = c
+            .assignment
+            .iter()
+            .map(|(_, i)| i.as_str())
+            .collect::<Vec<_>>()
+            .join("×");
         let col = if c.assignment.len() == 1 {
             format!("{col}×runner")
         } else {
@@ -291,7 +309,9 @@ pub fn matrix_text(results: &[CaseResult]) -> String {
     for row in &rows {
         let _ = write!(s, "\n{row:<34}");
         for c in &columns {
-            let v = cells.get(&(row.clone(), c.clone())).map_or("-", |v| v.label());
+            let v = cells
+                .get(&(row.clone(), c.clone()))
+                .map_or("-", |v| v.label());
             let _ = write!(s, " {v:<width$}");
         }
     }

@@ -28,21 +28,30 @@ fn all(g: &Group) -> Vec<(&App, &crate::session::driver::SessionRef)> {
 }
 
 fn apps(g: &Group) -> Vec<&App> {
-    std::iter::once(&g.m).chain(g.p.iter().map(|(a, _)| a)).collect()
+    std::iter::once(&g.m)
+        .chain(g.p.iter().map(|(a, _)| a))
+        .collect()
 }
 
 /// Every member sends `n`; every member gets every other member's messages once, in order.
 async fn all_to_all(g: &Group, tag: &str, n: usize) -> Result<(), Failure> {
     let members = all(g);
     for (i, (a, s)) in members.iter().enumerate() {
-        a.publish(s, payloads(&format!("{tag}{i}"), n), true, STEP * 2).await?;
+        a.publish(s, payloads(&format!("{tag}{i}"), n), true, STEP * 2)
+            .await?;
     }
     for (i, (a, s)) in members.iter().enumerate() {
         let expect = (members.len() - 1) * n;
         let got = a.wait_received(s, expect, STEP).await;
         for (j, (b, _)) in members.iter().enumerate() {
             if i != j {
-                exactly_once_in_order("SLIM-REL-005", &a.name.to_string(), b, &payloads(&format!("{tag}{j}"), n), &got)?;
+                exactly_once_in_order(
+                    "SLIM-REL-005",
+                    &a.name.to_string(),
+                    b,
+                    &payloads(&format!("{tag}{j}"), n),
+                    &got,
+                )?;
             }
         }
     }
@@ -80,18 +89,33 @@ pub fn channels(cx: Cell) -> CaseFuture {
             .iter()
             .find(|e| e.source.as_deref().is_some_and(|s| same_app(s, &m_name)))
             .and_then(|e| e.identity_sub.clone())
-            .ok_or_else(|| Failure::Harness("no message from the moderator carries a token subject".into()))?;
+            .ok_or_else(|| {
+                Failure::Harness("no message from the moderator carries a token subject".into())
+            })?;
         let parts: Vec<&str> = g.channel.split('/').collect();
-        let (data_id, ctrl_id) = slim_proto::identity::channel_ids(&sub, parts[0], parts[1], parts[2])
-            .ok_or_else(|| Failure::Harness("channel ids do not derive".into()))?;
+        let (data_id, ctrl_id) =
+            slim_proto::identity::channel_ids(&sub, parts[0], parts[1], parts[2])
+                .ok_or_else(|| Failure::Harness("channel ids do not derive".into()))?;
         for e in &t {
             let Some(h) = e.session else { continue };
-            let dst_id = e.destination.as_deref().and_then(|d| d.parse::<slim_proto::names::SlimName>().ok()).map(|n| n.id());
+            let dst_id = e
+                .destination
+                .as_deref()
+                .and_then(|d| d.parse::<slim_proto::names::SlimName>().ok())
+                .map(|n| n.id());
             let ty = T::try_from(h.message_type).unwrap_or(T::Unspecified);
             let (want_dst, want_fanout) = match ty {
-                T::Msg if e.source.as_deref().is_some_and(|s| same_app(s, &m_name)) => (Some(data_id), 256),
+                T::Msg if e.source.as_deref().is_some_and(|s| same_app(s, &m_name)) => {
+                    (Some(data_id), 256)
+                }
                 T::GroupUpdate | T::GroupClose => (Some(ctrl_id), 256),
-                T::DiscoveryRequest | T::DiscoveryReply | T::JoinRequest | T::JoinReply | T::GroupWelcome | T::LeaveRequest | T::LeaveReply => (None, 1),
+                T::DiscoveryRequest
+                | T::DiscoveryReply
+                | T::JoinRequest
+                | T::JoinReply
+                | T::GroupWelcome
+                | T::LeaveRequest
+                | T::LeaveReply => (None, 1),
                 _ => continue,
             };
             if let Some(want) = want_dst {
@@ -111,7 +135,11 @@ pub fn channels(cx: Cell) -> CaseFuture {
             }
             if e.fanout != Some(want_fanout) {
                 return Err(Failure::violation_of(
-                    if want_fanout == 256 { "SLIM-SESS-009" } else { "SLIM-SESS-006" },
+                    if want_fanout == 256 {
+                        "SLIM-SESS-009"
+                    } else {
+                        "SLIM-SESS-006"
+                    },
                     format!("{} uses fanout {want_fanout}", ty.as_str_name()),
                     format!("it uses fanout {:?}", e.fanout),
                 ));
@@ -122,11 +150,18 @@ pub fn channels(cx: Cell) -> CaseFuture {
 }
 
 /// Removes the second participant.
-async fn remove_p2(cx: &Cell, g: &mut Group) -> Result<(App, crate::session::driver::SessionRef), Failure> {
-    let (p2, s2) = g.p.pop().ok_or_else(|| Failure::Harness("no participant to remove".into()))?;
+async fn remove_p2(
+    cx: &Cell,
+    g: &mut Group,
+) -> Result<(App, crate::session::driver::SessionRef), Failure> {
+    let (p2, s2) =
+        g.p.pop()
+            .ok_or_else(|| Failure::Harness("no participant to remove".into()))?;
     let name = base_name(&p2.name.to_string());
     cx.harness.mark(format!("{} removes {name}", g.m.name));
-    g.m.remove(&g.sm, &name, STEP).await.map_err(|f| f.context(&format!("removing {name}")))?;
+    g.m.remove(&g.sm, &name, STEP)
+        .await
+        .map_err(|f| f.context(&format!("removing {name}")))?;
     Ok((p2, s2))
 }
 
@@ -147,7 +182,10 @@ pub fn remove(cx: Cell) -> CaseFuture {
         if p2.wait_event(STEP, |k| ended(k, &sid)).await.is_none() {
             return Err(Failure::violation(
                 "the removed member's application is told its session ended",
-                format!("{} reported neither removed nor session_closed within {STEP:?}", p2.name),
+                format!(
+                    "{} reported neither removed nor session_closed within {STEP:?}",
+                    p2.name
+                ),
             ));
         }
         agree(&cx, "the removal", &all(&g), &apps(&g)).await
@@ -173,20 +211,35 @@ pub fn removed_receives_nothing(cx: Cell) -> CaseFuture {
             .snapshot()
             .iter()
             .filter_map(|r| match &r.event {
-                d::event::Kind::Message(m) if m.payload.starts_with(tag.as_bytes()) => Some(String::from_utf8_lossy(&m.payload).into_owned()),
+                d::event::Kind::Message(m) if m.payload.starts_with(tag.as_bytes()) => {
+                    Some(String::from_utf8_lossy(&m.payload).into_owned())
+                }
                 _ => None,
             })
             .collect();
         if !late.is_empty() || !other.is_empty() {
             return Err(Failure::violation(
                 "the removed member reads nothing sent to the group after its removal",
-                format!("it received {:?}", late.iter().chain(&other).collect::<Vec<_>>()),
+                format!(
+                    "it received {:?}",
+                    late.iter().chain(&other).collect::<Vec<_>>()
+                ),
             ));
         }
         // On the wire: the removal was a commit, and later data is in a later epoch.
         let t = cx.harness.transcript();
-        let epochs: Vec<u64> = t.iter().filter(|e| e.dir == Some(Dir::ToNode) && e.session.is_some_and(|s| s.message_type == T::Msg as i32)).filter_map(|e| e.mls_epoch).collect();
-        cx.note(format!("MLS epochs of data on the wire: {:?}", dedup(&epochs)));
+        let epochs: Vec<u64> = t
+            .iter()
+            .filter(|e| {
+                e.dir == Some(Dir::ToNode)
+                    && e.session.is_some_and(|s| s.message_type == T::Msg as i32)
+            })
+            .filter_map(|e| e.mls_epoch)
+            .collect();
+        cx.note(format!(
+            "MLS epochs of data on the wire: {:?}",
+            dedup(&epochs)
+        ));
         Ok(())
     })
 }
@@ -215,7 +268,11 @@ pub fn removal_commits(cx: Cell) -> CaseFuture {
                 && e.session.is_some_and(|s| s.message_type == T::GroupUpdate as i32)
                 && e.message().is_some_and(|m| matches!(command_payload(&m), Some(pb::command_payload::CommandPayloadType::GroupUpdate(u)) if u.op == pb::GroupUpdateOp::Remove as i32 && u.mls.is_some()))
         });
-        let leave = after.iter().find(|e| e.dir == Some(Dir::ToNode) && e.session.is_some_and(|s| s.message_type == T::LeaveRequest as i32));
+        let leave = after.iter().find(|e| {
+            e.dir == Some(Dir::ToNode)
+                && e.session
+                    .is_some_and(|s| s.message_type == T::LeaveRequest as i32)
+        });
         match (update, leave) {
             (Some(u), Some(l)) if u.seq < l.seq => Ok(()),
             (Some(_), Some(_)) => Err(Failure::violation(
@@ -235,10 +292,17 @@ pub fn removal_commits(cx: Cell) -> CaseFuture {
 pub fn leave(cx: Cell) -> CaseFuture {
     Box::pin(async move {
         let mut g = group(&cx, M, P, 2, mls()).await?;
-        let (p2, s2) = g.p.pop().ok_or_else(|| Failure::Harness("no participant".into()))?;
+        let (p2, s2) =
+            g.p.pop()
+                .ok_or_else(|| Failure::Harness("no participant".into()))?;
         p2.leave(&s2, STEP).await?;
         let who = p2.name.to_string();
-        let left = g.m.wait_event(STEP, |k| matches!(k, d::event::Kind::MemberLeft(l) if same_app(&l.member, &who))).await;
+        let left =
+            g.m.wait_event(
+                STEP,
+                |k| matches!(k, d::event::Kind::MemberLeft(l) if same_app(&l.member, &who)),
+            )
+            .await;
         if left.is_none() {
             return Err(Failure::violation(
                 "the moderator is told that a member left",
@@ -304,7 +368,15 @@ pub fn epoch_advances(cx: Cell) -> CaseFuture {
 pub fn duplicate_update(cx: Cell) -> CaseFuture {
     Box::pin(async move {
         let mut g = group(&cx, M, P, 1, mls()).await?;
-        cx.faults("duplicate every GROUP_UPDATE", vec![rule(Some(Dir::FromNode), &[T::GroupUpdate], Select::All, Fault::Duplicate)]);
+        cx.faults(
+            "duplicate every GROUP_UPDATE",
+            vec![rule(
+                Some(Dir::FromNode),
+                &[T::GroupUpdate],
+                Select::All,
+                Fault::Duplicate,
+            )],
+        );
         let p2 = cx.app(P, "p2").await?;
         invite(&cx, &mut g, p2).await?;
         let p3 = cx.app(P, "p3").await?;
@@ -320,13 +392,24 @@ pub fn lost_update_ack(cx: Cell) -> CaseFuture {
     Box::pin(async move {
         let mut g = group(&cx, M, P, 1, mls()).await?;
         let p1 = g.p[0].0.name.to_string();
-        let mut r = rule(Some(Dir::ToNode), &[T::GroupAck], Select::Index(vec![0]), Fault::Drop);
+        let mut r = rule(
+            Some(Dir::ToNode),
+            &[T::GroupAck],
+            Select::Index(vec![0]),
+            Fault::Drop,
+        );
         r.link_app = Some(base_name(&p1));
         cx.faults("drop the first participant's next GROUP_ACK", vec![r]);
         let p2 = cx.app(P, "p2").await?;
         invite(&cx, &mut g, p2).await?;
         cx.no_faults();
-        agree(&cx, "an invite whose update ack was lost", &all(&g), &apps(&g)).await
+        agree(
+            &cx,
+            "an invite whose update ack was lost",
+            &all(&g),
+            &apps(&g),
+        )
+        .await
     })
 }
 
@@ -343,7 +426,15 @@ pub fn lossy_data(cx: Cell) -> CaseFuture {
         let g = group(&cx, M, P, 2, spec).await?;
         all_to_all(&g, "warm-up", 1).await?;
         let data = [T::Msg, T::MsgAck, T::RtxRequest, T::RtxReply];
-        cx.faults("20% drop of group data, acks and RTX delivered to each app", vec![rule(Some(Dir::FromNode), &data, Select::Probability(0.2), Fault::Drop)]);
+        cx.faults(
+            "20% drop of group data, acks and RTX delivered to each app",
+            vec![rule(
+                Some(Dir::FromNode),
+                &data,
+                Select::Probability(0.2),
+                Fault::Drop,
+            )],
+        );
         let r = all_to_all(&g, "lossy", 5).await;
         cx.no_faults();
         r
@@ -356,24 +447,42 @@ pub fn tampered_update(cx: Cell) -> CaseFuture {
     Box::pin(async move {
         let mut g = group(&cx, M, P, 1, mls()).await?;
         let p1 = base_name(&g.p[0].0.name.to_string());
-        let mut r = rule(Some(Dir::FromNode), &[T::GroupUpdate], Select::Index(vec![0]), Fault::CorruptHeaderSig);
+        let mut r = rule(
+            Some(Dir::FromNode),
+            &[T::GroupUpdate],
+            Select::Index(vec![0]),
+            Fault::CorruptHeaderSig,
+        );
         r.link_app = Some(p1.clone());
-        cx.faults("corrupt the e2e_header_sig of the first GROUP_UPDATE to the first participant", vec![r]);
+        cx.faults(
+            "corrupt the e2e_header_sig of the first GROUP_UPDATE to the first participant",
+            vec![r],
+        );
         let p2 = cx.app(P, "p2").await?;
         let invited = invite(&cx, &mut g, p2).await;
         cx.no_faults();
         let t = cx.harness.transcript();
-        let Some(bad) = t.iter().find(|e| e.fault.as_deref().is_some_and(|f| f.starts_with("corrupt"))) else {
+        let Some(bad) = t
+            .iter()
+            .find(|e| e.fault.as_deref().is_some_and(|f| f.starts_with("corrupt")))
+        else {
             return Err(Failure::Harness("no GROUP_UPDATE was tampered with".into()));
         };
         let mid = bad.session.map_or(0, |s| s.message_id);
-        let clean = t.iter().find(|e| e.seq > bad.seq && e.link == bad.link && e.dir == Some(Dir::FromNode) && e.session.is_some_and(|s| s.message_type == T::GroupUpdate as i32 && s.message_id == mid));
+        let clean = t.iter().find(|e| {
+            e.seq > bad.seq
+                && e.link == bad.link
+                && e.dir == Some(Dir::FromNode)
+                && e.session
+                    .is_some_and(|s| s.message_type == T::GroupUpdate as i32 && s.message_id == mid)
+        });
         let early = t.iter().find(|e| {
             e.seq > bad.seq
                 && clean.is_none_or(|c| e.seq < c.seq)
                 && e.dir == Some(Dir::ToNode)
                 && e.source.as_deref().is_some_and(|s| same_app(s, &p1))
-                && e.session.is_some_and(|s| s.message_type == T::GroupAck as i32 && s.message_id == mid)
+                && e.session
+                    .is_some_and(|s| s.message_type == T::GroupAck as i32 && s.message_id == mid)
         });
         if early.is_some() {
             return Err(Failure::violation(
@@ -382,6 +491,12 @@ pub fn tampered_update(cx: Cell) -> CaseFuture {
             ));
         }
         invited.map_err(|f| f.context("after the clean retransmission"))?;
-        agree(&cx, "an invite whose update was tampered with", &all(&g), &apps(&g)).await
+        agree(
+            &cx,
+            "an invite whose update was tampered with",
+            &all(&g),
+            &apps(&g),
+        )
+        .await
     })
 }

@@ -89,7 +89,12 @@ impl Forger {
             self.key.public_bytes().to_vec()
         };
         issuer
-            .issue(&self.sub, &pubkey, SharedSecret::random_nonce(&mut OsRng), at)
+            .issue(
+                &self.sub,
+                &pubkey,
+                SharedSecret::random_nonce(&mut OsRng),
+                at,
+            )
             .map_err(|e| Failure::Harness(e.to_string()))
     }
 
@@ -120,9 +125,11 @@ impl Forger {
                 message_id: mid,
             }),
             msg: Some(pb::Content {
-                content_type: Some(pb::content::ContentType::CommandPayload(pb::CommandPayload {
-                    command_payload_type: Some(payload),
-                })),
+                content_type: Some(pb::content::ContentType::CommandPayload(
+                    pb::CommandPayload {
+                        command_payload_type: Some(payload),
+                    },
+                )),
             }),
         }));
         if defect != Defect::Unsigned {
@@ -146,7 +153,9 @@ impl Forger {
             pb::SessionType::PointToPoint,
             T::DiscoveryRequest,
             OsRng.next_u32() % 1_000_000 + 1,
-            pb::command_payload::CommandPayloadType::DiscoveryRequest(pb::DiscoveryRequestPayload {}),
+            pb::command_payload::CommandPayloadType::DiscoveryRequest(
+                pb::DiscoveryRequestPayload {},
+            ),
             defect,
         )?;
         self.link.send(msg).await?;
@@ -194,9 +203,12 @@ fn refuses(cx: Cell, defect: Defect, what: &'static str) -> CaseFuture {
         let mut f = Forger::new(&cx).await?;
         let dst = base(&app)?;
         let bad = f.discover(&dst, defect).await?;
-        cx.harness.mark(format!("runner sent a DISCOVERY_REQUEST with {what} (id {bad})"));
+        cx.harness.mark(format!(
+            "runner sent a DISCOVERY_REQUEST with {what} (id {bad})"
+        ));
         let good = f.discover(&dst, Defect::None).await?;
-        cx.harness.mark(format!("runner sent a valid DISCOVERY_REQUEST (id {good})"));
+        cx.harness
+            .mark(format!("runner sent a valid DISCOVERY_REQUEST (id {good})"));
         let others = f.await_reply(good, STEP).await?;
         if others.contains(&bad) {
             return Err(Failure::violation(
@@ -229,11 +241,19 @@ pub fn expired(cx: Cell) -> CaseFuture {
 }
 /// SLIM-IDENT-001: a token from another secret.
 pub fn wrong_secret(cx: Cell) -> CaseFuture {
-    refuses(cx, Defect::WrongSecret, "a token minted with another shared secret")
+    refuses(
+        cx,
+        Defect::WrongSecret,
+        "a token minted with another shared secret",
+    )
 }
 /// SLIM-IDENT-003: signed with a key other than the token's.
 pub fn foreign_key(cx: Cell) -> CaseFuture {
-    refuses(cx, Defect::ForeignKey, "a header signature by a key other than the one its token names")
+    refuses(
+        cx,
+        Defect::ForeignKey,
+        "a header signature by a key other than the one its token names",
+    )
 }
 /// SLIM-IDENT-005: no signatures.
 pub fn unsigned(cx: Cell) -> CaseFuture {
@@ -241,11 +261,19 @@ pub fn unsigned(cx: Cell) -> CaseFuture {
 }
 /// SLIM-IDENT-004: a payload signature that does not verify.
 pub fn bad_payload_sig(cx: Cell) -> CaseFuture {
-    refuses(cx, Defect::TamperedPayloadSig, "a slim-payload-sig that does not verify")
+    refuses(
+        cx,
+        Defect::TamperedPayloadSig,
+        "a slim-payload-sig that does not verify",
+    )
 }
 /// SLIM-SESS-002: a source id the token's subject does not derive.
 pub fn name_not_bound(cx: Cell) -> CaseFuture {
-    refuses(cx, Defect::NameNotBound, "a source name id its token's subject does not derive")
+    refuses(
+        cx,
+        Defect::NameNotBound,
+        "a source name id its token's subject does not derive",
+    )
 }
 
 /// SLIM-SESS-007: a LEAVE_REQUEST from someone who is not the moderator is ignored.
@@ -269,7 +297,10 @@ pub fn non_moderator_leave(cx: Cell) -> CaseFuture {
             Defect::None,
         )?;
         f.link.send(msg).await?;
-        cx.harness.mark(format!("runner (not the moderator) sent a LEAVE_REQUEST (id {mid}) to {}", p1.name));
+        cx.harness.mark(format!(
+            "runner (not the moderator) sent a LEAVE_REQUEST (id {mid}) to {}",
+            p1.name
+        ));
         // Barrier: the moderator's next message reaches the participant.
         let probe = payloads("still-member", 1);
         g.m.publish(&g.sm, probe.clone(), true, STEP).await?;

@@ -50,7 +50,12 @@ impl Cap {
             Cap::Mls => caps.mls,
             Cap::Leave => caps.leave,
         };
-        (!ok).then(|| format!("{} does not declare capability {self:?}", caps.implementation))
+        (!ok).then(|| {
+            format!(
+                "{} does not declare capability {self:?}",
+                caps.implementation
+            )
+        })
     }
 }
 

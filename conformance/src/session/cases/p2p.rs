@@ -87,14 +87,18 @@ pub fn open(cx: Cell) -> CaseFuture {
                 format!("session ids seen: {ids:?}"),
             ));
         }
-        if let Some(e) = frames
-            .iter()
-            .find(|e| e.session.is_some_and(|s| s.session_type != pb::SessionType::PointToPoint as i32))
-        {
+        if let Some(e) = frames.iter().find(|e| {
+            e.session
+                .is_some_and(|s| s.session_type != pb::SessionType::PointToPoint as i32)
+        }) {
             return Err(Failure::violation_of(
                 "SLIM-SESS-001",
                 "a point-to-point session's messages carry session type POINT_TO_POINT",
-                format!("{} carries type {}", e.message_type_name().unwrap_or("?"), e.session.map_or(0, |s| s.session_type)),
+                format!(
+                    "{} carries type {}",
+                    e.message_type_name().unwrap_or("?"),
+                    e.session.map_or(0, |s| s.session_type)
+                ),
             ));
         }
         let got = s.b.received(&s.sb);
@@ -107,7 +111,11 @@ fn type_names(types: &[i32]) -> Vec<String> {
         .iter()
         .map(|t| {
             T::try_from(*t)
-                .map(|t| t.as_str_name().trim_start_matches("SESSION_MESSAGE_TYPE_").to_string())
+                .map(|t| {
+                    t.as_str_name()
+                        .trim_start_matches("SESSION_MESSAGE_TYPE_")
+                        .to_string()
+                })
                 .unwrap_or_else(|_| t.to_string())
         })
         .collect()
@@ -130,7 +138,9 @@ pub fn fire_and_forget(cx: Cell) -> CaseFuture {
         }
         let join = cx.session_frames(None, &[T::JoinRequest]);
         if let Some(j) = join.first().and_then(|e| e.message()) {
-            if let Some(pb::command_payload::CommandPayloadType::JoinRequest(p)) = command_payload(&j) {
+            if let Some(pb::command_payload::CommandPayloadType::JoinRequest(p)) =
+                command_payload(&j)
+            {
                 if p.timer_settings.is_some() {
                     return Err(Failure::violation_of(
                         "SLIM-REL-001",
@@ -157,7 +167,10 @@ pub fn reliable(cx: Cell) -> CaseFuture {
     Box::pin(async move {
         reliable_run(&cx, false, 30, "rel").await?;
         let msgs = cx.session_frames(Some(Dir::ToNode), &[T::Msg]);
-        let ids: Vec<u32> = msgs.iter().filter_map(|e| e.session.map(|s| s.message_id)).collect();
+        let ids: Vec<u32> = msgs
+            .iter()
+            .filter_map(|e| e.session.map(|s| s.message_id))
+            .collect();
         let mut uniq = ids.clone();
         uniq.sort_unstable();
         uniq.dedup();
@@ -165,17 +178,22 @@ pub fn reliable(cx: Cell) -> CaseFuture {
             return Err(Failure::violation_of(
                 "SLIM-REL-001",
                 "reliable data message ids are the sender's sequence 1, 2, …, 30",
-                format!("ids {}", abbreviate(&uniq.iter().map(u32::to_string).collect::<Vec<_>>())),
+                format!(
+                    "ids {}",
+                    abbreviate(&uniq.iter().map(u32::to_string).collect::<Vec<_>>())
+                ),
             ));
         }
         let join = cx.session_frames(None, &[T::JoinRequest]);
-        let timers = join
-            .first()
-            .and_then(|e| e.message())
-            .and_then(|m| match command_payload(&m) {
-                Some(pb::command_payload::CommandPayloadType::JoinRequest(p)) => p.timer_settings,
-                _ => None,
-            });
+        let timers =
+            join.first()
+                .and_then(|e| e.message())
+                .and_then(|m| match command_payload(&m) {
+                    Some(pb::command_payload::CommandPayloadType::JoinRequest(p)) => {
+                        p.timer_settings
+                    }
+                    _ => None,
+                });
         if timers.is_none() {
             return Err(Failure::violation_of(
                 "SLIM-REL-001",
@@ -199,7 +217,10 @@ pub fn reliable(cx: Cell) -> CaseFuture {
                 return Err(Failure::violation_of(
                     "SLIM-REL-002",
                     "a MSG_ACK has an empty application payload",
-                    format!("the MSG_ACK for id {id} carries {} payload bytes", ack.payload_len),
+                    format!(
+                        "the MSG_ACK for id {id} carries {} payload bytes",
+                        ack.payload_len
+                    ),
                 ));
             }
         }
@@ -234,10 +255,13 @@ pub fn reliable_mls(cx: Cell) -> CaseFuture {
         }
         // SLIM-MLS-001: the key package in the JOIN_REPLY is for ciphersuite 0x0002.
         let reply = cx.session_frames(None, &[T::JoinReply]);
-        let kp = reply.first().and_then(|e| e.message()).and_then(|m| match command_payload(&m) {
-            Some(pb::command_payload::CommandPayloadType::JoinReply(p)) => p.key_package,
-            _ => None,
-        });
+        let kp = reply
+            .first()
+            .and_then(|e| e.message())
+            .and_then(|m| match command_payload(&m) {
+                Some(pb::command_payload::CommandPayloadType::JoinReply(p)) => p.key_package,
+                _ => None,
+            });
         match kp.as_deref().and_then(mls_header) {
             Some((5, Some(2))) => Ok(()),
             other => Err(Failure::violation_of(
@@ -258,7 +282,11 @@ pub const LOSSY: (Duration, u32) = (Duration::from_millis(100), 40);
 /// with probability `loss`, duplicated or reordered with half that.
 fn lossy(cx: Cell, loss: f64) -> CaseFuture {
     Box::pin(async move {
-        let spec = SessionSpec { group: false, mls: false, reliable: Some(LOSSY) };
+        let spec = SessionSpec {
+            group: false,
+            mls: false,
+            reliable: Some(LOSSY),
+        };
         let s = p2p(&cx, S, R, spec).await?;
         let data = [T::Msg, T::MsgAck, T::RtxRequest, T::RtxReply];
         let to_app = Some(Dir::FromNode);
@@ -275,7 +303,12 @@ fn lossy(cx: Cell, loss: f64) -> CaseFuture {
         let out = s.a.publish(&s.sa, sent.clone(), true, STEP * 4).await?;
         let got = s.b.wait_received(&s.sb, n, STEP).await;
         cx.no_faults();
-        let faults = cx.harness.transcript().iter().filter(|e| e.fault.is_some()).count();
+        let faults = cx
+            .harness
+            .transcript()
+            .iter()
+            .filter(|e| e.fault.is_some())
+            .count();
         cx.note(format!("{faults} frames faulted"));
         exactly_once_in_order("SLIM-REL-005", "the receiver", &s.a, &sent, &got)?;
         all_ok("SLIM-REL-003", &out)
@@ -299,7 +332,15 @@ pub fn loss_30(cx: Cell) -> CaseFuture {
 pub fn duplicates(cx: Cell) -> CaseFuture {
     Box::pin(async move {
         let s = p2p(&cx, S, R, spec(false, false, true)).await?;
-        cx.faults("duplicate every MSG to the receiver", vec![rule(Some(Dir::FromNode), &[T::Msg], Select::All, Fault::Duplicate)]);
+        cx.faults(
+            "duplicate every MSG to the receiver",
+            vec![rule(
+                Some(Dir::FromNode),
+                &[T::Msg],
+                Select::All,
+                Fault::Duplicate,
+            )],
+        );
         let sent = payloads("dup", 10);
         let out = s.a.publish(&s.sa, sent.clone(), true, STEP).await?;
         // A barrier: one more message after the faults are gone; once it is in, every
@@ -319,7 +360,15 @@ pub fn duplicates(cx: Cell) -> CaseFuture {
 pub fn reorder(cx: Cell) -> CaseFuture {
     Box::pin(async move {
         let s = p2p(&cx, S, R, spec(false, false, true)).await?;
-        cx.faults("reorder half of the MSGs to the receiver", vec![rule(Some(Dir::FromNode), &[T::Msg], Select::Probability(0.5), Fault::Reorder)]);
+        cx.faults(
+            "reorder half of the MSGs to the receiver",
+            vec![rule(
+                Some(Dir::FromNode),
+                &[T::Msg],
+                Select::Probability(0.5),
+                Fault::Reorder,
+            )],
+        );
         let sent = payloads("reorder", 20);
         s.a.publish(&s.sa, sent.clone(), false, STEP).await?;
         let got = s.b.wait_received(&s.sb, 20, STEP).await;
@@ -332,7 +381,15 @@ pub fn reorder(cx: Cell) -> CaseFuture {
 pub fn lost_first(cx: Cell) -> CaseFuture {
     Box::pin(async move {
         let s = p2p(&cx, S, R, spec(false, false, true)).await?;
-        cx.faults("drop the first MSG", vec![rule(Some(Dir::ToNode), &[T::Msg], Select::Index(vec![0]), Fault::Drop)]);
+        cx.faults(
+            "drop the first MSG",
+            vec![rule(
+                Some(Dir::ToNode),
+                &[T::Msg],
+                Select::Index(vec![0]),
+                Fault::Drop,
+            )],
+        );
         let sent = payloads("first", 5);
         let out = s.a.publish(&s.sa, sent.clone(), true, STEP).await?;
         let got = s.b.wait_received(&s.sb, 5, STEP).await;
@@ -345,7 +402,15 @@ pub fn lost_first(cx: Cell) -> CaseFuture {
 pub fn gap_repair(cx: Cell) -> CaseFuture {
     Box::pin(async move {
         let s = p2p(&cx, S, R, spec(false, false, true)).await?;
-        cx.faults("drop the second MSG to the receiver", vec![rule(Some(Dir::FromNode), &[T::Msg], Select::Index(vec![1]), Fault::Drop)]);
+        cx.faults(
+            "drop the second MSG to the receiver",
+            vec![rule(
+                Some(Dir::FromNode),
+                &[T::Msg],
+                Select::Index(vec![1]),
+                Fault::Drop,
+            )],
+        );
         let sent = payloads("gap", 6);
         s.a.publish(&s.sa, sent.clone(), false, STEP).await?;
         let got = s.b.wait_received(&s.sb, 6, STEP).await;
@@ -355,9 +420,10 @@ pub fn gap_repair(cx: Cell) -> CaseFuture {
             return Err(Failure::Harness("the drop fault never fired".into()));
         };
         let missing = dropped.session.map_or(0, |s| s.message_id);
-        let later_first = t.iter().filter(|e| e.seq > dropped.seq && e.dir == Some(Dir::FromNode)).find(|e| {
-            e.session.is_some_and(|s| s.message_type == T::Msg as i32)
-        });
+        let later_first = t
+            .iter()
+            .filter(|e| e.seq > dropped.seq && e.dir == Some(Dir::FromNode))
+            .find(|e| e.session.is_some_and(|s| s.message_type == T::Msg as i32));
         let gap = later_first.is_some_and(|e| e.session.is_some_and(|s| s.message_id > missing));
         if !gap {
             return Err(Failure::Unsupported(format!(
@@ -366,7 +432,9 @@ pub fn gap_repair(cx: Cell) -> CaseFuture {
         }
         let asked = t.iter().any(|e| {
             e.dir == Some(Dir::ToNode)
-                && e.session.is_some_and(|s| s.message_type == T::RtxRequest as i32 && s.message_id == missing)
+                && e.session.is_some_and(|s| {
+                    s.message_type == T::RtxRequest as i32 && s.message_id == missing
+                })
         });
         if !asked {
             return Err(Failure::violation(
@@ -381,8 +449,26 @@ pub fn gap_repair(cx: Cell) -> CaseFuture {
 /// SLIM-REL-006: retries exhausted; the sending app must be told (FAILED, never OK).
 pub fn retries_exhausted(cx: Cell) -> CaseFuture {
     Box::pin(async move {
-        let s = p2p(&cx, S, R, SessionSpec { group: false, mls: false, reliable: Some((Duration::from_millis(100), 3)) }).await?;
-        cx.faults("drop every MSG to the receiver", vec![rule(Some(Dir::FromNode), &[T::Msg, T::RtxReply], Select::All, Fault::Drop)]);
+        let s = p2p(
+            &cx,
+            S,
+            R,
+            SessionSpec {
+                group: false,
+                mls: false,
+                reliable: Some((Duration::from_millis(100), 3)),
+            },
+        )
+        .await?;
+        cx.faults(
+            "drop every MSG to the receiver",
+            vec![rule(
+                Some(Dir::FromNode),
+                &[T::Msg, T::RtxReply],
+                Select::All,
+                Fault::Drop,
+            )],
+        );
         let out = s.a.publish(&s.sa, payloads("lost", 1), true, STEP).await?;
         cx.no_faults();
         let o = &out[0];
@@ -406,17 +492,33 @@ pub fn retries_exhausted(cx: Cell) -> CaseFuture {
 pub fn lost_ack(cx: Cell) -> CaseFuture {
     Box::pin(async move {
         let s = p2p(&cx, S, R, spec(false, false, true)).await?;
-        cx.faults("drop the first MSG_ACK", vec![rule(Some(Dir::ToNode), &[T::MsgAck], Select::Index(vec![0]), Fault::Drop)]);
+        cx.faults(
+            "drop the first MSG_ACK",
+            vec![rule(
+                Some(Dir::ToNode),
+                &[T::MsgAck],
+                Select::Index(vec![0]),
+                Fault::Drop,
+            )],
+        );
         let sent = payloads("ack", 3);
         let out = s.a.publish(&s.sa, sent.clone(), true, STEP).await?;
         let got = s.b.wait_received(&s.sb, 3, STEP).await;
         exactly_once_in_order("SLIM-REL-005", "the receiver", &s.a, &sent, &got)?;
         all_ok("SLIM-REL-003", &out)?;
         let t = cx.harness.transcript();
-        let acked = t.iter().find(|e| e.fault.as_deref() == Some("drop")).and_then(|e| e.session).map_or(0, |s| s.message_id);
+        let acked = t
+            .iter()
+            .find(|e| e.fault.as_deref() == Some("drop"))
+            .and_then(|e| e.session)
+            .map_or(0, |s| s.message_id);
         let copies = t
             .iter()
-            .filter(|e| e.dir == Some(Dir::ToNode) && e.session.is_some_and(|s| s.message_type == T::Msg as i32 && s.message_id == acked))
+            .filter(|e| {
+                e.dir == Some(Dir::ToNode)
+                    && e.session
+                        .is_some_and(|s| s.message_type == T::Msg as i32 && s.message_id == acked)
+            })
             .count();
         if copies < 2 {
             return Err(Failure::violation(
@@ -435,15 +537,24 @@ pub fn many_sessions(cx: Cell) -> CaseFuture {
         let b = cx.app(R, "b").await?;
         let mut sessions = Vec::new();
         for _ in 0..3 {
-            let s = crate::session::cell::open_p2p(&cx, a.clone(), b.clone(), spec(false, false, true)).await?;
+            let s =
+                crate::session::cell::open_p2p(&cx, a.clone(), b.clone(), spec(false, false, true))
+                    .await?;
             sessions.push(s);
         }
         for (i, s) in sessions.iter().enumerate() {
-            s.a.publish(&s.sa, payloads(&format!("s{i}"), 5), true, STEP).await?;
+            s.a.publish(&s.sa, payloads(&format!("s{i}"), 5), true, STEP)
+                .await?;
         }
         for (i, s) in sessions.iter().enumerate() {
             let got = s.b.wait_received(&s.sb, 5, STEP).await;
-            exactly_once_in_order("SLIM-SESS-001", &format!("session {i} at the receiver"), &s.a, &payloads(&format!("s{i}"), 5), &got)?;
+            exactly_once_in_order(
+                "SLIM-SESS-001",
+                &format!("session {i} at the receiver"),
+                &s.a,
+                &payloads(&format!("s{i}"), 5),
+                &got,
+            )?;
             if got.len() != 5 {
                 return Err(Failure::violation_of(
                     "SLIM-SESS-001",
@@ -504,16 +615,32 @@ pub fn command_ids(cx: Cell) -> CaseFuture {
             if cmd && h.message_id == 0 {
                 return Err(Failure::violation(
                     "every command carries a non-zero message id",
-                    format!("{} carries message id 0", e.message_type_name().unwrap_or("?")),
+                    format!(
+                        "{} carries message id 0",
+                        e.message_type_name().unwrap_or("?")
+                    ),
                 ));
             }
         }
         for (req, rep) in pairs {
-            let reqs: Vec<u32> = t.iter().filter_map(|e| e.session).filter(|h| h.message_type == req as i32).map(|h| h.message_id).collect();
-            for r in t.iter().filter_map(|e| e.session).filter(|h| h.message_type == rep as i32) {
+            let reqs: Vec<u32> = t
+                .iter()
+                .filter_map(|e| e.session)
+                .filter(|h| h.message_type == req as i32)
+                .map(|h| h.message_id)
+                .collect();
+            for r in t
+                .iter()
+                .filter_map(|e| e.session)
+                .filter(|h| h.message_type == rep as i32)
+            {
                 if !reqs.contains(&r.message_id) {
                     return Err(Failure::violation(
-                        format!("a {} carries the message id of the {} it answers", rep.as_str_name(), req.as_str_name()),
+                        format!(
+                            "a {} carries the message id of the {} it answers",
+                            rep.as_str_name(),
+                            req.as_str_name()
+                        ),
                         format!("it carries {}; the requests had {reqs:?}", r.message_id),
                     ));
                 }
@@ -531,7 +658,12 @@ fn lost_reply(cx: Cell, lost: T, mls: bool) -> CaseFuture {
         let b = cx.app(R, "b").await?;
         cx.faults(
             &format!("drop the first {}", lost.as_str_name()),
-            vec![rule(Some(Dir::ToNode), &[lost], Select::Index(vec![0]), Fault::Drop)],
+            vec![rule(
+                Some(Dir::ToNode),
+                &[lost],
+                Select::Index(vec![0]),
+                Fault::Drop,
+            )],
         );
         let s = crate::session::cell::open_p2p(&cx, a, b, spec(false, mls, true)).await?;
         cx.no_faults();
@@ -539,13 +671,12 @@ fn lost_reply(cx: Cell, lost: T, mls: bool) -> CaseFuture {
         s.a.publish(&s.sa, sent.clone(), true, STEP).await?;
         let got = s.b.wait_received(&s.sb, 3, STEP).await;
         exactly_once_in_order("SLIM-SESS-005", "the receiver", &s.a, &sent, &got)?;
-        let opened = s
-            .b
-            .events
-            .snapshot()
-            .iter()
-            .filter(|r| matches!(r.event, d::event::Kind::SessionOpened(_)))
-            .count();
+        let opened =
+            s.b.events
+                .snapshot()
+                .iter()
+                .filter(|r| matches!(r.event, d::event::Kind::SessionOpened(_)))
+                .count();
         if opened != 1 {
             return Err(Failure::violation(
                 "the receiver processes the retransmitted command once: one session opened",
@@ -574,14 +705,27 @@ pub fn replayed_welcome(cx: Cell) -> CaseFuture {
     Box::pin(async move {
         let a = cx.app(S, "a").await?;
         let b = cx.app(R, "b").await?;
-        cx.faults("duplicate the GROUP_WELCOME", vec![rule(Some(Dir::FromNode), &[T::GroupWelcome], Select::Index(vec![0]), Fault::Duplicate)]);
+        cx.faults(
+            "duplicate the GROUP_WELCOME",
+            vec![rule(
+                Some(Dir::FromNode),
+                &[T::GroupWelcome],
+                Select::Index(vec![0]),
+                Fault::Duplicate,
+            )],
+        );
         let s = crate::session::cell::open_p2p(&cx, a, b, spec(false, true, true)).await?;
         let sent = payloads("replay", 3);
         s.a.publish(&s.sa, sent.clone(), true, STEP).await?;
         let got = s.b.wait_received(&s.sb, 3, STEP).await;
         cx.no_faults();
         exactly_once_in_order("SLIM-SESS-005", "the receiver", &s.a, &sent, &got)?;
-        let opened = s.b.events.snapshot().iter().filter(|r| matches!(r.event, d::event::Kind::SessionOpened(_))).count();
+        let opened =
+            s.b.events
+                .snapshot()
+                .iter()
+                .filter(|r| matches!(r.event, d::event::Kind::SessionOpened(_)))
+                .count();
         if opened != 1 {
             return Err(Failure::violation(
                 "a replayed GROUP_WELCOME is not processed twice: one session opened",
@@ -601,13 +745,24 @@ fn tampered(cx: Cell, ty: T, answer: T, fault: Fault, mls: bool) -> CaseFuture {
         let b = cx.app(R, "b").await?;
         cx.faults(
             &format!("{fault:?} on the first {}", ty.as_str_name()),
-            vec![rule(Some(Dir::FromNode), &[ty], Select::Index(vec![0]), fault)],
+            vec![rule(
+                Some(Dir::FromNode),
+                &[ty],
+                Select::Index(vec![0]),
+                fault,
+            )],
         );
         let established = crate::session::cell::open_p2p(&cx, a, b, spec(false, mls, true)).await;
         cx.no_faults();
         let t = cx.harness.transcript();
-        let Some(bad) = t.iter().find(|e| e.fault.as_deref().is_some_and(|f| f.starts_with("corrupt"))) else {
-            return Err(Failure::Harness(format!("no {} was tampered with", ty.as_str_name())));
+        let Some(bad) = t
+            .iter()
+            .find(|e| e.fault.as_deref().is_some_and(|f| f.starts_with("corrupt")))
+        else {
+            return Err(Failure::Harness(format!(
+                "no {} was tampered with",
+                ty.as_str_name()
+            )));
         };
         if bad.fault.as_deref().is_some_and(|f| f.contains("no ")) {
             return Err(Failure::Unsupported(format!(
@@ -621,17 +776,22 @@ fn tampered(cx: Cell, ty: T, answer: T, fault: Fault, mls: bool) -> CaseFuture {
             e.seq > bad.seq
                 && e.dir == Some(Dir::FromNode)
                 && e.fault.is_none()
-                && e.session.is_some_and(|s| s.message_type == ty as i32 && s.message_id == mid)
+                && e.session
+                    .is_some_and(|s| s.message_type == ty as i32 && s.message_id == mid)
         });
         let early_answer = t.iter().find(|e| {
             e.seq > bad.seq
                 && clean.is_none_or(|c| e.seq < c.seq)
                 && e.dir == Some(Dir::ToNode)
-                && e.session.is_some_and(|s| s.message_type == answer as i32 && s.message_id == mid)
+                && e.session
+                    .is_some_and(|s| s.message_type == answer as i32 && s.message_id == mid)
         });
         if let Some(ans) = early_answer {
             return Err(Failure::violation(
-                format!("the receiver does not act on a {} whose signature does not verify", ty.as_str_name()),
+                format!(
+                    "the receiver does not act on a {} whose signature does not verify",
+                    ty.as_str_name()
+                ),
                 format!(
                     "it answered the tampered copy ({}) with {} before any clean retransmission",
                     bad.fault.clone().unwrap_or_default(),
@@ -639,25 +799,51 @@ fn tampered(cx: Cell, ty: T, answer: T, fault: Fault, mls: bool) -> CaseFuture {
                 ),
             ));
         }
-        established.map(drop).map_err(|f| f.context("after the clean retransmission"))
+        established
+            .map(drop)
+            .map_err(|f| f.context("after the clean retransmission"))
     })
 }
 
 /// SLIM-IDENT-003: tampered e2e_header_sig on the JOIN_REQUEST (MLS).
 pub fn tampered_join_header_sig(cx: Cell) -> CaseFuture {
-    tampered(cx, T::JoinRequest, T::JoinReply, Fault::CorruptHeaderSig, true)
+    tampered(
+        cx,
+        T::JoinRequest,
+        T::JoinReply,
+        Fault::CorruptHeaderSig,
+        true,
+    )
 }
 /// SLIM-IDENT-004: tampered slim-payload-sig on the JOIN_REQUEST (MLS).
 pub fn tampered_join_payload_sig(cx: Cell) -> CaseFuture {
-    tampered(cx, T::JoinRequest, T::JoinReply, Fault::CorruptPayloadSig, true)
+    tampered(
+        cx,
+        T::JoinRequest,
+        T::JoinReply,
+        Fault::CorruptPayloadSig,
+        true,
+    )
 }
 /// SLIM-IDENT-005: tampered e2e_header_sig on the DISCOVERY_REQUEST.
 pub fn tampered_discovery(cx: Cell) -> CaseFuture {
-    tampered(cx, T::DiscoveryRequest, T::DiscoveryReply, Fault::CorruptHeaderSig, false)
+    tampered(
+        cx,
+        T::DiscoveryRequest,
+        T::DiscoveryReply,
+        Fault::CorruptHeaderSig,
+        false,
+    )
 }
 /// SLIM-IDENT-003: tampered e2e_header_sig on the GROUP_WELCOME (MLS).
 pub fn tampered_welcome(cx: Cell) -> CaseFuture {
-    tampered(cx, T::GroupWelcome, T::GroupAck, Fault::CorruptHeaderSig, true)
+    tampered(
+        cx,
+        T::GroupWelcome,
+        T::GroupAck,
+        Fault::CorruptHeaderSig,
+        true,
+    )
 }
 
 /// SLIM-REL-007: a reliable sender keeps several messages in flight.
@@ -667,11 +853,18 @@ pub fn window(cx: Cell) -> CaseFuture {
         s.a.publish(&s.sa, payloads("win", 20), false, STEP).await?;
         s.b.wait_received(&s.sb, 20, STEP).await;
         let t = cx.harness.transcript();
-        let first_ack = t.iter().find(|e| e.dir == Some(Dir::FromNode) && e.session.is_some_and(|s| s.message_type == T::MsgAck as i32));
+        let first_ack = t.iter().find(|e| {
+            e.dir == Some(Dir::FromNode)
+                && e.session
+                    .is_some_and(|s| s.message_type == T::MsgAck as i32)
+        });
         let before = t
             .iter()
             .filter(|e| first_ack.is_none_or(|a| e.seq < a.seq))
-            .filter(|e| e.dir == Some(Dir::ToNode) && e.session.is_some_and(|s| s.message_type == T::Msg as i32))
+            .filter(|e| {
+                e.dir == Some(Dir::ToNode)
+                    && e.session.is_some_and(|s| s.message_type == T::Msg as i32)
+            })
             .count();
         if before < 2 {
             return Err(Failure::violation(
@@ -679,7 +872,9 @@ pub fn window(cx: Cell) -> CaseFuture {
                 format!("{before} was sent before the sender got the first MSG_ACK"),
             ));
         }
-        cx.note(format!("{before} messages in flight before the first MSG_ACK"));
+        cx.note(format!(
+            "{before} messages in flight before the first MSG_ACK"
+        ));
         Ok(())
     })
 }
@@ -690,9 +885,13 @@ pub fn name_bound(cx: Cell) -> CaseFuture {
         let s = p2p(&cx, S, R, spec(false, true, true)).await?;
         s.a.publish(&s.sa, payloads("bound", 2), true, STEP).await?;
         for e in cx.session_frames(Some(Dir::ToNode), &[]) {
-            let (Some(sub), Some(src)) = (&e.identity_sub, &e.source) else { continue };
+            let (Some(sub), Some(src)) = (&e.identity_sub, &e.source) else {
+                continue;
+            };
             let want = slim_proto::identity::app_id(sub);
-            let id = src.parse::<slim_proto::names::SlimName>().map_or(0, |n| n.id());
+            let id = src
+                .parse::<slim_proto::names::SlimName>()
+                .map_or(0, |n| n.id());
             if id != want {
                 return Err(Failure::violation(
                     "the source name id of every session message is XXH3-128 of its token's subject",
