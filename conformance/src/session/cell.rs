@@ -324,7 +324,7 @@ pub fn exactly_once_in_order(
     let dups: Vec<String> = counts
         .iter()
         .filter(|(_, n)| **n > 1)
-        .map(|(p, n)| format!("{} ×{n}", String::from_utf8_lossy(p)))
+        .map(|(p, n)| format!("{:?} ×{n}", String::from_utf8_lossy(p)))
         .collect();
     let expected = format!(
         "{who} receives the {} messages of {} exactly once, in order",

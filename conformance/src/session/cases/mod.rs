@@ -135,6 +135,7 @@ pub fn all() -> Vec<SessionCase> {
         case!("p2p/duplicates", "every data message duplicated: delivered once", ["SLIM-REL-005"], PAIR, [P2p, Reliable], p2p::duplicates),
         case!("p2p/reorder", "data messages reordered: delivered in order", ["SLIM-REL-005"], PAIR, [P2p, Reliable], p2p::reorder),
         case!("p2p/lost-first-message", "the first data message is lost: retransmitted, delivered first", ["SLIM-REL-005", "SLIM-REL-003"], PAIR, [P2p, Reliable], p2p::lost_first),
+        case!("p2p/lost-last-message", "the last data message is lost: only the sender's retransmission repairs it", ["SLIM-REL-003", "SLIM-REL-005"], PAIR, [P2p, Reliable], p2p::lost_last),
         case!("p2p/gap-repair", "a gap makes the receiver send an RTX_REQUEST for the missing id", ["SLIM-REL-004"], PAIR, [P2p, Reliable], p2p::gap_repair),
         case!("p2p/retries-exhausted", "retries exhausted: the sending app is told FAILED, never OK", ["SLIM-REL-006"], PAIR, [P2p, Reliable], p2p::retries_exhausted),
         case!("p2p/lost-ack", "a lost MSG_ACK: the sender retransmits, the receiver delivers once", ["SLIM-REL-003", "SLIM-REL-005"], PAIR, [P2p, Reliable], p2p::lost_ack),

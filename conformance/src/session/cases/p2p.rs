@@ -398,6 +398,29 @@ pub fn lost_first(cx: Cell) -> CaseFuture {
     })
 }
 
+/// SLIM-REL-003: the last data message is lost on its way to the receiver: no later message
+/// reveals the gap, so only the sender's retransmission timer can repair it.
+pub fn lost_last(cx: Cell) -> CaseFuture {
+    Box::pin(async move {
+        let s = p2p(&cx, S, R, spec(false, false, true)).await?;
+        cx.faults(
+            "drop the third MSG to the receiver",
+            vec![rule(
+                Some(Dir::FromNode),
+                &[T::Msg],
+                Select::Index(vec![2]),
+                Fault::Drop,
+            )],
+        );
+        let sent = payloads("last", 3);
+        let out = s.a.publish(&s.sa, sent.clone(), true, STEP).await?;
+        let got = s.b.wait_received(&s.sb, 3, STEP).await;
+        cx.no_faults();
+        exactly_once_in_order("SLIM-REL-003", "the receiver", &s.a, &sent, &got)?;
+        all_ok("SLIM-REL-003", &out)
+    })
+}
+
 /// SLIM-REL-004: a gap makes the receiver ask for the missing message.
 pub fn gap_repair(cx: Cell) -> CaseFuture {
     Box::pin(async move {
