@@ -43,11 +43,14 @@ impl Drop for Shim {
 /// listening line (the first launch installs the wheel from PyPI: up to 10 minutes).
 fn start_sdk_shim() -> Shim {
     let launcher = repo().join("conformance/shims/slim-bindings/launch.sh");
+    // The SDK logs a lot; keep it in a file, named when something goes wrong.
+    let log = tmp("sdk-shim.log");
+    let log_file = std::fs::File::create(&log).expect("shim log file");
     let mut child = Command::new("bash")
         .arg(&launcher)
         .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log_file)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", launcher.display()));
     let stdout = child.stdout.take().expect("piped stdout");
@@ -69,7 +72,8 @@ fn start_sdk_shim() -> Shim {
         Err(_) => {
             let status = shim.child.try_wait().ok().flatten();
             panic!(
-                "the slim-bindings shim did not start (launcher exit status {status:?}); it needs python3 with venv (Debian: apt-get install python3-venv) and PyPI for slim-bindings==3.3.8 and grpcio; see its stderr above"
+                "the slim-bindings shim did not start (launcher exit status {status:?}); it needs python3 with venv (Debian: apt-get install python3-venv) and PyPI for slim-bindings==3.3.8 and grpcio; its log is {}",
+                log.display()
             );
         }
     }

@@ -201,6 +201,12 @@ fn refuses(cx: Cell, defect: Defect, what: &'static str) -> CaseFuture {
     Box::pin(async move {
         let app = cx.app(R, "b").await?;
         let mut f = Forger::new(&cx).await?;
+        if defect == Defect::NameNotBound {
+            // The reply to the unbound name must be able to reach us, or the case would pass on
+            // silence.
+            let unbound = f.name.clone().with_id(f.name.id() ^ 1);
+            f.link.subscribe(&unbound, 2).await?;
+        }
         let dst = base(&app)?;
         let bad = f.discover(&dst, defect).await?;
         cx.harness.mark(format!(
