@@ -596,6 +596,16 @@ async fn run_against(
             report::write_atomic(path, &report::junit(results, &summary, args.strict))
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         }
+        if let Some(path) = &args.html {
+            let page = crate::html::page(
+                "slim-conformance: node profile",
+                &format!("target {} ({identity})", target.url),
+                results,
+                &summary,
+            );
+            report::write_atomic(path, &page)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
         Ok(())
     };
     let mut write_error = None;

@@ -32,12 +32,15 @@ fn the_reference_relay_passes_every_must_case() {
     let dir = scratch("full");
     let json = dir.join("report.json");
     let junit = dir.join("report.xml");
+    let html = dir.join("report.html");
     let out = runner(&[
         "run",
         "--json",
         json.to_str().unwrap(),
         "--junit",
         junit.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
     ]);
     let (stdout, stderr) = text(&out);
     println!("{stdout}");
@@ -70,6 +73,11 @@ fn the_reference_relay_passes_every_must_case() {
     assert!(xml.starts_with("<?xml") && xml.contains("<testsuite name=\"slim-conformance\""));
     assert_eq!(xml.matches("<testcase ").count(), cases.len());
     assert!(!xml.contains("<failure"));
+    // The HTML page: the one-column matrix and one section per case, self-contained.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("id=\"matrix\"") && page.ends_with("</html>\n"));
+    assert_eq!(page.matches("<section class=\"cell ").count(), cases.len());
+    assert!(!page.contains("http://") || !page.contains("<link") && !page.contains("<script"));
 }
 
 #[test]
