@@ -577,36 +577,24 @@ async fn run_against(
         let stale = expectations.map(|e| e.stale(results)).unwrap_or_default();
         let stale = if complete { stale } else { Vec::new() };
         let summary = Summary::of(results, args.strict, stale.len());
-        if let Some(path) = &args.json {
-            let r = report::JsonReport {
-                schema: report::JSON_SCHEMA,
-                runner: env!("CARGO_PKG_VERSION").into(),
-                target: target.url.clone(),
-                target_identity: identity.clone(),
-                complete,
-                strict: args.strict,
-                summary: summary.clone(),
-                stale_expectations: stale.clone(),
-                cases: results,
-            };
-            report::write_atomic(path, &report::json(&r))
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let r = report::JsonReport {
+            schema: report::JSON_SCHEMA,
+            runner: env!("CARGO_PKG_VERSION").into(),
+            target: target.url.clone(),
+            target_identity: identity.clone(),
+            complete,
+            strict: args.strict,
+            summary: summary.clone(),
+            stale_expectations: stale.clone(),
+            cases: results,
+        };
+        report::ReportFiles {
+            json: args.json.as_deref(),
+            junit: args.junit.as_deref(),
+            html: args.html.as_deref(),
+            title: "slim-conformance: node profile",
         }
-        if let Some(path) = &args.junit {
-            report::write_atomic(path, &report::junit(results, &summary, args.strict))
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        }
-        if let Some(path) = &args.html {
-            let page = crate::html::page(
-                "slim-conformance: node profile",
-                &format!("target {} ({identity})", target.url),
-                results,
-                &summary,
-            );
-            report::write_atomic(path, &page)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        }
-        Ok(())
+        .write(&r)
     };
     let mut write_error = None;
     let results = runner::run_all(&cases, catalogue, &options, expectations, |r, all| {

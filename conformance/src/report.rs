@@ -279,6 +279,39 @@ pub fn list_text(catalogue: &Catalogue) -> String {
     s
 }
 
+/// Where a run writes its reports (`--json`, `--junit`, `--html`), and the page's title.
+pub struct ReportFiles<'a> {
+    /// `--json`.
+    pub json: Option<&'a Path>,
+    /// `--junit`.
+    pub junit: Option<&'a Path>,
+    /// `--html`.
+    pub html: Option<&'a Path>,
+    /// The HTML page's title.
+    pub title: &'a str,
+}
+
+impl ReportFiles<'_> {
+    /// Writes every requested report of `report` (each atomically); the error names the file.
+    pub fn write(&self, report: &JsonReport<'_>) -> Result<(), String> {
+        let put = |path: &Path, text: &str| {
+            write_atomic(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        };
+        if let Some(path) = self.json {
+            put(path, &json(report))?;
+        }
+        if let Some(path) = self.junit {
+            put(path, &junit(report.cases, &report.summary, report.strict))?;
+        }
+        if let Some(path) = self.html {
+            let subtitle = format!("{} ({})", report.target, report.target_identity);
+            let page = crate::html::page(self.title, &subtitle, report.cases, &report.summary);
+            put(path, &page)?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes `text` to `path` atomically (write then rename), so a crash never leaves half a report.
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("partial");

@@ -120,24 +120,8 @@ pub async fn run_case(
     index: usize,
 ) -> CaseResult {
     let requirements = requirement_refs(catalogue, &case.requirements);
-    let primary = requirements.first().map(|r| (r.id.clone(), r.level));
-    let (primary_id, primary_level) = primary.unwrap_or_else(|| (String::new(), Level::May));
-    let mut result = CaseResult {
-        id: case.id.clone(),
-        title: case.title.clone(),
-        level: primary_level,
-        verdict: Verdict::Pass,
-        judged_requirement: primary_id.clone(),
-        requirements,
-        duration_ms: 0,
-        expected: None,
-        observed: None,
-        findings: Vec::new(),
-        notes: Vec::new(),
-        expected_deviation: None,
-        frames: Vec::new(),
-        cell: None,
-    };
+    let mut result = CaseResult::new(case.id.clone(), case.title.clone(), requirements);
+    let primary_level = result.level;
     if let Some(reason) = case.needs.iter().find_map(|n| unmet(*n, &options.target)) {
         result.verdict = Verdict::Unsupported;
         result.observed = Some(reason);
@@ -146,22 +130,8 @@ pub async fn run_case(
     let org = format!("c{run_id}-{index:03}");
     let cx = Ctx::new(options.target.clone(), org, options.quiet);
     let started = Instant::now();
-    let task = tokio::spawn((case.run)(cx.clone()));
-    let abort = task.abort_handle();
-    let outcome = tokio::time::timeout(case.timeout, task).await;
+    let failure = bounded((case.run)(cx.clone()), case.timeout).await;
     result.duration_ms = started.elapsed().as_millis() as u64;
-    let failure = match outcome {
-        Err(_) => {
-            abort.abort();
-            Some(Failure::violation(
-                format!("the case completes within {:?}", case.timeout),
-                "the target stopped responding (the case hit its time bound)",
-            ))
-        }
-        Ok(Err(join)) => Some(Failure::Harness(format!("the case panicked: {join}"))),
-        Ok(Ok(Ok(()))) => None,
-        Ok(Ok(Err(f))) => Some(f),
-    };
     result.findings = cx.findings();
     result.notes = cx.notes();
     result.frames = cx.log.frames();
@@ -181,6 +151,28 @@ pub async fn run_case(
         }
     }
     result
+}
+
+/// Runs a case in its own task bounded by `timeout`: a panic is a harness error (ERROR), the
+/// bound a violation (the target stopped responding). Shared by both profiles.
+pub async fn bounded(
+    case: impl std::future::Future<Output = Result<(), Failure>> + Send + 'static,
+    timeout: Duration,
+) -> Option<Failure> {
+    let task = tokio::spawn(case);
+    let abort = task.abort_handle();
+    match tokio::time::timeout(timeout, task).await {
+        Err(_) => {
+            abort.abort();
+            Some(Failure::violation(
+                format!("the case completes within {timeout:?}"),
+                "the implementation stopped responding (the case hit its time bound)",
+            ))
+        }
+        Ok(Err(join)) => Some(Failure::Harness(format!("the case panicked: {join}"))),
+        Ok(Ok(Ok(()))) => None,
+        Ok(Ok(Err(f))) => Some(f),
+    }
 }
 
 /// Turns a case's outcome into its verdict: a failure takes the level of the requirement it

@@ -184,6 +184,32 @@ pub struct CaseResult {
     pub cell: Option<CellInfo>,
 }
 
+impl CaseResult {
+    /// A result that has not been judged yet (PASS until a failure says otherwise), for the case
+    /// `id` citing `requirements`, the first of which is primary.
+    pub fn new(id: String, title: String, requirements: Vec<RequirementRef>) -> Self {
+        let (judged_requirement, level) = requirements
+            .first()
+            .map_or((String::new(), Level::May), |r| (r.id.clone(), r.level));
+        CaseResult {
+            id,
+            title,
+            level,
+            verdict: Verdict::Pass,
+            judged_requirement,
+            requirements,
+            duration_ms: 0,
+            expected: None,
+            observed: None,
+            findings: Vec::new(),
+            notes: Vec::new(),
+            expected_deviation: None,
+            frames: Vec::new(),
+            cell: None,
+        }
+    }
+}
+
 /// Where a session-profile result comes from: one cell of the matrix.
 #[derive(Debug, Clone, Serialize)]
 pub struct CellInfo {

@@ -296,38 +296,22 @@ fn write_reports(
     } else {
         0
     };
-    let summary = Summary::of(results, args.strict, stale);
-    if let Some(path) = &args.json {
-        let r = report::JsonReport {
-            schema: report::JSON_SCHEMA,
-            runner: env!("CARGO_PKG_VERSION").into(),
-            target: node.into(),
-            target_identity: identity.into(),
-            complete,
-            strict: args.strict,
-            summary: summary.clone(),
-            stale_expectations: Vec::new(),
-            cases: results,
-        };
-        report::write_atomic(path, &report::json(&r))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let r = report::JsonReport {
+        schema: report::JSON_SCHEMA,
+        runner: env!("CARGO_PKG_VERSION").into(),
+        target: format!("node {node}, seed {}", args.seed),
+        target_identity: identity.into(),
+        complete,
+        strict: args.strict,
+        summary: Summary::of(results, args.strict, stale),
+        stale_expectations: Vec::new(),
+        cases: results,
+    };
+    report::ReportFiles {
+        json: args.json.as_deref(),
+        junit: args.junit.as_deref(),
+        html: args.html.as_deref(),
+        title: "slim-conformance: session profile",
     }
-    if let Some(path) = &args.junit {
-        report::write_atomic(path, &report::junit(results, &summary, args.strict))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    if let Some(path) = &args.html {
-        let page = crate::html::page(
-            "slim-conformance: session profile",
-            &format!(
-                "implementations {identity}; node {node}; seed {}",
-                args.seed
-            ),
-            results,
-            &summary,
-        );
-        report::write_atomic(path, &page)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(())
+    .write(&r)
 }

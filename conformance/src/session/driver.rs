@@ -476,22 +476,22 @@ impl App {
         member: &str,
         timeout: Duration,
     ) -> Result<(), Failure> {
-        let mut c = self.driver.client();
-        let req = d::MemberRequest {
-            app_id: self.id.clone(),
-            session_id: s.id.clone(),
-            name: member.into(),
-            timeout_ms: ms(timeout),
-        };
-        self.driver
-            .call("Invite", timeout, c.invite(req))
-            .await
-            .map(drop)
+        self.membership(false, s, member, timeout).await
     }
 
     /// Removes `member` from group `s`.
     pub async fn remove(
         &self,
+        s: &SessionRef,
+        member: &str,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
+        self.membership(true, s, member, timeout).await
+    }
+
+    async fn membership(
+        &self,
+        remove: bool,
         s: &SessionRef,
         member: &str,
         timeout: Duration,
@@ -503,10 +503,12 @@ impl App {
             name: member.into(),
             timeout_ms: ms(timeout),
         };
-        self.driver
-            .call("Remove", timeout, c.remove(req))
-            .await
-            .map(drop)
+        let r = if remove {
+            self.driver.call("Remove", timeout, c.remove(req)).await
+        } else {
+            self.driver.call("Invite", timeout, c.invite(req)).await
+        };
+        r.map(drop)
     }
 
     /// Leaves session `s`.

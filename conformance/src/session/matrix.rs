@@ -13,11 +13,11 @@ use sha2::{Digest, Sha256};
 use super::cases::SessionCase;
 use super::cell::Cell;
 use super::driver::Driver;
-use crate::catalogue::{Catalogue, Level};
+use crate::catalogue::Catalogue;
 use crate::expectations::Expectations;
 use crate::harness::HarnessNode;
-use crate::runner::{judge, requirement_refs};
-use crate::verdict::{CaseResult, CellInfo, Failure, Verdict};
+use crate::runner::{bounded, judge, requirement_refs};
+use crate::verdict::{CaseResult, CellInfo, Verdict};
 
 /// The upper bound of one cell.
 pub const CELL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -116,37 +116,23 @@ pub async fn run_cell(
     let seed = cell_seed(opts.seed, &id);
     let reqs: Vec<String> = case.requirements.iter().map(|s| s.to_string()).collect();
     let requirements = requirement_refs(catalogue, &reqs);
-    let primary_level = requirements.first().map_or(Level::Must, |r| r.level);
-    let mut result = CaseResult {
-        id: id.clone(),
-        title: case.title.into(),
-        level: primary_level,
-        verdict: Verdict::Pass,
-        judged_requirement: reqs.first().cloned().unwrap_or_default(),
-        requirements,
-        duration_ms: 0,
-        expected: None,
-        observed: None,
-        findings: Vec::new(),
-        notes: Vec::new(),
-        expected_deviation: None,
-        frames: Vec::new(),
-        cell: Some(CellInfo {
-            case: case.id.into(),
-            assignment: names.clone(),
-            seed,
-            oracles: Vec::new(),
-            transcript: None,
-            transcript_tail: Vec::new(),
-            rerun: format!(
-                "{} --only '{}' --cell '{}' --seed {}",
-                opts.rerun_prefix,
-                case.id,
-                assignment_text(&names),
-                opts.seed
-            ),
-        }),
-    };
+    let mut result = CaseResult::new(id.clone(), case.title.into(), requirements);
+    let primary_level = result.level;
+    result.cell = Some(CellInfo {
+        case: case.id.into(),
+        assignment: names.clone(),
+        seed,
+        oracles: Vec::new(),
+        transcript: None,
+        transcript_tail: Vec::new(),
+        rerun: format!(
+            "{} --only '{}' --cell '{}' --seed {}",
+            opts.rerun_prefix,
+            case.id,
+            assignment_text(&names),
+            opts.seed
+        ),
+    });
     let missing = roles
         .iter()
         .find_map(|(_, d)| case.needs.iter().find_map(|c| c.missing(&d.caps)));
@@ -166,21 +152,7 @@ pub async fn run_cell(
     };
     let org = format!("s{:08x}-{index:03}", seed as u32);
     let cx = Cell::new(roles, harness.clone(), seed, opts.node_url.clone(), org);
-    let task = tokio::spawn((case.run)(cx.clone()));
-    let abort = task.abort_handle();
-    let outcome = tokio::time::timeout(CELL_TIMEOUT, task).await;
-    let failure = match outcome {
-        Err(_) => {
-            abort.abort();
-            Some(Failure::violation(
-                format!("the case completes within {CELL_TIMEOUT:?}"),
-                "an implementation stopped responding (the cell hit its time bound)",
-            ))
-        }
-        Ok(Err(join)) => Some(Failure::Harness(format!("the case panicked: {join}"))),
-        Ok(Ok(Ok(()))) => None,
-        Ok(Ok(Err(f))) => Some(f),
-    };
+    let failure = bounded((case.run)(cx.clone()), CELL_TIMEOUT).await;
     // Free the apps before the next cell (bounded; a hung shim is already an ERROR).
     let _ = tokio::time::timeout(Duration::from_secs(10), cx.free_all()).await;
     result.duration_ms = started.elapsed().as_millis() as u64;

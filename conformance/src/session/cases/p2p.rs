@@ -673,26 +673,18 @@ pub fn command_ids(cx: Cell) -> CaseFuture {
     })
 }
 
-/// SLIM-SESS-005 with a lost reply of type `lost`: the session still forms, and the retransmitted
-/// request is answered, not processed twice (the receiver opens one session).
-fn lost_reply(cx: Cell, lost: T, mls: bool) -> CaseFuture {
+/// SLIM-SESS-005: a session forms despite one command fault (`what`, `fault`), and the
+/// receiver processes the command once: one session opened, data delivered once.
+fn forms_once(cx: Cell, what: String, fault: crate::harness::FaultRule, mls: bool) -> CaseFuture {
     Box::pin(async move {
         let a = cx.app(S, "a").await?;
         let b = cx.app(R, "b").await?;
-        cx.faults(
-            &format!("drop the first {}", lost.as_str_name()),
-            vec![rule(
-                Some(Dir::ToNode),
-                &[lost],
-                Select::Index(vec![0]),
-                Fault::Drop,
-            )],
-        );
+        cx.faults(&what, vec![fault]);
         let s = crate::session::cell::open_p2p(&cx, a, b, spec(false, mls, true)).await?;
-        cx.no_faults();
-        let sent = payloads("after-retransmission", 3);
+        let sent = payloads("after-fault", 3);
         s.a.publish(&s.sa, sent.clone(), true, STEP).await?;
         let got = s.b.wait_received(&s.sb, 3, STEP).await;
+        cx.no_faults();
         exactly_once_in_order("SLIM-SESS-005", "the receiver", &s.a, &sent, &got)?;
         let opened =
             s.b.events
@@ -702,12 +694,31 @@ fn lost_reply(cx: Cell, lost: T, mls: bool) -> CaseFuture {
                 .count();
         if opened != 1 {
             return Err(Failure::violation(
-                "the receiver processes the retransmitted command once: one session opened",
+                format!(
+                    "after {what}, the receiver processes the command once: one session opened"
+                ),
                 format!("it reported {opened} sessions opened"),
             ));
         }
         Ok(())
     })
+}
+
+/// The first reply of type `lost` from the receiver is lost: the request is retransmitted and
+/// must be answered again.
+fn lost_reply(cx: Cell, lost: T, mls: bool) -> CaseFuture {
+    let r = rule(
+        Some(Dir::ToNode),
+        &[lost],
+        Select::Index(vec![0]),
+        Fault::Drop,
+    );
+    forms_once(
+        cx,
+        format!("dropping the first {}", lost.as_str_name()),
+        r,
+        mls,
+    )
 }
 
 /// Lost DISCOVERY_REPLY.
@@ -725,38 +736,13 @@ pub fn lost_welcome_ack_mls(cx: Cell) -> CaseFuture {
 
 /// SLIM-SESS-005: a replayed GROUP_WELCOME is answered but not processed twice.
 pub fn replayed_welcome(cx: Cell) -> CaseFuture {
-    Box::pin(async move {
-        let a = cx.app(S, "a").await?;
-        let b = cx.app(R, "b").await?;
-        cx.faults(
-            "duplicate the GROUP_WELCOME",
-            vec![rule(
-                Some(Dir::FromNode),
-                &[T::GroupWelcome],
-                Select::Index(vec![0]),
-                Fault::Duplicate,
-            )],
-        );
-        let s = crate::session::cell::open_p2p(&cx, a, b, spec(false, true, true)).await?;
-        let sent = payloads("replay", 3);
-        s.a.publish(&s.sa, sent.clone(), true, STEP).await?;
-        let got = s.b.wait_received(&s.sb, 3, STEP).await;
-        cx.no_faults();
-        exactly_once_in_order("SLIM-SESS-005", "the receiver", &s.a, &sent, &got)?;
-        let opened =
-            s.b.events
-                .snapshot()
-                .iter()
-                .filter(|r| matches!(r.event, d::event::Kind::SessionOpened(_)))
-                .count();
-        if opened != 1 {
-            return Err(Failure::violation(
-                "a replayed GROUP_WELCOME is not processed twice: one session opened",
-                format!("the receiver reported {opened} sessions opened"),
-            ));
-        }
-        Ok(())
-    })
+    let r = rule(
+        Some(Dir::FromNode),
+        &[T::GroupWelcome],
+        Select::Index(vec![0]),
+        Fault::Duplicate,
+    );
+    forms_once(cx, "duplicating the GROUP_WELCOME".into(), r, true)
 }
 
 /// A command of type `ty` to the receiver is tampered with once (`fault`); the receiver must
