@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 use tonic::Streaming;
 
 const SECRET: &str = "a-shared-secret-of-at-least-32-bytes!!";
+const JWT_SECRET: &str = "jwt-hs256-deployment-key-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(20);
 const TIMEOUT_MS: u32 = 15_000;
 
@@ -36,13 +37,23 @@ async fn driver() -> (DriverServer, DriverClient<Channel>) {
     (server, client)
 }
 
-/// Creates an app; returns its id and full name.
+/// Creates an app with the shared secret; returns its id and full name.
 async fn app(c: &mut DriverClient<Channel>, relay: &RelayHandle, name: &str) -> (String, String) {
+    app_with(c, relay, name, Identity::SharedSecret(SECRET.into())).await
+}
+
+/// Creates an app with `identity`; returns its id and full name.
+async fn app_with(
+    c: &mut DriverClient<Channel>,
+    relay: &RelayHandle,
+    name: &str,
+    identity: Identity,
+) -> (String, String) {
     let r = c
         .create_app(d::CreateAppRequest {
             name: name.into(),
             node_url: relay.url(),
-            identity: Some(Identity::SharedSecret(SECRET.into())),
+            identity: Some(identity),
             seed: Vec::new().into(),
             timeout_ms: TIMEOUT_MS,
         })
@@ -313,6 +324,129 @@ async fn group_with_mls_agrees_on_state_and_removal_moves_the_epoch() {
     assert_eq!(after_m.members, two);
     assert_eq!(after_p1.members, two);
 
+    server.shutdown().await;
+    relay.shutdown().await.expect("relay stops");
+}
+
+#[tokio::test]
+async fn jwt_hs256_apps_open_a_p2p_mls_session_and_exchange_messages() {
+    let relay = relay().await;
+    let (server, mut c) = driver().await;
+    let caps = c
+        .get_capabilities(d::GetCapabilitiesRequest {})
+        .await
+        .expect("capabilities")
+        .into_inner();
+    assert!(caps.jwt_identity);
+    let jwt = || Identity::JwtHs256Secret(JWT_SECRET.into());
+    let (alice, alice_name) = app_with(&mut c, &relay, "org/ns/alice", jwt()).await;
+    let (bob, bob_name) = app_with(&mut c, &relay, "org/ns/bob", jwt()).await;
+    let mut alice_events = events(&mut c, &alice).await;
+    let mut bob_events = events(&mut c, &bob).await;
+
+    let mut c2 = c.clone();
+    let bob2 = bob.clone();
+    let awaited = tokio::spawn(async move {
+        c2.await_session(d::AwaitSessionRequest {
+            app_id: bob2,
+            timeout_ms: TIMEOUT_MS,
+        })
+        .await
+    });
+    let opened = c
+        .create_session(d::CreateSessionRequest {
+            app_id: alice.clone(),
+            r#type: d::SessionType::PointToPoint as i32,
+            peer: "org/ns/bob".into(),
+            reliability: Some(d::Reliability {
+                interval_ms: 500,
+                max_retries: 10,
+            }),
+            mls: true,
+            timeout_ms: TIMEOUT_MS,
+        })
+        .await
+        .expect("session opened between JWT apps")
+        .into_inner();
+    assert_eq!(opened.peer, bob_name);
+    let bob_session = awaited
+        .await
+        .expect("task")
+        .expect("bob's session")
+        .into_inner();
+    assert_eq!(bob_session.peer, alice_name);
+
+    // Both ways, each acknowledged and received from the right sender.
+    for (from, session, to_events, sender, payload) in [
+        (
+            &alice,
+            &opened.session_id,
+            &mut bob_events,
+            &alice_name,
+            "to bob",
+        ),
+        (
+            &bob,
+            &bob_session.session_id,
+            &mut alice_events,
+            &bob_name,
+            "to alice",
+        ),
+    ] {
+        let r = c
+            .publish(d::PublishRequest {
+                app_id: from.clone(),
+                session_id: session.clone(),
+                payloads: vec![bytes::Bytes::from(payload)],
+                wait: true,
+                timeout_ms: TIMEOUT_MS,
+            })
+            .await
+            .expect("published")
+            .into_inner();
+        assert_eq!(r.outcomes[0].status, d::publish_outcome::Status::Ok as i32);
+        let mut skipped = Vec::new();
+        let k = next_matching(
+            to_events,
+            "message",
+            |k| matches!(k, Kind::Message(_)),
+            &mut skipped,
+        )
+        .await;
+        assert!(
+            matches!(&k, Kind::Message(m) if m.payload.as_ref() == payload.as_bytes() && &m.sender == sender),
+            "{k:?}"
+        );
+    }
+
+    // A JWT app and a shared-secret app cannot verify each other: no session between them.
+    let (carol, _) = app(&mut c, &relay, "org/ns/carol").await;
+    let e = c
+        .create_session(d::CreateSessionRequest {
+            app_id: carol,
+            r#type: d::SessionType::PointToPoint as i32,
+            peer: "org/ns/bob".into(),
+            reliability: None,
+            mls: true,
+            timeout_ms: 3_000,
+        })
+        .await
+        .expect_err("no session across identity kinds");
+    assert_ne!(e.code(), tonic::Code::Ok);
+
+    // A pre-issued token stays unsupported, and says why.
+    let e = c
+        .create_app(d::CreateAppRequest {
+            name: "org/ns/dave".into(),
+            node_url: relay.url(),
+            identity: Some(Identity::Jwt(d::Jwt::default())),
+            seed: Vec::new().into(),
+            timeout_ms: TIMEOUT_MS,
+        })
+        .await
+        .expect_err("pre-issued JWT unsupported");
+    assert_eq!(e.code(), tonic::Code::Unimplemented, "{e}");
+    assert!(e.message().contains("pre-issued"), "{e}");
     server.shutdown().await;
     relay.shutdown().await.expect("relay stops");
 }

@@ -5,7 +5,8 @@
 How the driver maps onto the SDK (slim-bindings 3.3.8):
 - An app is one SDK `Service` of its own (`create_service`) with its own `connect_async` to
   `node_url`, so each app is its own link at the node; its identity is `create_app_with_secret`
-  (the blocking constructor: the async one panics in 3.3.8), and it subscribes its own name.
+  (the blocking constructor: the async one panics in 3.3.8), or for `jwt_hs256_secret`
+  `create_app` with the SDK's JWT auth (see `jwt_identity`), and it subscribes its own name.
 - From creation on, each app runs a listen loop (`listen_for_session_async`): an arriving session
   is recorded as `session_opened` and queued for AwaitSession. Every session, arriving or created,
   runs a receive loop (`get_message_async`): a message becomes `message` (sender = the source name
@@ -45,7 +46,8 @@ VERSION = "3.3.8"
 P2P, GROUP = pb.SESSION_TYPE_POINT_TO_POINT, pb.SESSION_TYPE_GROUP
 Code = grpc.StatusCode
 NO_JWT = ("slim-bindings mints its own JWTs from a signing key (ClientJwtAuth) or reads a token file "
-          "(StaticJwtAuth), but cannot take a given token together with the private key its pubkey claim names")
+          "(StaticJwtAuth), but cannot take a given token together with the private key its pubkey claim names; "
+          "use jwt_hs256_secret")
 
 
 class Abort(Exception):
@@ -81,6 +83,22 @@ def full_name(n):
     comps = list(n.components())[:3]
     ident = n.id()
     return "/".join(comps + ([ident] if ident and "NULL" not in ident else []))
+
+
+def jwt_identity(name, secret):
+    """The SDK's JWT auth for an app: it mints HS256 tokens with `secret` and verifies peers' with it.
+
+    The SDK needs a subject (without one its MLS refuses the token: "missing subject claim"); the
+    app's id derives from it, so it is unique per app, like the shared-secret provider's own:
+    org/ns/app_<8 random characters>."""
+    key = slim.JwtKeyConfig(algorithm=slim.JwtAlgorithm.HS256, format=slim.JwtKeyFormat.PEM,
+                            key=slim.JwtKeyData.DATA(value=secret))
+    sub = "/".join(name.components()[:3]) + "_" + uuid.uuid4().hex[:8]
+    common = dict(audience=None, issuer=None, duration=datetime.timedelta(hours=1))
+    return (slim.IdentityProviderConfig.JWT(config=slim.ClientJwtAuth(
+                key=slim.JwtKeyType.ENCODING(key=key), subject=sub, **common)),
+            slim.IdentityVerifierConfig.JWT(config=slim.JwtAuth(
+                key=slim.JwtKeyType.DECODING(key=key), subject=None, **common)))
 
 
 def text_of(e):
@@ -193,15 +211,17 @@ class Driver(pb_grpc.DriverServicer):
         return pb.Capabilities(
             implementation=f"slim-bindings {VERSION}", driver_version="1", point_to_point=True, group=True,
             fire_and_forget=True, reliable=True, mls=True, mls_ciphersuites=[2], shared_secret_identity=True,
-            jwt_identity=False, state_auth=False, key_rotation=False, revocation=False,
+            jwt_identity=True, state_auth=False, key_rotation=False, revocation=False,
             publish_outcome=True, leave=True)
 
     async def CreateApp(self, req, ctx):
         kind = req.WhichOneof("identity")
         if kind == "jwt":
             raise Abort(Code.UNIMPLEMENTED, NO_JWT)
-        if kind != "shared_secret" or len(req.shared_secret.encode()) < 32:
-            raise Abort(Code.INVALID_ARGUMENT, "identity: want a shared_secret of at least 32 bytes")
+        if not (kind == "shared_secret" and len(req.shared_secret.encode()) >= 32
+                or kind == "jwt_hs256_secret" and req.jwt_hs256_secret):
+            raise Abort(Code.INVALID_ARGUMENT,
+                        "identity: want a shared_secret of at least 32 bytes or a non-empty jwt_hs256_secret")
         if not req.node_url:
             raise Abort(Code.INVALID_ARGUMENT, "node_url is empty")
         name = parse_name(req.name)
@@ -210,7 +230,10 @@ class Driver(pb_grpc.DriverServicer):
         try:
             conn = await asyncio.wait_for(
                 service.connect_async(slim.new_insecure_client_config(req.node_url)), timeout_s(req.timeout_ms))
-            sdk = service.create_app_with_secret(name, req.shared_secret)
+            if kind == "shared_secret":
+                sdk = service.create_app_with_secret(name, req.shared_secret)
+            else:
+                sdk = service.create_app(name, *jwt_identity(name, req.jwt_hs256_secret))
             await sdk.subscribe_async(name, conn)
         except BaseException:
             await asyncio.wait_for(service.shutdown_async(), 5)

@@ -86,13 +86,24 @@ impl Cell {
         label: &str,
         secret: &str,
     ) -> Result<App, Failure> {
+        let id = d::create_app_request::Identity::SharedSecret(secret.into());
+        self.app_with(role, label, id).await
+    }
+
+    /// Like [`Cell::app`], with any identity the driver protocol offers.
+    pub async fn app_with(
+        &self,
+        role: &str,
+        label: &str,
+        identity: d::create_app_request::Identity,
+    ) -> Result<App, Failure> {
         let driver = self.driver(role)?.clone();
         let mut h = Sha256::new();
         h.update(self.seed.to_le_bytes());
         h.update(label.as_bytes());
         let seed: [u8; 32] = h.finalize().into();
         let app = driver
-            .create_app(&self.name(label), &self.harness.url(), secret, seed)
+            .create_app(&self.name(label), &self.harness.url(), identity, seed)
             .await?;
         if let Ok(mut apps) = self.apps.lock() {
             apps.push(app.clone());

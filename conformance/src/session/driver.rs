@@ -154,19 +154,19 @@ impl Driver {
         }
     }
 
-    /// Creates an app named `name` (`org/ns/app`) on `node_url` with a shared-secret identity,
-    /// and starts collecting its events.
+    /// Creates an app named `name` (`org/ns/app`) on `node_url` with `identity`, and starts
+    /// collecting its events.
     pub async fn create_app(
         &self,
         name: &str,
         node_url: &str,
-        secret: &str,
+        identity: d::create_app_request::Identity,
         seed: [u8; 32],
     ) -> Result<App, Failure> {
         let req = d::CreateAppRequest {
             name: name.into(),
             node_url: node_url.into(),
-            identity: Some(d::create_app_request::Identity::SharedSecret(secret.into())),
+            identity: Some(identity),
             seed: seed.to_vec().into(),
             timeout_ms: ms(STEP),
         };

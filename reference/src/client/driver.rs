@@ -14,6 +14,11 @@
 //! every wait honours `timeout_ms` (0 = [`DEFAULT_TIMEOUT`]) and ends `DEADLINE_EXCEEDED`;
 //! unknown app or session ids are `NOT_FOUND`; a malformed name is `INVALID_ARGUMENT`.
 //!
+//! Identities: `shared_secret` is [`Credentials::SharedSecret`]; `jwt_hs256_secret` is
+//! [`Credentials::Jwt`] with an HS256 [`JwtKey`] of that secret (the app mints its own JWTs,
+//! `sub` = `org/ns/app_<8 random characters>`, and verifies its peers' with the same secret);
+//! a pre-issued `jwt` is `UNIMPLEMENTED` (the client only mints its own tokens).
+//!
 //! [`DriverServer`] serves the shim on a TCP address, in-process (the runner embeds it) or from
 //! `slim-client driver` ([`serve_until_signal`]).
 
@@ -28,6 +33,7 @@ use slim_proto::driver::driver_server::{Driver, DriverServer as DriverService};
 use slim_proto::driver::{
     self as d, create_app_request::Identity, event::Kind, publish_outcome::Status as OutcomeStatus,
 };
+use slim_proto::identity::JwtKey;
 use slim_proto::names::{SlimName, NULL_ID};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
@@ -42,6 +48,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The driver protocol version this shim speaks.
 pub const DRIVER_VERSION: &str = "1";
+
+/// Why CreateApp with a pre-issued `jwt` is UNIMPLEMENTED.
+const NO_PRE_ISSUED_JWT: &str = "the reference client mints its own JWTs from an issuer key; it \
+                                 cannot use a pre-issued token and its private key";
 
 type Result<T> = std::result::Result<Response<T>, Status>;
 
@@ -411,7 +421,8 @@ impl Driver for ShimService {
             // MLS_128_DHKEMP256_AES128GCM_SHA256_P256 (mls/group.rs).
             mls_ciphersuites: vec![2],
             shared_secret_identity: true,
-            jwt_identity: false,
+            // jwt_hs256_secret only: a pre-issued `jwt` answers UNIMPLEMENTED.
+            jwt_identity: true,
             state_auth: true,
             key_rotation: false,
             revocation: false,
@@ -432,15 +443,16 @@ impl Driver for ShimService {
                 req.name
             )));
         }
-        let credentials =
-            match req.identity {
-                Some(Identity::SharedSecret(s)) => Credentials::SharedSecret(s),
-                Some(Identity::Jwt(_)) => return Err(Status::unimplemented(
-                    "the reference client mints its own JWTs from an issuer key; it cannot use a \
-                     pre-issued token and its private key",
-                )),
-                None => return Err(Status::invalid_argument("no identity given")),
-            };
+        let credentials = match req.identity {
+            Some(Identity::SharedSecret(s)) => Credentials::SharedSecret(s),
+            // Mints its own HS256 JWTs, verifies peers' with the same secret (SLIM-IDENT-002).
+            Some(Identity::JwtHs256Secret(s)) if s.is_empty() => {
+                return Err(Status::invalid_argument("jwt_hs256_secret is empty"))
+            }
+            Some(Identity::JwtHs256Secret(s)) => Credentials::Jwt(JwtKey::hs256(s)),
+            Some(Identity::Jwt(_)) => return Err(Status::unimplemented(NO_PRE_ISSUED_JWT)),
+            None => return Err(Status::invalid_argument("no identity given")),
+        };
         let seed = match req.seed.len() {
             0 => None,
             32 => {

@@ -330,3 +330,102 @@ pub fn non_moderator_leave(cx: Cell) -> CaseFuture {
         Ok(())
     })
 }
+
+/// The HS256 secret of the JWT cases (loopback tests only).
+const JWT_SECRET: &str = "slim-conformance-session-profile-jwt-hs256-secret-0123";
+
+/// SLIM-IDENT-002: two apps with JWT identities (minted by each implementation itself, HS256)
+/// open an MLS session and exchange messages; every command on the wire carries a JWT that
+/// verifies under the deployment's key, has `sub`, `iat`, `exp` and a `pubkey`, and its `sub`
+/// derives the sender's name id (SLIM-SESS-002).
+pub fn jwt_session(cx: Cell) -> CaseFuture {
+    Box::pin(async move {
+        let id =
+            || slim_proto::driver::create_app_request::Identity::JwtHs256Secret(JWT_SECRET.into());
+        let a = cx.app_with("sender", "a", id()).await?;
+        let b = cx.app_with("receiver", "b", id()).await?;
+        let s = crate::session::cell::open_p2p(&cx, a, b, spec(false, true, true)).await?;
+        let sent = payloads("jwt", 3);
+        let out = s.a.publish(&s.sa, sent.clone(), true, STEP).await?;
+        let got = s.b.wait_received(&s.sb, 3, STEP).await;
+        crate::session::cell::exactly_once_in_order(
+            "SLIM-IDENT-002",
+            "the receiver",
+            &s.a,
+            &sent,
+            &got,
+        )?;
+        crate::session::cell::all_ok("SLIM-REL-006", &out)?;
+        let key = slim_proto::identity::JwtKey::hs256(JWT_SECRET);
+        let mut checked = 0;
+        for e in cx.session_frames(Some(crate::harness::Dir::ToNode), &[]) {
+            let Some(h) = e.session else { continue };
+            let ty = T::try_from(h.message_type).unwrap_or(T::Unspecified);
+            if !slim_proto::e2e::is_command(ty) {
+                continue;
+            }
+            let Some(msg) = e.message() else { continue };
+            let token = match &msg.message_type {
+                Some(MessageType::Publish(p)) => p
+                    .header
+                    .as_ref()
+                    .map(|h| h.identity.clone())
+                    .unwrap_or_default(),
+                _ => continue,
+            };
+            let what = format!(
+                "the {} from {}",
+                ty.as_str_name(),
+                e.source.clone().unwrap_or_default()
+            );
+            let claims = key.verify(&token, now()).map_err(|err| {
+                Failure::violation(
+                    format!("{what} carries a JWT with sub, iat, exp and pubkey that verifies under the deployment's HS256 key"),
+                    format!("its identity {:?} does not: {err}", abbreviated(&token)),
+                )
+            })?;
+            if claims.iat == 0 || claims.pubkey.is_empty() {
+                return Err(Failure::violation(
+                    format!("{what} carries a JWT with iat and a pubkey claim"),
+                    format!(
+                        "iat {} and a pubkey of {} bytes",
+                        claims.iat,
+                        claims.pubkey.len()
+                    ),
+                ));
+            }
+            let src_id = e
+                .source
+                .as_deref()
+                .and_then(|s| s.parse::<SlimName>().ok())
+                .map_or(0, |n| n.id());
+            if src_id != app_id(&claims.sub) {
+                return Err(Failure::violation_of(
+                    "SLIM-SESS-002",
+                    format!(
+                        "{what}: its source name id derives from its JWT's sub {:?}",
+                        claims.sub
+                    ),
+                    format!("the id is {}", slim_proto::names::id_text(src_id)),
+                ));
+            }
+            checked += 1;
+        }
+        if checked == 0 {
+            return Err(Failure::Harness(
+                "no command in the transcript to check".into(),
+            ));
+        }
+        cx.note(format!("{checked} commands carried verified JWTs"));
+        Ok(())
+    })
+}
+
+fn abbreviated(token: &str) -> String {
+    let head: String = token.chars().take(40).collect();
+    if head.len() < token.len() {
+        format!("{head}…")
+    } else {
+        head
+    }
+}

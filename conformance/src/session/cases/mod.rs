@@ -37,6 +37,8 @@ pub enum Cap {
     Mls,
     /// A participant can leave.
     Leave,
+    /// Apps with a JWT identity (`jwt_hs256_secret`).
+    Jwt,
 }
 
 impl Cap {
@@ -49,6 +51,7 @@ impl Cap {
             Cap::Reliable => caps.reliable,
             Cap::Mls => caps.mls,
             Cap::Leave => caps.leave,
+            Cap::Jwt => caps.jwt_identity,
         };
         (!ok).then(|| {
             format!(
@@ -167,6 +170,7 @@ pub fn all() -> Vec<SessionCase> {
         case!("group/loss-20", "group data under 20% loss: exactly once, in order", ["SLIM-REL-005", "SLIM-REL-003"], GROUP, [Group, Reliable, Mls], group::lossy_data),
         case!("group/tampered-update", "a GROUP_UPDATE with a tampered e2e_header_sig is not acknowledged", ["SLIM-IDENT-003"], GROUP, [Group, Reliable, Mls], group::tampered_update),
         case!("group/non-moderator-leave", "a LEAVE_REQUEST from a non-moderator is ignored", ["SLIM-SESS-007"], GROUP, [Group, Reliable, Mls], identity::non_moderator_leave),
+        case!("ident/jwt-session", "apps with JWT identities open an MLS session; every command carries a verifying JWT whose sub derives the sender's id", ["SLIM-IDENT-002", "SLIM-SESS-002"], PAIR, [P2p, Reliable, Mls, Jwt], identity::jwt_session),
         case!("ident/valid-discovery", "a valid signed DISCOVERY_REQUEST from a runner-minted token is answered", ["SLIM-IDENT-005", "SLIM-IDENT-001"], ONE, [P2p], identity::valid_answered),
         case!("ident/expired-token", "a DISCOVERY_REQUEST with an expired token is not answered", ["SLIM-IDENT-001", "SLIM-IDENT-005"], ONE, [P2p], identity::expired),
         case!("ident/wrong-secret", "a DISCOVERY_REQUEST with a token from another secret is not answered", ["SLIM-IDENT-001", "SLIM-IDENT-005"], ONE, [P2p], identity::wrong_secret),
