@@ -133,7 +133,8 @@ struct Seen {
     welcomes: Vec<u32>,
     /// The first welcome's MLS Welcome bytes.
     welcome_mls: Option<Vec<u8>>,
-    /// GROUP_UPDATEs that reached the runner.
+    /// GROUP_UPDATEs that reached the runner (it subscribes no group channel, so any would be
+    /// misaddressed; the transcript is checked too).
     updates: usize,
     /// Why the runner could not use the welcome, if it could not.
     welcome_problem: Option<String>,
@@ -150,8 +151,8 @@ struct Invitee {
 }
 
 impl Invitee {
-    /// A signed reply to `req` (from `to`) of type `ty`: the request's session fields, our full
-    /// name as source.
+    /// Sends a signed reply of type `ty` to `to` (the request's source), with the request's
+    /// session fields `head` (same session and message id) and our full name as source.
     async fn reply(&self, to: &SlimName, head: Head, ty: T, payload: Cmd) -> Result<(), Failure> {
         let msg = self.f.command_with(to, head, ty, payload, Defect::None)?;
         self.f.link.send(msg).await
