@@ -27,6 +27,7 @@ const FAULTS: &[(&str, &str)] = &[
         "p2p/tampered-join-header-sig",
     ),
     ("publish-failure-as-ok", "p2p/retries-exhausted"),
+    ("accept-any-key-package", "mls/foreign-key-package"),
 ];
 
 fn verdicts(fault: Option<&str>, only: &[&str], extra: &[&str]) -> (i32, Value, String) {

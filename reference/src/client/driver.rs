@@ -867,14 +867,17 @@ async fn wait_member(
                 {
                     Some(Ok(()))
                 }
-                // The moderator gave up on the invitee (moderator/failed.rs words these).
+                // The moderator gave up on the invitee (moderator/failed.rs words these), or
+                // refused its key package (moderator/mod.rs: "refused <name>: <which check>").
                 Event::Error {
                     session: Some(s),
                     message,
                 } if joined
                     && *s == wire
                     && message.contains(&bare)
-                    && (message.contains("did not") || message.starts_with("no SLIM app")) =>
+                    && (message.contains("did not")
+                        || message.starts_with("no SLIM app")
+                        || message.starts_with("refused ")) =>
                 {
                     Some(Err(failed(message)))
                 }

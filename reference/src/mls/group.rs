@@ -35,6 +35,7 @@ use p256::ecdsa::SigningKey;
 use super::error::{KeyPackageRejection, MlsError};
 use super::provider::Provider;
 use super::signer::P256Signer;
+use crate::mutants::session::{self as mutants, SessionFault};
 
 /// The ciphersuite of every SLIM MLS group: `MLS_128_DHKEMP256_AES128GCM_SHA256_P256` (0x0002),
 /// the real SLIM's default (WIRE.md §6).
@@ -336,9 +337,12 @@ impl MlsGroup {
         }
         let leaf = key_package.leaf_node();
         let identity = basic_identity(leaf.credential())?;
-        validator
-            .validate(identity, leaf.signature_key().as_slice())
-            .map_err(KeyPackageRejection::Credential)?;
+        // Seeded fault: the credential is not checked (SLIM-MLS-002).
+        if !mutants::on(SessionFault::AcceptAnyKeyPackage) {
+            validator
+                .validate(identity, leaf.signature_key().as_slice())
+                .map_err(KeyPackageRejection::Credential)?;
+        }
         Ok(key_package)
     }
 

@@ -13,6 +13,7 @@
 //! | `remove-without-commit` | `session/moderator/removal.rs` | A moderator's removal skips the MLS Remove commit and the GROUP_UPDATE and only sends the LEAVE_REQUEST: the remaining members stay in the old epoch, which the removed member can still decrypt (SLIM-SESS-007). |
 //! | `unverified-control-signature` | `session/identity.rs` | Receivers do not verify a command's header signature nor its payload signature (SLIM-IDENT-003, SLIM-IDENT-004). |
 //! | `publish-failure-as-ok` | `session/data.rs` | A reliable message whose retries ran out is reported as delivered, not as a failure naming the silent peer (SLIM-REL-006). |
+//! | `accept-any-key-package` | `mls/group.rs` | A moderator adds the member of any well-formed key package without checking its credential: neither that the token verifies nor that it names the leaf's signature key (SLIM-MLS-002). |
 
 use std::fmt;
 use std::str::FromStr;
@@ -34,6 +35,8 @@ pub enum SessionFault {
     UnverifiedControlSignature,
     /// Retries exhausted reported as delivered. Breaks SLIM-REL-006.
     PublishFailureAsOk,
+    /// Key package credentials are not checked. Breaks SLIM-MLS-002.
+    AcceptAnyKeyPackage,
 }
 
 impl SessionFault {
@@ -44,6 +47,7 @@ impl SessionFault {
         SessionFault::RemoveWithoutCommit,
         SessionFault::UnverifiedControlSignature,
         SessionFault::PublishFailureAsOk,
+        SessionFault::AcceptAnyKeyPackage,
     ];
 
     /// The kebab-case name `SLIM_SESSION_MUTANT` selects it by.
@@ -54,6 +58,7 @@ impl SessionFault {
             SessionFault::RemoveWithoutCommit => "remove-without-commit",
             SessionFault::UnverifiedControlSignature => "unverified-control-signature",
             SessionFault::PublishFailureAsOk => "publish-failure-as-ok",
+            SessionFault::AcceptAnyKeyPackage => "accept-any-key-package",
         }
     }
 
@@ -65,6 +70,7 @@ impl SessionFault {
             SessionFault::RemoveWithoutCommit => "SLIM-SESS-007",
             SessionFault::UnverifiedControlSignature => "SLIM-IDENT-003",
             SessionFault::PublishFailureAsOk => "SLIM-REL-006",
+            SessionFault::AcceptAnyKeyPackage => "SLIM-MLS-002",
         }
     }
 }

@@ -24,7 +24,8 @@ use crate::verdict::Failure;
 
 const R: &str = "receiver";
 
-fn now() -> u64 {
+/// The current Unix time in seconds.
+pub(super) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -32,7 +33,7 @@ fn now() -> u64 {
 
 /// What is wrong with a forged request.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Defect {
+pub(super) enum Defect {
     None,
     Expired,
     WrongSecret,
@@ -43,15 +44,19 @@ enum Defect {
 }
 
 /// The runner as a SLIM app: a raw link through the harness, a key and a name.
-struct Forger {
-    link: Link,
-    key: IdentityKey,
+pub(super) struct Forger {
+    /// Its link, subscribed to `name`.
+    pub(super) link: Link,
+    /// Its identity key: the key its tokens name and its commands are signed with.
+    pub(super) key: IdentityKey,
     sub: String,
-    name: SlimName,
+    /// Its full name (the id derives from its token's subject).
+    pub(super) name: SlimName,
 }
 
 impl Forger {
-    async fn new(cx: &Cell) -> Result<Forger, Failure> {
+    /// Connects through the cell's harness as `<org>/session/runner` and subscribes that name.
+    pub(super) async fn new(cx: &Cell) -> Result<Forger, Failure> {
         let target = Target {
             url: cx.harness.url(),
             authorization: None,
@@ -71,7 +76,8 @@ impl Forger {
         })
     }
 
-    fn token(&self, defect: Defect) -> Result<String, Failure> {
+    /// A fresh token naming our key, with `defect`.
+    pub(super) fn token(&self, defect: Defect) -> Result<String, Failure> {
         let secret = if defect == Defect::WrongSecret {
             "another-deployment-secret-of-at-least-32-bytes!!"
         } else {
@@ -98,7 +104,7 @@ impl Forger {
             .map_err(|e| Failure::Harness(e.to_string()))
     }
 
-    /// A signed command from us to `dst`.
+    /// A signed command from us to `dst`, with a random message id.
     fn command(
         &self,
         dst: &SlimName,
@@ -109,6 +115,24 @@ impl Forger {
         defect: Defect,
     ) -> Result<(pb::Message, u32), Failure> {
         let mid = OsRng.next_u32().max(1);
+        let head = Head {
+            session_type: session_type as i32,
+            session_id,
+            message_id: mid,
+        };
+        Ok((self.command_with(dst, head, ty, payload, defect)?, mid))
+    }
+
+    /// A signed command from us to `dst` with the session fields of `head` (a reply reuses the
+    /// request's).
+    pub(super) fn command_with(
+        &self,
+        dst: &SlimName,
+        head: Head,
+        ty: T,
+        payload: pb::command_payload::CommandPayloadType,
+        defect: Defect,
+    ) -> Result<pb::Message, Failure> {
         let src = if defect == Defect::NameNotBound {
             self.name.clone().with_id(self.name.id() ^ 1)
         } else {
@@ -119,10 +143,10 @@ impl Forger {
         let mut msg = slim_proto::messages::wrap(MessageType::Publish(pb::Publish {
             header: Some(header),
             session: Some(pb::SessionHeader {
-                session_type: session_type as i32,
+                session_type: head.session_type,
                 session_message_type: ty as i32,
-                session_id,
-                message_id: mid,
+                session_id: head.session_id,
+                message_id: head.message_id,
             }),
             msg: Some(pb::Content {
                 content_type: Some(pb::content::ContentType::CommandPayload(
@@ -143,7 +167,7 @@ impl Forger {
                 sig.push(flipped);
             }
         }
-        Ok((msg, mid))
+        Ok(msg)
     }
 
     /// Sends a DISCOVERY_REQUEST to `dst` with `defect`; returns its message id.
@@ -194,6 +218,17 @@ impl Forger {
             }
         }
     }
+}
+
+/// The session fields a command carries besides its type.
+#[derive(Clone, Copy)]
+pub(super) struct Head {
+    /// Point-to-point or multicast (`pb::SessionType`).
+    pub(super) session_type: i32,
+    /// The wire session id.
+    pub(super) session_id: u32,
+    /// The message id.
+    pub(super) message_id: u32,
 }
 
 /// A bad request, then a valid one; only the valid one may be answered.

@@ -6,6 +6,7 @@
 
 pub mod group;
 pub mod identity;
+pub mod mls;
 pub mod p2p;
 
 use std::future::Future;
@@ -111,6 +112,7 @@ pub fn mls_header(b: &[u8]) -> Option<(u16, Option<u16>)> {
 const PAIR: &[&str] = &["sender", "receiver"];
 const GROUP: &[&str] = &["moderator", "participant"];
 const ONE: &[&str] = &["receiver"];
+const MOD: &[&str] = &["moderator"];
 
 macro_rules! case {
     ($id:literal, $title:literal, [$($req:literal),+], $roles:expr, [$($cap:ident),*], $run:path) => {
@@ -178,5 +180,7 @@ pub fn all() -> Vec<SessionCase> {
         case!("ident/unsigned", "an unsigned DISCOVERY_REQUEST is not answered", ["SLIM-IDENT-005"], ONE, [P2p], identity::unsigned),
         case!("ident/bad-payload-sig", "a DISCOVERY_REQUEST whose slim-payload-sig does not verify is not answered", ["SLIM-IDENT-004"], ONE, [P2p], identity::bad_payload_sig),
         case!("ident/name-not-bound", "a DISCOVERY_REQUEST whose source id its token does not derive is not answered", ["SLIM-SESS-002"], ONE, [P2p], identity::name_not_bound),
+        case!("mls/valid-key-package", "an invitee's honest key package (credential token names its leaf key) gets a GROUP_WELCOME it joins from", ["SLIM-SESS-006", "SLIM-MLS-001"], MOD, [Group, Reliable, Mls], mls::valid_key_package),
+        case!("mls/foreign-key-package", "a key package whose credential token names another key than its leaf's is refused: no welcome, the Invite fails", ["SLIM-MLS-002", "SLIM-MLS-001"], MOD, [Group, Reliable, Mls], mls::foreign_key_package),
     ]
 }
