@@ -57,15 +57,21 @@ pub(super) struct Forger {
 impl Forger {
     /// Connects through the cell's harness as `<org>/session/runner` and subscribes that name.
     pub(super) async fn new(cx: &Cell) -> Result<Forger, Failure> {
+        Self::named(cx, "runner").await
+    }
+
+    /// Connects through the cell's harness as `<org>/session/<label>` (token subject
+    /// `<label>-<seed>`) and subscribes that name.
+    pub(super) async fn named(cx: &Cell, label: &str) -> Result<Forger, Failure> {
         let target = Target {
             url: cx.harness.url(),
             authorization: None,
             strict_mac: true,
         };
-        let mut link = Link::connect(&target, "runner", &FrameLog::new()).await?;
+        let mut link = Link::connect(&target, label, &FrameLog::new()).await?;
         let key = IdentityKey::generate(&mut OsRng);
-        let sub = format!("runner-{}", cx.seed);
-        let parts: Vec<String> = cx.name("runner").split('/').map(String::from).collect();
+        let sub = format!("{label}-{}", cx.seed);
+        let parts: Vec<String> = cx.name(label).split('/').map(String::from).collect();
         let name = SlimName::new(&parts[0], &parts[1], &parts[2]).with_id(app_id(&sub));
         link.subscribe(&name, 1).await?;
         Ok(Forger {

@@ -64,13 +64,19 @@ enum Leaf {
 
 /// SLIM-SESS-006, SLIM-MLS-001: the positive control: an honest key package is welcomed.
 pub fn valid_key_package(cx: Cell) -> CaseFuture {
-    Box::pin(run(cx, Leaf::Named))
+    Box::pin(run(cx, Leaf::Named, ""))
 }
 
 /// SLIM-MLS-002: a key package whose credential token names another key than its leaf's
-/// signature key is refused.
+/// signature key is refused. Then, in the same cell, an honest one is welcomed: a moderator that
+/// refused the first for another reason (or ignores the runner altogether) fails here too.
 pub fn foreign_key_package(cx: Cell) -> CaseFuture {
-    Box::pin(run(cx, Leaf::Foreign))
+    Box::pin(async move {
+        run(cx.clone(), Leaf::Foreign, "").await?;
+        run(cx, Leaf::Named, "-control")
+            .await
+            .map_err(|f| f.context("the honest key package after the refused one (the control)"))
+    })
 }
 
 /// The runner's MLS signer: ECDSA P-256 / SHA-256, DER signatures (RFC 9420 §5.1.2), with the
@@ -311,10 +317,12 @@ impl Invitee {
     }
 }
 
-async fn run(cx: Cell, leaf: Leaf) -> Result<(), Failure> {
-    let m = cx.app(MODERATOR, "m").await?;
-    let f = Forger::new(&cx).await?;
-    let channel = cx.name("channel");
+/// One invite of the runner by a fresh moderator on a fresh channel; `tag` keeps the names of
+/// two runs in one cell apart.
+async fn run(cx: Cell, leaf: Leaf, tag: &str) -> Result<(), Failure> {
+    let m = cx.app(MODERATOR, &format!("m{tag}")).await?;
+    let f = Forger::named(&cx, &format!("runner{tag}")).await?;
+    let channel = cx.name(&format!("channel{tag}"));
     cx.harness
         .mark(format!("{} creates group {channel}", m.name));
     let sm = m
