@@ -156,6 +156,7 @@ pub fn all() -> Vec<SessionCase> {
         case!("p2p/tampered-discovery", "a DISCOVERY_REQUEST with a tampered e2e_header_sig is not answered", ["SLIM-IDENT-005", "SLIM-IDENT-003"], PAIR, [P2p, Reliable], p2p::tampered_discovery),
         case!("p2p/tampered-welcome", "a GROUP_WELCOME with a tampered e2e_header_sig is not acknowledged", ["SLIM-IDENT-003"], PAIR, [P2p, Reliable, Mls], p2p::tampered_welcome),
         case!("p2p/window", "a reliable sender keeps several messages in flight", ["SLIM-REL-007"], PAIR, [P2p, Reliable], p2p::window),
+        case!("p2p/heartbeat", "a quiet session carries a HEARTBEAT from each member to its peer within 10 s, epoch 2^64-1 without MLS", ["SLIM-SESS-010"], PAIR, [P2p, Reliable], p2p::heartbeat),
         case!("p2p/name-bound", "every session message's source id derives from its token's subject", ["SLIM-SESS-002"], PAIR, [P2p, Reliable, Mls], p2p::name_bound),
         case!("group/invite", "create and invite two: members agree on epoch, authenticator and members after each", ["SLIM-SESS-006", "SLIM-MLS-004"], GROUP, [Group, Reliable, Mls], group::invite_agree),
         case!("group/data", "every member gets every other member's messages once, in order", ["SLIM-REL-005"], GROUP, [Group, Reliable, Mls], group::data),

@@ -915,3 +915,56 @@ pub fn name_bound(cx: Cell) -> CaseFuture {
         Ok(())
     })
 }
+
+/// SLIM-SESS-010: an established (reliable) session that goes quiet carries a HEARTBEAT from
+/// each member to its peer, with the epoch 2^64-1 of a session without MLS. Waited for as an
+/// event, bounded at 25 s: the interval in which the session was set up is not silent, so the
+/// first heartbeat may come at the end of the second interval.
+pub fn heartbeat(cx: Cell) -> CaseFuture {
+    Box::pin(async move {
+        let s = p2p(&cx, S, R, spec(false, false, true)).await?;
+        cx.harness.mark("the session goes quiet");
+        let bound = Duration::from_secs(25);
+        let deadline = tokio::time::Instant::now() + bound;
+        for (who, app) in [("the sender", &s.a), ("the receiver", &s.b)] {
+            let name = app.name.to_string();
+            let from = move |e: &crate::harness::TranscriptEntry| {
+                e.dir == Some(Dir::ToNode)
+                    && e.session
+                        .is_some_and(|h| h.message_type == T::Heartbeat as i32)
+                    && e.source
+                        .as_deref()
+                        .is_some_and(|src| crate::session::cell::same_app(src, &name))
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(hb) = cx.harness.wait_for(left, from).await else {
+                return Err(Failure::violation(
+                    format!("{who} sends a HEARTBEAT once a 10-second interval passed in silence"),
+                    format!("none within {bound:?} of silence"),
+                ));
+            };
+            let epoch = hb.message().and_then(|m| match command_payload(&m) {
+                Some(pb::command_payload::CommandPayloadType::Heartbeat(h)) => Some(h.epoch),
+                _ => None,
+            });
+            if epoch != Some(u64::MAX) {
+                return Err(Failure::violation(
+                    format!("{who}'s HEARTBEAT in a session without MLS carries epoch 2^64-1"),
+                    format!("it carries {epoch:?}"),
+                ));
+            }
+            let peer = if who == "the sender" { &s.b } else { &s.a };
+            if !hb
+                .destination
+                .as_deref()
+                .is_some_and(|d| crate::session::cell::same_app(d, &peer.name.to_string()))
+            {
+                return Err(Failure::violation(
+                    format!("{who}'s HEARTBEAT goes to its peer {}", peer.name),
+                    format!("it went to {:?}", hb.destination),
+                ));
+            }
+        }
+        Ok(())
+    })
+}
