@@ -600,22 +600,25 @@ impl App {
             .collect()
     }
 
-    /// Waits until session `s` has received at least `n` messages; returns them.
+    /// Waits until session `s` has received every payload of `expected` at least once (or
+    /// `timeout` passes); returns everything it received, so the caller judges duplicates and
+    /// order. Waiting for the payloads themselves, not a count, keeps earlier traffic and
+    /// duplicates from ending the wait early.
     pub async fn wait_received(
         &self,
         s: &SessionRef,
-        n: usize,
+        expected: &[Vec<u8>],
         timeout: Duration,
     ) -> Vec<(String, Vec<u8>)> {
         let id = s.id.clone();
         self.events
             .wait_until(timeout, |evs| {
-                evs.iter()
-                    .filter(
-                        |r| matches!(&r.event, d::event::Kind::Message(m) if m.session_id == id),
-                    )
-                    .count()
-                    >= n
+                expected.iter().all(|want| {
+                    evs.iter().any(|r| {
+                        matches!(&r.event, d::event::Kind::Message(m)
+                            if m.session_id == id && m.payload.as_ref() == want.as_slice())
+                    })
+                })
             })
             .await;
         self.received(s)

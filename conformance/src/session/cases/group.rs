@@ -41,8 +41,11 @@ async fn all_to_all(g: &Group, tag: &str, n: usize) -> Result<(), Failure> {
             .await?;
     }
     for (i, (a, s)) in members.iter().enumerate() {
-        let expect = (members.len() - 1) * n;
-        let got = a.wait_received(s, expect, STEP).await;
+        let expect: Vec<Vec<u8>> = (0..members.len())
+            .filter(|j| *j != i)
+            .flat_map(|j| payloads(&format!("{tag}{j}"), n))
+            .collect();
+        let got = a.wait_received(s, &expect, STEP).await;
         for (j, (b, _)) in members.iter().enumerate() {
             if i != j {
                 exactly_once_in_order(

@@ -256,7 +256,11 @@ fn refuses(cx: Cell, defect: Defect, what: &'static str) -> CaseFuture {
         let good = f.discover(&dst, Defect::None).await?;
         cx.harness
             .mark(format!("runner sent a valid DISCOVERY_REQUEST (id {good})"));
-        let others = f.await_reply(good, STEP).await?;
+        let mut others = f.await_reply(good, STEP).await?;
+        // A second barrier: an implementation may handle requests concurrently, so the bad one
+        // gets the time of one more round trip, sent only once the first good reply is in.
+        let again = f.discover(&dst, Defect::None).await?;
+        others.extend(f.await_reply(again, STEP).await?);
         if others.contains(&bad) {
             return Err(Failure::violation(
                 format!("no DISCOVERY_REPLY to a DISCOVERY_REQUEST with {what}"),
@@ -348,24 +352,45 @@ pub fn non_moderator_leave(cx: Cell) -> CaseFuture {
             "runner (not the moderator) sent a LEAVE_REQUEST (id {mid}) to {}",
             p1.name
         ));
-        // Barrier: the moderator's next message reaches the participant.
+        // Barriers: the moderator's next message reaches the participant, and the participant's
+        // own next message reaches the moderator; by then a participant that acts on commands in
+        // order has answered the forged LEAVE_REQUEST, if it acts on it at all.
         let probe = payloads("still-member", 1);
         g.m.publish(&g.sm, probe.clone(), true, STEP).await?;
-        let got = p1.wait_received(s1, 1, STEP).await;
+        let got = p1.wait_received(s1, &probe, STEP).await;
+        let reply = payloads("still-here", 1);
+        let sent_back = p1.publish(s1, reply.clone(), true, STEP).await;
+        let heard = g.m.wait_received(&g.sm, &reply, STEP).await;
         let sid = s1.id.clone();
         let gone = p1.events.snapshot().iter().any(|r| match &r.event {
             slim_proto::driver::event::Kind::Removed(x) => x.session_id == sid,
             slim_proto::driver::event::Kind::SessionClosed(x) => x.session_id == sid,
             _ => false,
         });
-        if gone || !got.iter().any(|(_, p)| *p == probe[0]) {
+        let name = p1.name.to_string();
+        let answered = cx.harness.transcript().iter().any(|e| {
+            e.dir == Some(crate::harness::Dir::ToNode)
+                && e.session
+                    .is_some_and(|h| h.message_type == T::LeaveReply as i32 && h.message_id == mid)
+                && e.source
+                    .as_deref()
+                    .is_some_and(|src| crate::session::cell::same_app(src, &name))
+        });
+        let observed = if answered {
+            Some("it answered the forged LEAVE_REQUEST with a LEAVE_REPLY".to_string())
+        } else if gone {
+            Some("it left the group".to_string())
+        } else if !got.iter().any(|(_, p)| *p == probe[0]) {
+            Some("it no longer receives the group's messages".to_string())
+        } else if sent_back.is_err() || !heard.iter().any(|(_, p)| *p == reply[0]) {
+            Some("its messages no longer reach the group".to_string())
+        } else {
+            None
+        };
+        if let Some(observed) = observed {
             return Err(Failure::violation(
                 "a participant ignores a LEAVE_REQUEST that does not come from its moderator",
-                if gone {
-                    "it left the group".to_string()
-                } else {
-                    "it no longer receives the group's messages".to_string()
-                },
+                observed,
             ));
         }
         Ok(())
@@ -388,7 +413,7 @@ pub fn jwt_session(cx: Cell) -> CaseFuture {
         let s = crate::session::cell::open_p2p(&cx, a, b, spec(false, true, true)).await?;
         let sent = payloads("jwt", 3);
         let out = s.a.publish(&s.sa, sent.clone(), true, STEP).await?;
-        let got = s.b.wait_received(&s.sb, 3, STEP).await;
+        let got = s.b.wait_received(&s.sb, &sent, STEP).await;
         crate::session::cell::exactly_once_in_order(
             "SLIM-IDENT-002",
             "the receiver",
