@@ -107,7 +107,8 @@ pub fn json(report: &JsonReport<'_>) -> String {
     serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-fn xml_escape(s: &str) -> String {
+/// Escapes text for XML and HTML (and drops the control characters XML 1.0 forbids).
+pub(crate) fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -12,7 +12,7 @@ use slim_proto::pb::SessionMessageType as T;
 
 use super::driver::{base_name, canonical_name, App, Driver, SessionRef, SessionSpec, STEP};
 use crate::harness::{Dir, FaultRule, HarnessNode, TranscriptEntry};
-use crate::verdict::{Failure, Finding};
+use crate::verdict::Failure;
 
 /// The shared secret every app of a cell derives its tokens from (loopback tests only).
 pub const SECRET: &str = "slim-conformance-session-profile-shared-secret-0123";
@@ -33,7 +33,6 @@ pub struct Cell {
     pub node_url: String,
     org: String,
     apps: Arc<Mutex<Vec<App>>>,
-    findings: Arc<Mutex<Vec<Finding>>>,
     notes: Arc<Mutex<Vec<String>>>,
     oracle: Arc<Mutex<Vec<String>>>,
 }
@@ -54,7 +53,6 @@ impl Cell {
             node_url,
             org,
             apps: Arc::default(),
-            findings: Arc::default(),
             notes: Arc::default(),
             oracle: Arc::default(),
         }
@@ -123,22 +121,6 @@ impl Cell {
         }
     }
 
-    /// Records a secondary finding against `requirement`.
-    pub fn finding(
-        &self,
-        requirement: &str,
-        expected: impl Into<String>,
-        observed: impl Into<String>,
-    ) {
-        if let Ok(mut f) = self.findings.lock() {
-            f.push(Finding {
-                requirement: requirement.into(),
-                expected: expected.into(),
-                observed: observed.into(),
-            });
-        }
-    }
-
     /// Records a note.
     pub fn note(&self, text: impl Into<String>) {
         if let Ok(mut n) = self.notes.lock() {
@@ -151,11 +133,6 @@ impl Cell {
         if let Ok(mut o) = self.oracle.lock() {
             o.push(text.into());
         }
-    }
-
-    /// Findings so far.
-    pub fn findings(&self) -> Vec<Finding> {
-        self.findings.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
     /// Notes so far.

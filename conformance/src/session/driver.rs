@@ -384,20 +384,6 @@ impl App {
         }
     }
 
-    /// Subscribes an extra name.
-    pub async fn subscribe(&self, name: &str) -> Result<(), Failure> {
-        let mut c = self.driver.client();
-        let req = d::NameRequest {
-            app_id: self.id.clone(),
-            name: name.into(),
-            timeout_ms: ms(STEP),
-        };
-        self.driver
-            .call("Subscribe", STEP, c.subscribe(req))
-            .await
-            .map(drop)
-    }
-
     /// Tells the node that `name` is reachable through this app's link (the SDK's set_route).
     pub async fn set_route(&self, name: &str) -> Result<(), Failure> {
         let mut c = self.driver.client();

@@ -156,7 +156,6 @@ pub async fn run_cell(
     // Free the apps before the next cell (bounded; a hung shim is already an ERROR).
     let _ = tokio::time::timeout(Duration::from_secs(10), cx.free_all()).await;
     result.duration_ms = started.elapsed().as_millis() as u64;
-    result.findings = cx.findings();
     result.notes = cx.notes();
     judge(&mut result, catalogue, primary_level, failure, None);
     let transcript = harness.transcript();
