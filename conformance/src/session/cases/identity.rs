@@ -357,11 +357,30 @@ pub fn non_moderator_leave(cx: Cell) -> CaseFuture {
         // order has answered the forged LEAVE_REQUEST, if it acts on it at all.
         let probe = payloads("still-member", 1);
         g.m.publish(&g.sm, probe.clone(), true, STEP).await?;
-        let got = p1.wait_received(s1, &probe, STEP).await;
-        let reply = payloads("still-here", 1);
-        let sent_back = p1.publish(s1, reply.clone(), true, STEP).await;
-        let heard = g.m.wait_received(&g.sm, &reply, STEP).await;
+        // The probe arrives, or the participant's session ends: whichever comes first.
         let sid = s1.id.clone();
+        let ends = |k: &slim_proto::driver::event::Kind| match k {
+            slim_proto::driver::event::Kind::Removed(x) => x.session_id == sid,
+            slim_proto::driver::event::Kind::SessionClosed(x) => x.session_id == sid,
+            slim_proto::driver::event::Kind::Message(m) => {
+                m.session_id == sid && m.payload.as_ref() == probe[0].as_slice()
+            }
+            _ => false,
+        };
+        p1.wait_event(STEP, ends).await;
+        let got = p1.received(s1);
+        let reply = payloads("still-here", 1);
+        let gone_early = p1.events.snapshot().iter().any(|r| match &r.event {
+            slim_proto::driver::event::Kind::Removed(x) => x.session_id == sid,
+            slim_proto::driver::event::Kind::SessionClosed(x) => x.session_id == sid,
+            _ => false,
+        });
+        let (sent_back, heard) = if gone_early {
+            (Ok(Vec::new()), Vec::new())
+        } else {
+            let sent = p1.publish(s1, reply.clone(), true, STEP).await;
+            (sent, g.m.wait_received(&g.sm, &reply, STEP).await)
+        };
         let gone = p1.events.snapshot().iter().any(|r| match &r.event {
             slim_proto::driver::event::Kind::Removed(x) => x.session_id == sid,
             slim_proto::driver::event::Kind::SessionClosed(x) => x.session_id == sid,
