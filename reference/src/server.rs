@@ -216,6 +216,7 @@ fn status(reason: &CloseReason) -> Status {
         CloseCode::ResourceExhausted => Code::ResourceExhausted,
         CloseCode::Unimplemented => Code::Unimplemented,
         CloseCode::Unavailable => Code::Unavailable,
+        CloseCode::Unauthenticated => Code::Unauthenticated,
     };
     Status::new(code, reason.message.clone())
 }
