@@ -104,6 +104,9 @@ struct Shared {
     queue_capacity: usize,
     auth: Option<Authenticator>,
     revocation_file: Option<PathBuf>,
+    /// The file as it was just before the list in force at start was read: a change made
+    /// while the relay was starting is noticed by the first poll.
+    initial_revocation_stamp: Option<FileStamp>,
     last_revocation_error: Mutex<Option<String>>,
     shell_stats: ShellStats,
 }
@@ -487,7 +490,9 @@ fn stamp(path: &std::path::Path) -> FileStamp {
 /// Polls the revocation file every [`REVOCATION_POLL`]; applies a list that parses
 /// (SLIM-REV-004), logs one line for one that does not and keeps the old list (SLIM-REV-006).
 async fn revocation_task(shared: Arc<Shared>, path: PathBuf) {
-    let mut last = stamp(&path);
+    let mut last = shared
+        .initial_revocation_stamp
+        .unwrap_or_else(|| stamp(&path));
     let mut interval = tokio::time::interval(REVOCATION_POLL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -731,6 +736,7 @@ pub async fn run(
 fn new_shared(config: &ServerConfig) -> Result<Arc<Shared>, ServeError> {
     let auth = config.auth.as_ref().map(Authenticator::load).transpose()?;
     let shell_stats = ShellStats::default();
+    let initial_revocation_stamp = config.revocation_file.as_deref().map(stamp);
     let revoked = match &config.revocation_file {
         Some(path) => {
             let list = load_revocations(path)?;
@@ -752,6 +758,7 @@ fn new_shared(config: &ServerConfig) -> Result<Arc<Shared>, ServeError> {
         queue_capacity: config.queue_capacity,
         auth,
         revocation_file: config.revocation_file.clone(),
+        initial_revocation_stamp,
         last_revocation_error: Mutex::new(None),
         shell_stats,
     }))
