@@ -19,7 +19,7 @@
 //! and other connections are unaffected.
 //!
 //! Authentication (SLIM-AUTH-001..003): when [`ServerConfig::auth`] is set, `open_channel` checks
-//! the `authorization` header with [`auth::check`] before anything else. A refused call ends at
+//! the `authorization` header with [`crate::auth::check`] before anything else. A refused call ends at
 //! call setup with `UNAUTHENTICATED`; it never reaches the relay core, so it gets no connection
 //! index and no negotiation reply, and is logged once with its reason and peer address (counted
 //! in [`ShellStats::refused_unauthenticated`]).
