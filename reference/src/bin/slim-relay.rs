@@ -19,6 +19,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use slim_reference::auth::AuthConfig;
 use slim_reference::config::FileConfig;
+use slim_reference::server::ServeError;
 use tracing_subscriber::EnvFilter;
 
 /// Reference SLIM relay: routes SLIM messages between links (h2c gRPC, DataPlaneService.OpenChannel).
@@ -223,6 +224,11 @@ fn main() -> ExitCode {
         Ok(()) => {
             tracing::info!("slim-relay stopped");
             ExitCode::SUCCESS
+        }
+        // A key file or revocation list that cannot be loaded is a configuration error.
+        Err(e @ (ServeError::AuthKeys(_) | ServeError::Revocation(_))) => {
+            eprintln!("slim-relay: {e}");
+            ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("slim-relay: {e}");
