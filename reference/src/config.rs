@@ -10,10 +10,13 @@
 //! auth: {basic: {username: alice, password: s3cret}}
 //! # or
 //! auth: {bearer: {token: my-token}}
+//! # or a JWT verified with keys (SLIM-REV-001), with an optional revocation list (SLIM-REV-002):
+//! auth: {jwt: {keys: [idp.pub.pem], issuer: my-idp, audience: slim}}
+//! revocation: {file: revoked.yaml}
 //! ```
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -45,6 +48,16 @@ pub struct FileConfig {
     /// Written as a one-key map, `{basic: {…}}` or `{bearer: {…}}`, rather than a YAML tag.
     #[serde(default, with = "serde_yaml::with::singleton_map")]
     pub auth: Option<AuthConfig>,
+    /// A revocation list the relay watches (requires `auth: {jwt: …}`; SLIM-REV-002..006).
+    pub revocation: Option<RevocationConfig>,
+}
+
+/// `revocation` in `relay.yaml`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// The YAML list (`revoked: [{jti: …}, {sub: …}, {kid: …}]`), re-read when it changes.
+    pub file: PathBuf,
 }
 
 /// A configuration file that could not be used.
@@ -116,7 +129,19 @@ impl FileConfig {
         if let Some(auth) = &cfg.auth {
             auth.validate().map_err(|e| invalid(&e.to_string()))?;
         }
+        cfg.check_revocation().map_err(|e| invalid(&e))?;
         Ok(cfg)
+    }
+
+    /// A revocation list names JWT claims, so it needs `auth: {jwt: …}`; says why otherwise.
+    pub fn check_revocation(&self) -> Result<(), String> {
+        match (&self.revocation, &self.auth) {
+            (Some(_), Some(AuthConfig::Jwt { .. })) | (None, _) => Ok(()),
+            (Some(_), other) => Err(format!(
+                "revocation.file needs auth: {{jwt: …}} (revocations name JWT claims jti, sub or kid), but auth is {}",
+                other.as_ref().map_or("not set", |a| a.kind())
+            )),
+        }
     }
 }
 
@@ -131,6 +156,8 @@ pub struct ServerConfig {
     pub relay: RelayConfig,
     /// Credentials required at call setup; `None` accepts every call (SLIM-AUTH-001).
     pub auth: Option<AuthConfig>,
+    /// The revocation list to watch (with JWT auth only; SLIM-REV-002..006).
+    pub revocation_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -167,6 +194,7 @@ impl FileConfig {
                     .unwrap_or(defaults.max_subscriptions_per_connection),
             },
             auth: self.auth,
+            revocation_file: self.revocation.map(|r| r.file),
         }
     }
 }
@@ -279,6 +307,38 @@ mod tests {
         assert!(e.contains("auth.bearer.token must not be empty"), "{e}");
         let e = err("auth: {basic: {username: u, password: secret-pw}, bearer: {token: t}}");
         assert!(!e.contains("secret-pw"), "{e}");
+    }
+
+    #[test]
+    fn jwt_auth_and_revocation_are_read() {
+        let cfg = FileConfig::parse(
+            "auth: {jwt: {keys: [a.pem], issuer: idp, audience: slim}}\nrevocation: {file: rev.yaml}\n",
+            "r.yaml",
+        )
+        .expect("valid")
+        .into_server_config();
+        assert!(
+            matches!(&cfg.auth, Some(AuthConfig::Jwt { keys, issuer: Some(i), .. }) if keys.len() == 1 && i == "idp")
+        );
+        assert_eq!(cfg.revocation_file, Some(PathBuf::from("rev.yaml")));
+        let err = |text: &str| {
+            FileConfig::parse(text, "r.yaml")
+                .expect_err(text)
+                .to_string()
+        };
+        let e = err("revocation: {file: rev.yaml}");
+        assert!(e.contains("revocation.file needs auth: {jwt"), "{e}");
+        let e = err("auth: {bearer: {token: t}}\nrevocation: {file: rev.yaml}");
+        assert!(e.contains("but auth is bearer"), "{e}");
+        let e = err("auth: {jwt: {}}");
+        assert!(
+            e.contains("at least one of keys, jwks, hs256_secret_file"),
+            "{e}"
+        );
+        let e = err("auth: {jwt: {keys: [a], isuer: x}}");
+        assert!(e.contains("unknown field `isuer`"), "{e}");
+        let e = err("auth: {jwt: {keys: [a]}}\nrevocation: {path: x}");
+        assert!(e.contains("unknown field `path`"), "{e}");
     }
 
     #[test]

@@ -17,5 +17,6 @@ pub mod config;
 pub mod mls;
 pub mod mutants;
 pub mod relay;
+pub mod revocation;
 pub mod server;
 pub mod session;

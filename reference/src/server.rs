@@ -19,18 +19,29 @@
 //! and other connections are unaffected.
 //!
 //! Authentication (SLIM-AUTH-001..003): when [`ServerConfig::auth`] is set, `open_channel` checks
-//! the `authorization` header with [`auth::check`] before anything else. A refused call ends at
+//! the `authorization` header with [`crate::auth::check`] before anything else. A refused call ends at
 //! call setup with `UNAUTHENTICATED`; it never reaches the relay core, so it gets no connection
 //! index and no negotiation reply, and is logged once with its reason and peer address (counted
 //! in [`ShellStats::refused_unauthenticated`]).
+//!
+//! JWT and revocation (SLIM-REV-001..006): with `auth: {jwt: …}` the header's token is verified
+//! by the loaded [`Authenticator`] and checked against the revocation list in force, under the
+//! same lock that opens the link, so a call is never admitted with a credential the relay has
+//! already revoked. The link's [`Principal`] and expiry go to the core
+//! ([`Relay::open_authenticated`]), whose timer ends it at `exp`. A watcher task polls the
+//! revocation file every [`REVOCATION_POLL`] (mtime, length and a hash of the content); a list
+//! that parses replaces the one in force and [`Relay::apply_revocations`] ends the revoked links
+//! at once; one that does not is logged once (file and defect) and the old list stays in force.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{Hash as _, Hasher as _};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes};
 use prost::Message as _;
@@ -50,10 +61,11 @@ use tonic::service::Routes;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use crate::auth::{self, AuthConfig};
+use crate::auth::{Authenticator, LoadError, Principal};
 use crate::config::ServerConfig;
 use crate::mutants::{self, Fault};
 use crate::relay::{CloseCode, CloseReason, ConnId, Output, Relay, Stats};
+use crate::revocation::{RevocationError, RevocationList};
 
 /// Counters kept by the shell (what the core cannot see).
 #[derive(Debug, Default)]
@@ -62,7 +74,16 @@ pub struct ShellStats {
     pub dropped_queue_full: AtomicU64,
     /// `OpenChannel` calls refused for missing or wrong credentials.
     pub refused_unauthenticated: AtomicU64,
+    /// Revocation lists loaded (the one at start included).
+    pub revocation_loads: AtomicU64,
+    /// Revocation files that could not be read or parsed (the old list stayed in force).
+    pub revocation_errors: AtomicU64,
+    /// Open links ended because their credential was revoked.
+    pub revoked_links: AtomicU64,
 }
+
+/// How often the revocation file is checked for changes.
+pub const REVOCATION_POLL: Duration = Duration::from_millis(50);
 
 /// The shell's end of one connection: its outbound queue and the signal that ends its stream.
 struct Connection {
@@ -73,13 +94,20 @@ struct Connection {
 struct State {
     relay: Relay,
     links: HashMap<ConnId, Connection>,
+    /// The revocation list in force (SLIM-REV-003/006).
+    revoked: RevocationList,
 }
 
 struct Shared {
     state: Mutex<State>,
     timer: Notify,
     queue_capacity: usize,
-    auth: Option<AuthConfig>,
+    auth: Option<Authenticator>,
+    revocation_file: Option<PathBuf>,
+    /// The file as it was just before the list in force at start was read: a change made
+    /// while the relay was starting is noticed by the first poll.
+    initial_revocation_stamp: Option<FileStamp>,
+    last_revocation_error: Mutex<Option<String>>,
     shell_stats: ShellStats,
 }
 
@@ -216,6 +244,7 @@ fn status(reason: &CloseReason) -> Status {
         CloseCode::ResourceExhausted => Code::ResourceExhausted,
         CloseCode::Unimplemented => Code::Unimplemented,
         CloseCode::Unavailable => Code::Unavailable,
+        CloseCode::Unauthenticated => Code::Unauthenticated,
     };
     Status::new(code, reason.message.clone())
 }
@@ -267,26 +296,42 @@ fn open_channel(
     // SLIM-AUTH-001/002: credentials are checked at call setup, before the core sees the
     // stream. A refusal consumes no connection index and sends no negotiation reply.
     // SLIM-AUTH-003: with valid credentials we fall through to the usual path.
-    if let Some(expected) = &shared.auth {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .map(|v| v.as_bytes());
-        if let Err(why) = auth::check(expected, header) {
-            shared
-                .shell_stats
-                .refused_unauthenticated
-                .fetch_add(1, Ordering::Relaxed);
-            warn!(?peer, reason = %why, "OpenChannel refused: UNAUTHENTICATED");
-            return Err(Status::unauthenticated(why.to_string()));
-        }
-    }
+    // SLIM-REV-001/003: a JWT is verified, then checked against the list in force, under the
+    // lock that opens the link, so no revocation can slip between the check and the open.
+    let header = request
+        .metadata()
+        .get("authorization")
+        .map(|v| v.as_bytes().to_vec());
     let inbound = request.into_inner();
     let (tx, rx) = mpsc::channel(shared.queue_capacity);
     let (close_tx, close_rx) = oneshot::channel();
+    let who: Option<String>;
     let conn = {
         let mut state = shared.lock();
-        let conn = state.relay.open(Instant::now());
+        let principal = match &shared.auth {
+            None => None,
+            Some(auth) => match auth.authenticate(header.as_deref(), unix_now(), &state.revoked) {
+                Ok(principal) => principal,
+                Err(why) => {
+                    drop(state);
+                    shared
+                        .shell_stats
+                        .refused_unauthenticated
+                        .fetch_add(1, Ordering::Relaxed);
+                    warn!(?peer, reason = %why, "OpenChannel refused: UNAUTHENTICATED");
+                    return Err(Status::unauthenticated(why.to_string()));
+                }
+            },
+        };
+        let now = Instant::now();
+        who = principal.as_ref().map(describe);
+        let conn = match principal {
+            Some(p) => {
+                let expires_at = instant_of_unix(p.exp, now);
+                state.relay.open_authenticated(now, p, expires_at)
+            }
+            None => state.relay.open(now),
+        };
         state.links.insert(
             conn,
             Connection {
@@ -297,7 +342,12 @@ fn open_channel(
         conn
     };
     shared.timer.notify_one();
-    info!(conn, ?peer, "connection opened");
+    info!(
+        conn,
+        ?peer,
+        principal = who.as_deref().unwrap_or("-"),
+        "connection opened"
+    );
     tokio::spawn(connection_task(shared, conn, inbound, tx, close_rx));
     Ok(Response::new(ReceiverStream::new(rx)))
 }
@@ -386,6 +436,111 @@ async fn send_final(tx: &mpsc::Sender<Result<Outbound, Status>>, status: Status)
     }
 }
 
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The instant, on the monotonic clock, at which the wall clock reads `unix` seconds.
+fn instant_of_unix(unix: u64, now: Instant) -> Instant {
+    let at = UNIX_EPOCH + Duration::from_secs(unix);
+    match at.duration_since(SystemTime::now()) {
+        Ok(ahead) => now + ahead,
+        Err(_) => now,
+    }
+}
+
+/// The link a `principal` identifies, for logs: the claims, never the token.
+fn describe(p: &Principal) -> String {
+    format!("sub={:?} jti={:?} kid={:?}", p.sub, p.jti, p.kid)
+}
+
+/// Reads and parses the revocation file.
+fn load_revocations(path: &std::path::Path) -> Result<RevocationList, RevocationError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| RevocationError {
+        path: shown.clone(),
+        defect: format!("cannot read: {e}"),
+    })?;
+    RevocationList::parse(&text, &shown)
+}
+
+/// What the watcher compares to notice a change: mtime, length and a hash of the content.
+#[derive(PartialEq, Eq, Clone, Copy)]
+struct FileStamp {
+    mtime: Option<SystemTime>,
+    len: u64,
+    hash: u64,
+}
+
+fn stamp(path: &std::path::Path) -> FileStamp {
+    let meta = std::fs::metadata(path).ok();
+    let content = std::fs::read(path).ok();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    content.hash(&mut hasher);
+    FileStamp {
+        mtime: meta.as_ref().and_then(|m| m.modified().ok()),
+        len: meta.map_or(0, |m| m.len()),
+        hash: hasher.finish(),
+    }
+}
+
+/// Polls the revocation file every [`REVOCATION_POLL`]; applies a list that parses
+/// (SLIM-REV-004), logs one line for one that does not and keeps the old list (SLIM-REV-006).
+async fn revocation_task(shared: Arc<Shared>, path: PathBuf) {
+    let mut last = shared
+        .initial_revocation_stamp
+        .unwrap_or_else(|| stamp(&path));
+    let mut interval = tokio::time::interval(REVOCATION_POLL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let now = stamp(&path);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match load_revocations(&path) {
+            Ok(list) => {
+                let mut out = Vec::new();
+                let mut state = shared.lock();
+                let ended = state.relay.apply_revocations(&list, &mut out);
+                state.revoked = list;
+                let entries = state.revoked.len();
+                state.dispatch(&mut out, &shared.shell_stats, None);
+                drop(state);
+                shared.timer.notify_one();
+                shared
+                    .shell_stats
+                    .revocation_loads
+                    .fetch_add(1, Ordering::Relaxed);
+                shared
+                    .shell_stats
+                    .revoked_links
+                    .fetch_add(ended as u64, Ordering::Relaxed);
+                *shared
+                    .last_revocation_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+                info!(file = %path.display(), entries, links_ended = ended, "revocation list loaded");
+            }
+            Err(e) => {
+                shared
+                    .shell_stats
+                    .revocation_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(file = %e.path, defect = %e.defect, "revocation list not loaded; the list in force stays in force");
+                *shared
+                    .last_revocation_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
+        }
+    }
+}
+
 /// Wakes the core when a negotiation deadline passes.
 async fn timer_task(shared: Arc<Shared>) {
     loop {
@@ -421,6 +576,12 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("gRPC server error: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A JWT key file could not be loaded.
+    #[error("auth.jwt: {0}")]
+    AuthKeys(#[from] LoadError),
+    /// The revocation list given at start could not be loaded (the relay fails closed).
+    #[error("{0}")]
+    Revocation(#[from] RevocationError),
 }
 
 /// A running relay: its address, its counters, and a way to stop it.
@@ -460,6 +621,39 @@ impl RelayHandle {
         self.shared
             .shell_stats
             .refused_unauthenticated
+            .load(Ordering::Relaxed)
+    }
+
+    /// Revocation lists loaded, the one at start included.
+    pub fn revocation_loads(&self) -> u64 {
+        self.shared
+            .shell_stats
+            .revocation_loads
+            .load(Ordering::Relaxed)
+    }
+
+    /// Revocation files that could not be loaded (each logged; the old list stayed in force).
+    pub fn revocation_errors(&self) -> u64 {
+        self.shared
+            .shell_stats
+            .revocation_errors
+            .load(Ordering::Relaxed)
+    }
+
+    /// The last revocation file error (file and defect), cleared by a successful load.
+    pub fn last_revocation_error(&self) -> Option<String> {
+        self.shared
+            .last_revocation_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Open links ended because their credential was revoked.
+    pub fn revoked_links(&self) -> u64 {
+        self.shared
+            .shell_stats
+            .revoked_links
             .load(Ordering::Relaxed)
     }
 
@@ -504,8 +698,8 @@ pub async fn spawn(config: ServerConfig) -> Result<RelayHandle, ServeError> {
         addr: config.listen,
         source,
     })?;
+    let shared = new_shared(&config)?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let shared = new_shared(&config);
     let task = tokio::spawn(serve(listener, shared.clone(), async {
         let _ = stop_rx.await;
     }));
@@ -532,24 +726,42 @@ pub async fn run(
         addr: config.listen,
         source,
     })?;
-    let auth = config.auth.as_ref().map_or("none", |a| a.scheme().as_str());
+    let shared = new_shared(&config)?;
+    let auth = config.auth.as_ref().map_or("none", |a| a.kind());
     info!(%addr, require_header_mac = config.relay.require_header_mac, node_id = %config.relay.node_id, auth = %auth, "slim-relay listening");
-    serve(listener, new_shared(&config), shutdown).await
+    serve(listener, shared, shutdown).await
 }
 
-fn new_shared(config: &ServerConfig) -> Arc<Shared> {
+/// Loads the JWT keys and the first revocation list, and builds the shell's state.
+fn new_shared(config: &ServerConfig) -> Result<Arc<Shared>, ServeError> {
+    let auth = config.auth.as_ref().map(Authenticator::load).transpose()?;
+    let shell_stats = ShellStats::default();
+    let initial_revocation_stamp = config.revocation_file.as_deref().map(stamp);
+    let revoked = match &config.revocation_file {
+        Some(path) => {
+            let list = load_revocations(path)?;
+            shell_stats.revocation_loads.fetch_add(1, Ordering::Relaxed);
+            info!(file = %path.display(), entries = list.len(), "revocation list loaded");
+            list
+        }
+        None => RevocationList::empty(),
+    };
     let mut seed = [0u8; 32];
     OsRng.fill_bytes(&mut seed);
-    Arc::new(Shared {
+    Ok(Arc::new(Shared {
         state: Mutex::new(State {
             relay: Relay::new(config.relay.clone(), seed),
             links: HashMap::new(),
+            revoked,
         }),
         timer: Notify::new(),
         queue_capacity: config.queue_capacity,
-        auth: config.auth.clone(),
-        shell_stats: ShellStats::default(),
-    })
+        auth,
+        revocation_file: config.revocation_file.clone(),
+        initial_revocation_stamp,
+        last_revocation_error: Mutex::new(None),
+        shell_stats,
+    }))
 }
 
 async fn serve(
@@ -558,6 +770,10 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let timer = tokio::spawn(timer_task(shared.clone()));
+    let watcher = shared
+        .revocation_file
+        .clone()
+        .map(|path| tokio::spawn(revocation_task(shared.clone(), path)));
     let handler = RelayService {
         shared: shared.clone(),
     };
@@ -594,5 +810,8 @@ async fn serve(
         .serve_with_incoming_shutdown(incoming, stop);
     let result = server.await;
     timer.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     result.map_err(ServeError::from)
 }

@@ -204,6 +204,34 @@ fn malformed_auth_flags_are_usage_errors() {
 }
 
 #[test]
+fn jwt_and_revocation_flag_mistakes_are_named() {
+    let run = |args: &[&str]| {
+        let out = relay_bin()
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--revocation-file", "/nonexistent/revoked.yaml"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("revocation.file needs auth: {jwt"), "{err}");
+    let (code, err) = run(&["--auth-jwt-key", "/nonexistent/idp.pub.pem"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("cannot read /nonexistent/idp.pub.pem"),
+        "{err}"
+    );
+    let (code, err) = run(&["--auth-jwt-issuer", "idp"]);
+    assert_eq!(code, Some(2), "issuer needs a key: {err}");
+    let (code, err) = run(&["--auth-bearer", "t", "--auth-jwt-jwks", "/x"]);
+    assert_eq!(code, Some(2), "bearer and jwt exclude each other: {err}");
+}
+
+#[test]
 fn auth_in_config_with_missing_password_is_named() {
     let dir = std::env::temp_dir().join(format!("slim-relay-cli-auth-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");

@@ -6,6 +6,11 @@
 //! `--auth-basic USER:PASS` or `--auth-bearer TOKEN` (or `auth` in `--config`) makes it refuse
 //! `OpenChannel` calls without those credentials with `UNAUTHENTICATED`, as a SLIM node with
 //! `auth: basic` / `auth: jwt` does.
+//!
+//! `--auth-jwt-key FILE` (repeatable), `--auth-jwt-jwks FILE`, `--auth-jwt-hs256-secret-file FILE`
+//! (with `--auth-jwt-issuer`, `--auth-jwt-audience`) verify JWT bearer tokens instead
+//! (SLIM-REV-001); `--revocation-file FILE` then ends and refuses the credentials it lists
+//! (SLIM-REV-002..006).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,18 +19,20 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use slim_reference::auth::AuthConfig;
 use slim_reference::config::FileConfig;
+use slim_reference::server::ServeError;
 use tracing_subscriber::EnvFilter;
 
 /// Reference SLIM relay: routes SLIM messages between links (h2c gRPC, DataPlaneService.OpenChannel).
 #[derive(Debug, Parser)]
 #[command(name = "slim-relay", version, about)]
+#[command(group = clap::ArgGroup::new("auth_jwt").multiple(true))]
 struct Args {
     /// Address to listen on [default: 127.0.0.1:46357, or `listen` in --config]
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
 
     /// YAML configuration file (keys: listen, node_id, require_header_mac, negotiation_timeout_ms,
-    /// queue_capacity, max_subscriptions_per_connection, auth)
+    /// queue_capacity, max_subscriptions_per_connection, auth, revocation)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -45,8 +52,49 @@ struct Args {
 
     /// Require `authorization: Bearer TOKEN` on every OpenChannel call (overrides `auth` in
     /// --config)
-    #[arg(long, value_name = "TOKEN")]
+    #[arg(long, value_name = "TOKEN", conflicts_with = "auth_jwt")]
     auth_bearer: Option<String>,
+
+    /// Verify JWT bearer tokens (ES256) with this PEM P-256 public key; repeatable (overrides
+    /// `auth` in --config)
+    #[arg(
+        long = "auth-jwt-key",
+        value_name = "FILE",
+        group = "auth_jwt",
+        conflicts_with = "auth_basic"
+    )]
+    auth_jwt_keys: Vec<PathBuf>,
+
+    /// Verify JWT bearer tokens with the keys of this JWKS file (EC P-256 for ES256, oct for
+    /// HS256)
+    #[arg(
+        long,
+        value_name = "FILE",
+        group = "auth_jwt",
+        conflicts_with = "auth_basic"
+    )]
+    auth_jwt_jwks: Option<PathBuf>,
+
+    /// Verify HS256 JWT bearer tokens with the secret in this file
+    #[arg(
+        long,
+        value_name = "FILE",
+        group = "auth_jwt",
+        conflicts_with = "auth_basic"
+    )]
+    auth_jwt_hs256_secret_file: Option<PathBuf>,
+
+    /// Required JWT `iss` (with a --auth-jwt-* key)
+    #[arg(long, value_name = "S", requires = "auth_jwt")]
+    auth_jwt_issuer: Option<String>,
+
+    /// Required JWT `aud` (with a --auth-jwt-* key)
+    #[arg(long, value_name = "S", requires = "auth_jwt")]
+    auth_jwt_audience: Option<String>,
+
+    /// Revocation list to watch (YAML `revoked: [{jti: X}, {sub: Y}, {kid: Z}]`); needs JWT auth
+    #[arg(long, value_name = "FILE")]
+    revocation_file: Option<PathBuf>,
 }
 
 impl Args {
@@ -54,6 +102,27 @@ impl Args {
     /// usage error (exit code 2) that says what is wrong without repeating the secret, which
     /// clap's own "invalid value" message would do.
     fn auth(&self) -> Option<AuthConfig> {
+        if !self.auth_jwt_keys.is_empty()
+            || self.auth_jwt_jwks.is_some()
+            || self.auth_jwt_hs256_secret_file.is_some()
+        {
+            let auth = AuthConfig::Jwt {
+                keys: self.auth_jwt_keys.clone(),
+                jwks: self.auth_jwt_jwks.clone(),
+                hs256_secret_file: self.auth_jwt_hs256_secret_file.clone(),
+                issuer: self.auth_jwt_issuer.clone(),
+                audience: self.auth_jwt_audience.clone(),
+            };
+            if let Err(why) = auth.validate() {
+                Args::command()
+                    .error(
+                        ErrorKind::InvalidValue,
+                        format!("invalid --auth-jwt-*: {why}"),
+                    )
+                    .exit()
+            }
+            return Some(auth);
+        }
         let (flag, parsed) = match (&self.auth_basic, &self.auth_bearer) {
             (Some(v), _) => ("--auth-basic", parse_basic(v)),
             (None, Some(v)) => ("--auth-bearer", parse_bearer(v)),
@@ -135,6 +204,13 @@ fn main() -> ExitCode {
     if auth.is_some() {
         file.auth = auth;
     }
+    if let Some(path) = &args.revocation_file {
+        file.revocation = Some(slim_reference::config::RevocationConfig { file: path.clone() });
+    }
+    if let Err(why) = file.check_revocation() {
+        eprintln!("slim-relay: {why}");
+        return ExitCode::from(2);
+    }
     let config = file.into_server_config();
 
     let runtime = match tokio::runtime::Runtime::new() {
@@ -148,6 +224,11 @@ fn main() -> ExitCode {
         Ok(()) => {
             tracing::info!("slim-relay stopped");
             ExitCode::SUCCESS
+        }
+        // A key file or revocation list that cannot be loaded is a configuration error.
+        Err(e @ (ServeError::AuthKeys(_) | ServeError::Revocation(_))) => {
+            eprintln!("slim-relay: {e}");
+            ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("slim-relay: {e}");

@@ -31,7 +31,9 @@ use slim_proto::pb::{self, message::MessageType};
 use slim_proto::validate::{self, Kind, ValidationError};
 use tracing::{debug, info, warn};
 
+use crate::auth::Principal;
 use crate::mutants::{self, Fault};
+use crate::revocation::RevocationList;
 
 pub mod forward;
 pub mod link;
@@ -81,6 +83,8 @@ pub enum CloseCode {
     Unimplemented,
     /// The relay is shutting down.
     Unavailable,
+    /// The link's credential was revoked or expired (SLIM-REV-004, SLIM-REV-005).
+    Unauthenticated,
 }
 
 /// Why a link is being closed: a status class and a message that says what to fix.
@@ -168,6 +172,8 @@ pub struct Relay {
     /// [`Fault::DeliveriesReordered`]: the delivery each link has held back (always empty
     /// otherwise).
     held: mutants::Held<Output>,
+    /// The JWT each link authenticated with, and when it expires (SLIM-REV-004/005).
+    credentials: BTreeMap<ConnId, (Principal, Instant)>,
 }
 
 impl Relay {
@@ -182,6 +188,7 @@ impl Relay {
             table: SubscriptionTable::default(),
             stats: Stats::default(),
             held: mutants::Held::default(),
+            credentials: BTreeMap::new(),
         }
     }
 
@@ -218,9 +225,49 @@ impl Relay {
         conn
     }
 
+    /// [`Relay::open`] for a stream authenticated with a JWT naming `principal`, whose `exp` is
+    /// at `expires_at` on the shell's clock: it is ended when that passes (SLIM-REV-005) or when
+    /// a revocation names it ([`Relay::apply_revocations`], SLIM-REV-004).
+    pub fn open_authenticated(
+        &mut self,
+        now: Instant,
+        principal: Principal,
+        expires_at: Instant,
+    ) -> ConnId {
+        let conn = self.open(now);
+        self.credentials.insert(conn, (principal, expires_at));
+        conn
+    }
+
+    /// The principal `conn` authenticated as, if it used a JWT.
+    pub fn principal(&self, conn: ConnId) -> Option<&Principal> {
+        self.credentials.get(&conn).map(|(p, _)| p)
+    }
+
+    /// Ends every link whose credential `list` revokes with `UNAUTHENTICATED` "credential
+    /// revoked: …", removing its subscriptions (SLIM-REV-004). Returns how many were ended.
+    pub fn apply_revocations(&mut self, list: &RevocationList, out: &mut Vec<Output>) -> usize {
+        let revoked: Vec<(ConnId, String)> = self
+            .credentials
+            .iter()
+            .filter_map(|(conn, (p, _))| list.is_revoked(p).map(|r| (*conn, r.to_string())))
+            .collect();
+        let n = revoked.len();
+        for (conn, reason) in revoked {
+            self.close_with(
+                conn,
+                CloseCode::Unauthenticated,
+                format!("credential revoked: {reason}"),
+                out,
+            );
+        }
+        n
+    }
+
     /// The stream of `conn` ended (closed by the peer, reset, or failed to decode): forget the
     /// connection and every subscription it held (SLIM-SUB-008).
     pub fn close(&mut self, conn: ConnId) {
+        self.credentials.remove(&conn);
         if self.links.remove(&conn).is_some() {
             let n = self.table.remove_connection(conn);
             debug!(conn, subscriptions = n, "connection state removed");
@@ -247,21 +294,43 @@ impl Relay {
     }
 
     /// The earliest time the relay wants [`Relay::handle_timeout`] to be called.
+    /// That is the earliest negotiation deadline or credential expiry (SLIM-REV-005).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let expiry = self.credentials.values().map(|(_, at)| *at).min();
         if mutants::on(Fault::NoNegotiationTimeout) {
-            return None;
+            return expiry;
         }
-        self.links
+        let negotiation = self
+            .links
             .values()
             .filter_map(|l| match l {
                 LinkState::Pending { deadline } => Some(*deadline),
                 LinkState::Established(_) => None,
             })
-            .min()
+            .min();
+        match (negotiation, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Closes every stream that did not negotiate before its deadline (SLIM-LINK-006).
+    /// Closes every stream that did not negotiate before its deadline (SLIM-LINK-006), and every
+    /// stream whose JWT has expired with `UNAUTHENTICATED` "token expired" (SLIM-REV-005).
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let lapsed: Vec<(ConnId, u64)> = self
+            .credentials
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(c, (p, _))| (*c, p.exp))
+            .collect();
+        for (conn, exp) in lapsed {
+            self.close_with(
+                conn,
+                CloseCode::Unauthenticated,
+                format!("token expired (exp {exp}); reconnect with a fresh token"),
+                out,
+            );
+        }
         let expired: Vec<ConnId> = self
             .links
             .iter()
@@ -308,6 +377,14 @@ impl Relay {
         if mutants::on(Fault::SizeLimitOffByOne) && frame.len() >= slim_proto::MAX_MESSAGE_SIZE {
             let message = format!("message of {} bytes exceeds the limit", frame.len());
             return self.close_with(conn, CloseCode::ResourceExhausted, message, out);
+        }
+        // An expired credential whose timer has not fired yet: nothing more it sends is routed.
+        if self
+            .credentials
+            .get(&conn)
+            .is_some_and(|(_, at)| *at <= now)
+        {
+            return self.handle_timeout(now, out);
         }
         if matches!(self.links.get(&conn), Some(LinkState::Established(_)))
             && !mutants::frame_path_disabled()

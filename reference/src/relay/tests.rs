@@ -131,6 +131,23 @@ impl Net {
     /// Opens a link and negotiates it; returns the client.
     fn connect(&mut self, seed: u8) -> Client {
         let conn = self.open();
+        self.negotiate(conn, seed)
+    }
+
+    /// [`Net::connect`] for a link authenticated as `principal` until `expires_at`.
+    fn connect_as(&mut self, seed: u8, principal: Principal, expires_at: Instant) -> Client {
+        let conn = self
+            .relay
+            .open_authenticated(self.now, principal.clone(), expires_at);
+        assert_eq!(
+            self.framed
+                .open_authenticated(self.now, principal, expires_at),
+            conn
+        );
+        self.negotiate(conn, seed)
+    }
+
+    fn negotiate(&mut self, conn: ConnId, seed: u8) -> Client {
         let pair = LinkKeyPair::from_secret_bytes([seed; 32]);
         let link_id = format!("link-{seed}");
         let out = self.feed(conn, request(&link_id, pair.public_bytes().to_vec()));
@@ -748,4 +765,84 @@ mod robustness {
             }
         }
     }
+}
+
+fn principal(jti: &str, sub: &str, kid: &str) -> Principal {
+    Principal {
+        jti: Some(jti.into()),
+        sub: sub.into(),
+        kid: Some(kid.into()),
+        exp: 1_700_000_600,
+    }
+}
+
+#[test]
+fn revocations_end_the_named_links_and_their_routes() {
+    // SLIM-REV-002/004: a list naming a jti, sub or kid ends exactly the links it names.
+    let mut net = Net::new(true);
+    let later = net.now + Duration::from_secs(600);
+    let a = net.connect_as(1, principal("a-1", "alice", "k1"), later);
+    let b = net.connect_as(2, principal("b-1", "bob", "k2"), later);
+    let c = net.connect(3); // no JWT: never revoked
+    let n = name("o/n/a/1");
+    acked(&net.subscribe(&a, &n, 1), 1).expect("ack");
+    assert_eq!(
+        net.relay.principal(a.conn).map(|p| p.sub.as_str()),
+        Some("alice")
+    );
+
+    for (text, gone) in [
+        ("revoked: [{jti: nope}]", None),
+        ("revoked: [{jti: a-1}]", Some(a.conn)),
+        ("revoked: [{kid: k2}]", Some(b.conn)),
+    ] {
+        let list = RevocationList::parse(text, "r.yaml").expect("list");
+        for relay in [&mut net.relay, &mut net.framed] {
+            let mut out = Vec::new();
+            let ended = relay.apply_revocations(&list, &mut out);
+            match gone {
+                None => assert!(out.is_empty() && ended == 0, "{out:?}"),
+                Some(conn) => {
+                    let [Output::Close { conn: c, reason }] = out.as_slice() else {
+                        panic!("{out:?}")
+                    };
+                    assert_eq!(*c, conn);
+                    assert_eq!(reason.code, CloseCode::Unauthenticated);
+                    assert!(
+                        reason.message.starts_with("credential revoked: "),
+                        "{reason:?}"
+                    );
+                    assert_eq!(relay.subscription_count(conn), 0);
+                }
+            }
+        }
+    }
+    assert_eq!(net.relay.connections(), 1);
+    // Nothing more from a revoked link is routed.
+    assert!(net.publish(&a, &n, 1).is_empty());
+    assert!(
+        net.publish(&c, &n, 1).is_empty(),
+        "its subscription is gone"
+    );
+}
+
+#[test]
+fn an_expired_token_ends_its_link_at_exp() {
+    // SLIM-REV-005: poll_timeout includes the expiry; handle_timeout ends the link then.
+    let mut net = Net::new(true);
+    let exp = net.now + Duration::from_secs(2);
+    let a = net.connect_as(1, principal("a-1", "alice", "k1"), exp);
+    let _b = net.connect(2);
+    assert_eq!(net.relay.poll_timeout(), Some(exp));
+    assert!(net
+        .handle_timeout(exp - Duration::from_millis(1))
+        .is_empty());
+    let out = net.handle_timeout(exp);
+    let [Output::Close { conn, reason }] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!((*conn, reason.code), (a.conn, CloseCode::Unauthenticated));
+    assert!(reason.message.contains("token expired"), "{reason:?}");
+    assert_eq!(net.relay.poll_timeout(), None);
+    assert_eq!(net.relay.connections(), 1);
 }

@@ -18,10 +18,16 @@
 //! time (for equal lengths), so a client cannot learn them byte by byte from response times.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::mutants::{self, Fault};
+use crate::revocation::{Reason, RevocationList};
+
+pub mod jwt;
+
+pub use jwt::{JwtError, JwtVerifier, KeyError, Principal};
 
 /// The credentials a relay requires (`auth` in `relay.yaml`, `--auth-basic`, `--auth-bearer`).
 ///
@@ -41,6 +47,25 @@ pub enum AuthConfig {
         /// The token; must not be empty and must be visible ASCII (it travels in a header).
         token: String,
     },
+    /// HTTP Bearer with a JWT the node verifies (SLIM-REV-001), as the real node's `auth: jwt`.
+    /// At least one key source is required.
+    Jwt {
+        /// SPKI PEM P-256 public keys (ES256).
+        #[serde(default)]
+        keys: Vec<PathBuf>,
+        /// A JWKS file: `kty: EC, crv: P-256` keys (ES256) and `kty: oct` keys (HS256).
+        #[serde(default)]
+        jwks: Option<PathBuf>,
+        /// A file whose bytes (one trailing newline removed) are an HS256 secret.
+        #[serde(default)]
+        hs256_secret_file: Option<PathBuf>,
+        /// Required `iss`, if set.
+        #[serde(default)]
+        issuer: Option<String>,
+        /// Required `aud` (or one of them), if set.
+        #[serde(default)]
+        audience: Option<String>,
+    },
 }
 
 impl fmt::Debug for AuthConfig {
@@ -55,6 +80,20 @@ impl fmt::Debug for AuthConfig {
             AuthConfig::Bearer { .. } => f
                 .debug_struct("Bearer")
                 .field("token", &"<redacted>")
+                .finish(),
+            AuthConfig::Jwt {
+                keys,
+                jwks,
+                hs256_secret_file,
+                issuer,
+                audience,
+            } => f
+                .debug_struct("Jwt")
+                .field("keys", keys)
+                .field("jwks", jwks)
+                .field("hs256_secret_file", hs256_secret_file)
+                .field("issuer", issuer)
+                .field("audience", audience)
                 .finish(),
         }
     }
@@ -90,7 +129,16 @@ impl AuthConfig {
     pub fn scheme(&self) -> Scheme {
         match self {
             AuthConfig::Basic { .. } => Scheme::Basic,
-            AuthConfig::Bearer { .. } => Scheme::Bearer,
+            AuthConfig::Bearer { .. } | AuthConfig::Jwt { .. } => Scheme::Bearer,
+        }
+    }
+
+    /// A short name for logs: `basic`, `bearer` or `jwt`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthConfig::Basic { .. } => "basic",
+            AuthConfig::Bearer { .. } => "bearer",
+            AuthConfig::Jwt { .. } => "jwt",
         }
     }
 
@@ -117,7 +165,136 @@ impl AuthConfig {
                 }
                 Ok(())
             }
+            AuthConfig::Jwt {
+                keys,
+                jwks,
+                hs256_secret_file,
+                issuer,
+                audience,
+            } => {
+                if keys.is_empty() && jwks.is_none() && hs256_secret_file.is_none() {
+                    return Err(AuthConfigError::NoJwtKeys);
+                }
+                if issuer.as_deref() == Some("") || audience.as_deref() == Some("") {
+                    return Err(AuthConfigError::EmptyIssuerOrAudience);
+                }
+                Ok(())
+            }
         }
+    }
+}
+
+/// A JWT key source that could not be loaded: names the file and the defect.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file's contents are not a usable key.
+    #[error("{path}: {source}")]
+    Key {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        source: KeyError,
+    },
+}
+
+/// What checks `authorization` headers: the configured static credentials, or a loaded JWT
+/// verifier (built once at start by [`Authenticator::load`]).
+#[derive(Debug, Clone)]
+pub enum Authenticator {
+    /// Basic or static Bearer ([`check`]).
+    Static(AuthConfig),
+    /// JWT bearer tokens (SLIM-REV-001).
+    Jwt(JwtVerifier),
+}
+
+impl Authenticator {
+    /// Reads the key files an [`AuthConfig::Jwt`] names; other schemes need no files.
+    pub fn load(config: &AuthConfig) -> Result<Self, LoadError> {
+        let AuthConfig::Jwt {
+            keys,
+            jwks,
+            hs256_secret_file,
+            issuer,
+            audience,
+        } = config
+        else {
+            return Ok(Authenticator::Static(config.clone()));
+        };
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| LoadError::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        let key_err = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| LoadError::Key { path, source }
+        };
+        let mut verifier = JwtVerifier::new(issuer.clone(), audience.clone());
+        for path in keys {
+            let text = String::from_utf8_lossy(&read(path)?).into_owned();
+            verifier.add_public_pem(&text).map_err(key_err(path))?;
+        }
+        if let Some(path) = jwks {
+            let text = String::from_utf8_lossy(&read(path)?).into_owned();
+            verifier.add_jwks(&text).map_err(key_err(path))?;
+        }
+        if let Some(path) = hs256_secret_file {
+            let mut secret = read(path)?;
+            if secret.last() == Some(&b'\n') {
+                secret.pop();
+            }
+            verifier.add_hs256_secret(&secret).map_err(key_err(path))?;
+        }
+        Ok(Authenticator::Jwt(verifier))
+    }
+
+    /// The scheme clients must use.
+    pub fn scheme(&self) -> Scheme {
+        match self {
+            Authenticator::Static(cfg) => cfg.scheme(),
+            Authenticator::Jwt(_) => Scheme::Bearer,
+        }
+    }
+
+    /// Checks an `authorization` header value at `now_unix`, then the revocation list
+    /// (SLIM-REV-003). Returns the token's [`Principal`] for a JWT, `None` for static
+    /// credentials.
+    pub fn authenticate(
+        &self,
+        header: Option<&[u8]>,
+        now_unix: u64,
+        revoked: &RevocationList,
+    ) -> Result<Option<Principal>, AuthError> {
+        let verifier = match self {
+            Authenticator::Static(cfg) => return check(cfg, header).map(|()| None),
+            Authenticator::Jwt(v) => v,
+        };
+        let expected = Scheme::Bearer;
+        let header = header.ok_or(AuthError::MissingHeader { expected })?;
+        let (name, credentials) = split_credentials(header);
+        if !name.eq_ignore_ascii_case(b"Bearer") {
+            return Err(AuthError::WrongScheme { expected });
+        }
+        if credentials.is_empty() {
+            return Err(AuthError::MissingCredentials { expected });
+        }
+        let token = std::str::from_utf8(credentials)
+            .map_err(|_| AuthError::Jwt(JwtError::Malformed("token is not UTF-8")))?;
+        let principal = verifier.verify(token, now_unix).map_err(AuthError::Jwt)?;
+        // SLIM-REV-003: a revoked credential is refused at call setup.
+        if let Some(reason) = revoked.is_revoked(&principal) {
+            return Err(AuthError::Revoked(reason));
+        }
+        Ok(Some(principal))
     }
 }
 
@@ -138,6 +315,12 @@ pub enum AuthConfigError {
         "auth.bearer.token must be visible ASCII without spaces (it is sent in an HTTP header)"
     )]
     TokenNotVisibleAscii,
+    /// `auth.jwt` names no key.
+    #[error("auth.jwt needs at least one of keys, jwks, hs256_secret_file")]
+    NoJwtKeys,
+    /// An empty `auth.jwt.issuer` or `auth.jwt.audience`.
+    #[error("auth.jwt.issuer and auth.jwt.audience must not be empty when given")]
+    EmptyIssuerOrAudience,
 }
 
 /// Why a call was refused. The `Display` text is sent to the client as the `UNAUTHENTICATED`
@@ -165,6 +348,12 @@ pub enum AuthError {
     /// The credentials do not match.
     #[error("wrong credentials")]
     WrongCredentials,
+    /// The JWT failed a check (SLIM-REV-001); the text names which.
+    #[error("invalid JWT: {0}")]
+    Jwt(JwtError),
+    /// The JWT is valid but on the revocation list (SLIM-REV-003).
+    #[error("credential revoked: {0}")]
+    Revoked(Reason),
 }
 
 /// Checks the value of the `authorization` request header (`None` when absent) against the
@@ -191,6 +380,8 @@ pub fn check(expected: &AuthConfig, header: Option<&[u8]>) -> Result<(), AuthErr
             constant_time_eq(credentials, base64_encode(user_pass.as_bytes()).as_bytes())
         }
         AuthConfig::Bearer { token } => constant_time_eq(credentials, token.as_bytes()),
+        // A JWT needs a loaded verifier: see [`Authenticator`].
+        AuthConfig::Jwt { .. } => false,
     };
     if ok {
         Ok(())
