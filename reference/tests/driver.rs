@@ -107,36 +107,8 @@ async fn p2p_reliable_mls_publish_waits_and_delivers_in_order_once() {
     let (bob, bob_name) = app(&mut c, &relay, "org/ns/bob").await;
     let mut bob_events = events(&mut c, &bob).await;
 
-    let mut c2 = c.clone();
-    let bob2 = bob.clone();
-    let awaited = tokio::spawn(async move {
-        c2.await_session(d::AwaitSessionRequest {
-            app_id: bob2,
-            timeout_ms: TIMEOUT_MS,
-        })
-        .await
-    });
-    let opened = c
-        .create_session(d::CreateSessionRequest {
-            app_id: alice.clone(),
-            r#type: d::SessionType::PointToPoint as i32,
-            peer: "org/ns/bob".into(),
-            reliability: Some(d::Reliability {
-                interval_ms: 500,
-                max_retries: 10,
-            }),
-            mls: true,
-            timeout_ms: TIMEOUT_MS,
-        })
-        .await
-        .expect("session opened")
-        .into_inner();
+    let (opened, bob_session) = open_reliable_mls_p2p(&mut c, &alice, &bob).await;
     assert_eq!(opened.peer, bob_name);
-    let bob_session = awaited
-        .await
-        .expect("task")
-        .expect("bob's session")
-        .into_inner();
     assert_eq!(bob_session.wire_session_id, opened.wire_session_id);
 
     let payloads: Vec<bytes::Bytes> = (0..20)
@@ -344,36 +316,8 @@ async fn jwt_hs256_apps_open_a_p2p_mls_session_and_exchange_messages() {
     let mut alice_events = events(&mut c, &alice).await;
     let mut bob_events = events(&mut c, &bob).await;
 
-    let mut c2 = c.clone();
-    let bob2 = bob.clone();
-    let awaited = tokio::spawn(async move {
-        c2.await_session(d::AwaitSessionRequest {
-            app_id: bob2,
-            timeout_ms: TIMEOUT_MS,
-        })
-        .await
-    });
-    let opened = c
-        .create_session(d::CreateSessionRequest {
-            app_id: alice.clone(),
-            r#type: d::SessionType::PointToPoint as i32,
-            peer: "org/ns/bob".into(),
-            reliability: Some(d::Reliability {
-                interval_ms: 500,
-                max_retries: 10,
-            }),
-            mls: true,
-            timeout_ms: TIMEOUT_MS,
-        })
-        .await
-        .expect("session opened between JWT apps")
-        .into_inner();
+    let (opened, bob_session) = open_reliable_mls_p2p(&mut c, &alice, &bob).await;
     assert_eq!(opened.peer, bob_name);
-    let bob_session = awaited
-        .await
-        .expect("task")
-        .expect("bob's session")
-        .into_inner();
     assert_eq!(bob_session.peer, alice_name);
 
     // Both ways, each acknowledged and received from the right sender.
@@ -599,4 +543,43 @@ async fn slim_client_driver_prints_its_address_and_serves() {
         .await
         .expect("exits in time")
         .expect("wait");
+}
+
+/// Alice opens a reliable MLS point-to-point session to org/ns/bob while Bob awaits it; returns
+/// both sides' answers.
+async fn open_reliable_mls_p2p(
+    c: &mut DriverClient<Channel>,
+    alice: &str,
+    bob: &str,
+) -> (d::SessionResponse, d::SessionResponse) {
+    let mut c2 = c.clone();
+    let bob2 = bob.to_string();
+    let awaited = tokio::spawn(async move {
+        c2.await_session(d::AwaitSessionRequest {
+            app_id: bob2,
+            timeout_ms: TIMEOUT_MS,
+        })
+        .await
+    });
+    let opened = c
+        .create_session(d::CreateSessionRequest {
+            app_id: alice.to_string(),
+            r#type: d::SessionType::PointToPoint as i32,
+            peer: "org/ns/bob".into(),
+            reliability: Some(d::Reliability {
+                interval_ms: 500,
+                max_retries: 10,
+            }),
+            mls: true,
+            timeout_ms: TIMEOUT_MS,
+        })
+        .await
+        .expect("session opened")
+        .into_inner();
+    let bob_session = awaited
+        .await
+        .expect("task")
+        .expect("bob's session")
+        .into_inner();
+    (opened, bob_session)
 }
