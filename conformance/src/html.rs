@@ -9,9 +9,22 @@ use std::fmt::Write as _;
 use crate::runner::Summary;
 use crate::verdict::{CaseResult, Verdict};
 
-/// Escapes text for HTML (the JUnit report's escaping: HTML5 knows every entity it writes).
+/// Escapes text for HTML and for the JUnit report's XML (HTML5 knows every entity it writes),
+/// and drops the control characters XML 1.0 forbids.
 pub fn esc(s: &str) -> String {
-    crate::report::xml_escape(s)
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn class(v: Verdict) -> &'static str {

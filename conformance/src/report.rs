@@ -107,23 +107,6 @@ pub fn json(report: &JsonReport<'_>) -> String {
     serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-/// Escapes text for XML and HTML (and drops the control characters XML 1.0 forbids).
-pub(crate) fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// JUnit XML: one testsuite, a testcase per case (classname = area). FAIL is a failure, WARN a
 /// failure only with `strict`, UNSUPPORTED is skipped, ERROR an error.
 pub fn junit(results: &[CaseResult], summary: &Summary, strict: bool) -> String {
@@ -143,8 +126,8 @@ pub fn junit(results: &[CaseResult], summary: &Summary, strict: bool) -> String 
         let _ = write!(
             x,
             "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">",
-            xml_escape(area),
-            xml_escape(&format!("{} [{}]", r.id, r.judged_requirement)),
+            crate::html::esc(area),
+            crate::html::esc(&format!("{} [{}]", r.id, r.judged_requirement)),
             r.duration_ms as f64 / 1000.0
         );
         let detail = format!(
@@ -159,7 +142,7 @@ pub fn junit(results: &[CaseResult], summary: &Summary, strict: bool) -> String 
                     "<failure message=\"{} {} broken\">{}</failure>",
                     r.judged_requirement,
                     r.level,
-                    xml_escape(&detail)
+                    crate::html::esc(&detail)
                 );
             }
             Verdict::Warn if strict => {
@@ -167,21 +150,21 @@ pub fn junit(results: &[CaseResult], summary: &Summary, strict: bool) -> String 
                     x,
                     "<failure message=\"{} SHOULD broken\">{}</failure>",
                     r.judged_requirement,
-                    xml_escape(&detail)
+                    crate::html::esc(&detail)
                 );
             }
             Verdict::Unsupported => {
                 let _ = write!(
                     x,
                     "<skipped message=\"{}\"/>",
-                    xml_escape(r.observed.as_deref().unwrap_or(""))
+                    crate::html::esc(r.observed.as_deref().unwrap_or(""))
                 );
             }
             Verdict::Error => {
                 let _ = write!(
                     x,
                     "<error message=\"harness error\">{}</error>",
-                    xml_escape(&detail)
+                    crate::html::esc(&detail)
                 );
             }
             _ => {}
@@ -200,7 +183,7 @@ pub fn junit(results: &[CaseResult], summary: &Summary, strict: bool) -> String 
         let _ = writeln!(
             x,
             "<system-out>{}</system-out></testcase>",
-            xml_escape(&out)
+            crate::html::esc(&out)
         );
     }
     x.push_str("</testsuite>\n");
