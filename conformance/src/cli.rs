@@ -17,14 +17,7 @@ use crate::expectations::Expectations;
 use crate::report;
 use crate::runner::{self, RunOptions, Summary};
 
-/// Exit code: conformant.
-pub const EXIT_OK: i32 = 0;
-/// Exit code: failures.
-pub const EXIT_FAIL: i32 = 1;
-/// Exit code: harness or usage error.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code: target unreachable.
-pub const EXIT_UNREACHABLE: i32 = 3;
+pub use crate::args::{glob_match, EXIT_FAIL, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -181,20 +174,6 @@ impl From<RunArgs> for crate::session::cli::SessionArgs {
     }
 }
 
-/// Simple glob: `*` matches any run of characters; everything else literally.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    fn rec(p: &[u8], t: &[u8]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some((b'*', rest)) => (0..=t.len()).any(|i| rec(rest, &t[i..])),
-            Some((c, rest)) => t
-                .split_first()
-                .is_some_and(|(d, tt)| c == d && rec(rest, tt)),
-        }
-    }
-    rec(pattern.as_bytes(), text.as_bytes())
-}
-
 /// Cases selected by `--only` / `--skip`.
 pub fn select(cases: Vec<Case>, only: &[String], skip: &[String]) -> Vec<Case> {
     let hit = |c: &Case, pats: &[String]| {
@@ -227,18 +206,7 @@ pub fn basic_auth(spec: &str) -> Result<String, String> {
 
 /// A target must be `http://HOST:PORT` (h2c, prior knowledge); the runner has no TLS client yet.
 pub fn check_target_url(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| format!("--target {url:?} is not a URL ({e}); expected http://HOST:PORT, e.g. http://127.0.0.1:46357"))?;
-    match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(_)) => Ok(()),
-        (Some("https"), Some(_)) => Err(format!(
-            "--target {url:?}: the runner speaks h2c only (no TLS client yet); give the node a plaintext listener, e.g. on loopback, and use http://HOST:PORT"
-        )),
-        _ => Err(format!(
-            "--target {url:?}: expected http://HOST:PORT (h2c), e.g. http://127.0.0.1:46357"
-        )),
-    }
+    crate::args::check_node_url("--target", url)
 }
 
 fn vectors_dir(dir: Option<PathBuf>) -> PathBuf {

@@ -5,6 +5,7 @@
 //! from `spec/requirements.yaml` ([`catalogue`]). Expected behaviour comes from the spec and the
 //! vectors only; the reference relay is used solely as the embedded default target.
 
+pub mod args;
 pub mod case;
 pub mod cases;
 pub mod catalogue;

@@ -19,7 +19,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::auth::Principal;
+use crate::auth::jwt::Principal;
 
 /// Which claim of a credential is revoked, and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::cases::SessionCase;
 use super::driver::Driver;
 use super::matrix::{self, MatrixOptions};
+use crate::args::{check_node_url, glob_match, EXIT_UNREACHABLE, EXIT_USAGE};
 use crate::catalogue::Catalogue;
-use crate::cli::{glob_match, EXIT_UNREACHABLE, EXIT_USAGE};
 use crate::expectations::Expectations;
 use crate::report;
 use crate::runner::Summary;
@@ -86,8 +86,8 @@ pub async fn run(args: SessionArgs, catalogue: Catalogue) -> i32 {
     let mut relay = None;
     let node_url = match &args.node {
         Some(url) => {
-            if let Err(e) = crate::cli::check_target_url(url) {
-                eprintln!("error: --node: {e}");
+            if let Err(e) = check_node_url("--node", url) {
+                eprintln!("error: {e}");
                 return EXIT_USAGE;
             }
             url.clone()

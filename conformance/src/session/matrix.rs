@@ -90,7 +90,7 @@ pub fn plan(
             let names: Vec<(String, String)> =
                 a.iter().map(|(r, d)| (r.clone(), d.name.clone())).collect();
             if let Some(want) = &opts.cell {
-                if !crate::cli::glob_match(want, &assignment_text(&names)) {
+                if !crate::args::glob_match(want, &assignment_text(&names)) {
                     continue;
                 }
             }
