@@ -1,4 +1,4 @@
-//! The command line: `run`, `vs`, `compare`, `null-relay` and `session`.
+//! The command line: `run`, `vs`, `compare`, `null-relay`, `session` and `revocation`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -37,6 +37,48 @@ pub enum Command {
     NullRelay(NullRelayArgs),
     /// Reliable point-to-point session throughput of the reference client through a node.
     Session(SessionArgs),
+    /// Time from a revocation-list change to the end of the revoked client's stream.
+    Revocation(RevocationArgs),
+}
+
+/// `slim-bench revocation`.
+#[derive(Debug, Args)]
+pub struct RevocationArgs {
+    /// Another node (default: the reference relay embedded in this process, configured by the
+    /// benchmark). Needs --revocation-file and --signing-key.
+    #[arg(long, requires_all = ["revocation_file", "signing_key"])]
+    pub target: Option<String>,
+    /// With --target: the revocation list file the node watches (rewritten by the benchmark).
+    #[arg(long, requires = "target")]
+    pub revocation_file: Option<std::path::PathBuf>,
+    /// With --target: PKCS#8 PEM of the P-256 (ES256) key whose public key the node trusts.
+    #[arg(long, requires = "target")]
+    pub signing_key: Option<std::path::PathBuf>,
+    /// With --target: the tokens' `iss`.
+    #[arg(long, requires = "target")]
+    pub issuer: Option<String>,
+    /// With --target: the tokens' `aud`.
+    #[arg(long, requires = "target")]
+    pub audience: Option<String>,
+    /// Live authenticated links at every revocation (each revoked one is replaced).
+    #[arg(long, default_value_t = 100)]
+    pub streams: usize,
+    /// Revocations, one after the other.
+    #[arg(long, default_value_t = 100)]
+    pub revocations: usize,
+    /// Which claim each revocation names.
+    #[arg(long, value_enum, default_value = "sub")]
+    pub by: crate::revocation::RevokeBy,
+    /// Random pause of 0..N ms before each rename, so renames land at random phases of a node
+    /// that polls the file (the reference relay: every 50 ms).
+    #[arg(long, default_value_t = 50.0)]
+    pub jitter_ms: f64,
+    /// Seconds a revoked stream may take to end before it counts as missed.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+    /// Write the result (`slim-bench/revocation/v1`) to this file.
+    #[arg(long)]
+    pub json: Option<String>,
 }
 
 /// `slim-bench session`.
@@ -283,16 +325,52 @@ pub async fn execute(
             )
             .map_err(io)?;
             if let Some(path) = &a.json {
-                let text = serde_json::to_string_pretty(&r)
-                    .map_err(|e| BenchError::Usage(e.to_string()))?;
-                std::fs::write(path, text).map_err(|e| BenchError::Io {
-                    path: path.clone(),
-                    source: e,
-                })?;
+                write_json(path, &r)?;
             }
             let clean =
                 r.delivered == r.msgs && r.received == r.msgs && r.duplicates_or_reordered == 0;
             Ok(if clean { 0 } else { 1 })
+        }
+        Command::Revocation(a) => {
+            let secs = |v: f64, flag: &str| {
+                if v.is_finite() && v >= 0.0 {
+                    Ok(std::time::Duration::from_secs_f64(v))
+                } else {
+                    Err(BenchError::Usage(format!(
+                        "{flag} must be a non-negative number"
+                    )))
+                }
+            };
+            let timeout = secs(a.timeout, "--timeout")?;
+            if timeout.is_zero() {
+                return Err(BenchError::Usage("--timeout must be positive".into()));
+            }
+            let target = match (&a.target, &a.revocation_file, &a.signing_key) {
+                (Some(url), Some(list), Some(key)) => {
+                    crate::revocation::RevocationTarget::External {
+                        url: url.clone(),
+                        list: list.clone(),
+                        signing_key: key.clone(),
+                        issuer: a.issuer.clone(),
+                        audience: a.audience.clone(),
+                    }
+                }
+                _ => crate::revocation::RevocationTarget::Embedded,
+            };
+            let cfg = crate::revocation::RevocationConfig {
+                target,
+                streams: a.streams,
+                revocations: a.revocations,
+                by: a.by,
+                jitter: secs(a.jitter_ms / 1e3, "--jitter-ms")?,
+                timeout,
+            };
+            let r = crate::revocation::run_revocation(&cfg).await?;
+            crate::revocation::print(out, &r).map_err(io)?;
+            if let Some(path) = &a.json {
+                write_json(path, &r)?;
+            }
+            Ok(if r.is_clean() { 0 } else { 1 })
         }
         Command::Run(a) => {
             let params = a.scenario.params();
@@ -411,6 +489,15 @@ pub async fn execute(
             Ok(0)
         }
     }
+}
+
+/// Writes `value` as pretty JSON to `path`.
+fn write_json(path: &str, value: &impl serde::Serialize) -> Result<(), BenchError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| BenchError::Usage(e.to_string()))?;
+    std::fs::write(path, text).map_err(|e| BenchError::Io {
+        path: path.to_string(),
+        source: e,
+    })
 }
 
 fn print_vs(

@@ -44,6 +44,15 @@ pub struct BenchLink {
 impl BenchLink {
     /// Connects to `url` (its own HTTP/2 connection) and negotiates the link.
     pub async fn connect(url: &str) -> Result<BenchLink, BenchError> {
+        Self::connect_with(url, None).await
+    }
+
+    /// Like [`BenchLink::connect`], sending `authorization` (e.g. `Bearer <jwt>`) as the call's
+    /// `authorization` header, for nodes that require credentials.
+    pub async fn connect_with(
+        url: &str,
+        authorization: Option<&str>,
+    ) -> Result<BenchLink, BenchError> {
         let connect_err = |reason: String| BenchError::Connect {
             url: url.to_string(),
             reason,
@@ -62,13 +71,17 @@ impl BenchLink {
             .map_err(|e| connect_err(format!("not ready: {e}")))?;
         let (tx, rx) = mpsc::channel(SEND_QUEUE);
         let path = http::uri::PathAndQuery::from_static(OPEN_CHANNEL);
-        let response = tokio::time::timeout(
-            SETUP_TIMEOUT,
-            grpc.streaming(tonic::Request::new(ReceiverStream::new(rx)), path, RawCodec),
-        )
-        .await
-        .map_err(|_| connect_err("no response headers within 5 s".into()))?
-        .map_err(|s| connect_err(format!("OpenChannel refused: {s}")))?;
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(value) = authorization {
+            let value = value.parse().map_err(|_| {
+                BenchError::Usage("the authorization value is not a valid header value".into())
+            })?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        let response = tokio::time::timeout(SETUP_TIMEOUT, grpc.streaming(request, path, RawCodec))
+            .await
+            .map_err(|_| connect_err("no response headers within 5 s".into()))?
+            .map_err(|s| connect_err(format!("OpenChannel refused: {s}")))?;
         let mut link = BenchLink {
             tx,
             rx: response.into_inner(),

@@ -14,6 +14,7 @@
 //! - [`nats`]: the same scenarios over a NATS server (`nats://` targets), as a reference peer.
 //! - [`null_relay`]: the transport floor (not a SLIM node).
 //! - [`session`]: reliable session throughput of the reference client through a node.
+//! - [`revocation`]: time from a revocation-list change to the end of the revoked stream.
 //! - [`cli`]: the command line.
 //!
 //! Usage and the JSON schema: `bench/LOAD.md`.
@@ -31,6 +32,7 @@ pub mod pace;
 pub mod payload;
 pub mod procstat;
 pub mod result;
+pub mod revocation;
 pub mod run;
 pub mod scenario;
 pub mod session;
