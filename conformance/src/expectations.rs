@@ -4,6 +4,10 @@
 //! version it was observed on; its failures are then reported as XFAIL and do not fail the run.
 //! The file must shrink, never rot: an entry whose requirement now passes is reported as stale and
 //! fails the run until it is removed (`--fix-expectations` rewrites the file).
+//!
+//! A file also lists what the implementation does not offer at all (`unsupported:`): cases that
+//! must come out UNSUPPORTED, with the reason. Such a case is never a failure; if it runs one day
+//! (PASS or FAIL), its entry is stale like a deviation's, so the list says what is true.
 
 use std::path::Path;
 
@@ -25,6 +29,21 @@ pub struct Expectations {
     /// The deviations.
     #[serde(default)]
     pub deviations: Vec<Deviation>,
+    /// Cases the implementation cannot run (a feature it lacks): each must be UNSUPPORTED.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsupported: Vec<Unsupported>,
+}
+
+/// A case the implementation cannot run, because it lacks what the case needs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Unsupported {
+    /// The case (its id; every cell of it in the session profile).
+    pub case: String,
+    /// What the implementation lacks.
+    pub reason: String,
+    /// The implementation version it was observed on.
+    pub observed_on: String,
 }
 
 /// One known deviation.
@@ -58,7 +77,7 @@ pub enum ExpectationsError {
         source: std::io::Error,
     },
     /// Not valid for the schema.
-    #[error("expectations file {path}: {message} (expected keys: schema, implementation, deviations[requirement, case, reason, observed_on])")]
+    #[error("expectations file {path}: {message} (expected keys: schema, implementation, deviations[requirement, case, reason, observed_on, role], unsupported[case, reason, observed_on])")]
     Parse {
         /// The file.
         path: String,
@@ -127,6 +146,30 @@ impl Expectations {
             .find(|d| d.requirement == requirement && d.case == case)
     }
 
+    /// `unsupported:` entries that are no longer true: their case ran (any verdict but
+    /// UNSUPPORTED or ERROR). With `implementation`, only session cells it took part in count.
+    pub fn stale_unsupported<'a>(
+        &'a self,
+        results: &[CaseResult],
+        implementation: Option<&str>,
+    ) -> Vec<&'a Unsupported> {
+        self.unsupported
+            .iter()
+            .filter(|u| {
+                results.iter().any(|r| {
+                    let case = r.cell.as_ref().map_or(r.id.as_str(), |c| c.case.as_str());
+                    let took_part = match (implementation, &r.cell) {
+                        (Some(i), Some(c)) => c.assignment.iter().any(|(_, x)| x == i),
+                        _ => true,
+                    };
+                    case == u.case
+                        && took_part
+                        && !matches!(r.verdict, Verdict::Unsupported | Verdict::Error)
+                })
+            })
+            .collect()
+    }
+
     /// Entries that no longer describe a failure: their requirement (and case) ran and nothing
     /// was judged XFAIL against them.
     pub fn stale<'a>(&'a self, results: &[CaseResult]) -> Vec<&'a Deviation> {
@@ -167,10 +210,17 @@ impl Expectations {
                 });
             }
         }
+        let stale_unsupported = self.stale_unsupported(results, None);
         Expectations {
             schema: SCHEMA,
             implementation: self.implementation.clone(),
             deviations,
+            unsupported: self
+                .unsupported
+                .iter()
+                .filter(|u| !stale_unsupported.contains(u))
+                .cloned()
+                .collect(),
         }
     }
 
@@ -237,6 +287,28 @@ mod tests {
                     role: None,
                 },
             ],
+            unsupported: vec![Unsupported {
+                case: "revocation/live-stream".into(),
+                reason: "no revocation".into(),
+                observed_on: "impl 1.0".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn an_unsupported_entry_is_stale_once_its_case_runs() {
+        let e = file();
+        let case = "revocation/live-stream";
+        for v in [Verdict::Unsupported, Verdict::Error] {
+            assert!(e
+                .stale_unsupported(&[result(case, "SLIM-REV-004", v)], None)
+                .is_empty());
+        }
+        assert!(e.stale_unsupported(&[], None).is_empty());
+        for v in [Verdict::Pass, Verdict::Fail] {
+            let r = [result(case, "SLIM-REV-004", v)];
+            assert_eq!(e.stale_unsupported(&r, None).len(), 1, "{v:?}");
+            assert!(e.fixed(&r).unsupported.is_empty(), "fixing drops it");
         }
     }
 

@@ -16,10 +16,17 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
 use crate::auth::jwt::Principal;
+
+/// How often the relay and the client look at their revocation file: half the 100 ms in which
+/// SLIM-REV-004 wants a revocation enforced, so one period plus the close fits in it.
+pub const POLL_PERIOD: Duration = Duration::from_millis(50);
 
 /// Which claim of a credential is revoked, and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +124,22 @@ impl RevocationList {
         Ok(list)
     }
 
+    /// Adds one entry (the driver's RevokeIdentity, an admin telling an app directly).
+    pub fn insert(&mut self, entry: Reason) {
+        match entry {
+            Reason::Jti(v) => self.jti.insert(v),
+            Reason::Sub(v) => self.sub.insert(v),
+            Reason::Kid(v) => self.kid.insert(v),
+        };
+    }
+
+    /// Every entry of `other` added to this list.
+    pub fn extend(&mut self, other: &RevocationList) {
+        self.jti.extend(other.jti.iter().cloned());
+        self.sub.extend(other.sub.iter().cloned());
+        self.kid.extend(other.kid.iter().cloned());
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.jti.len() + self.sub.len() + self.kid.len()
@@ -140,6 +163,72 @@ impl RevocationList {
             .as_ref()
             .filter(|k| self.kid.contains(*k))
             .map(|k| Reason::Kid(k.clone()))
+    }
+}
+
+/// Reads and parses the revocation file at `path`.
+pub fn load(path: &Path) -> Result<RevocationList, RevocationError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| RevocationError {
+        path: shown.clone(),
+        defect: format!("cannot read: {e}"),
+    })?;
+    RevocationList::parse(&text, &shown)
+}
+
+/// What a [`Watcher`] compares to notice a change: mtime, length and a hash of the content (an
+/// edit within one mtime tick, or a rename of a file of the same length, still shows).
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+pub struct FileStamp {
+    mtime: Option<SystemTime>,
+    len: u64,
+    hash: u64,
+}
+
+impl FileStamp {
+    /// The stamp of `path` now (a missing file has a stamp too: it changes when it appears).
+    pub fn of(path: &Path) -> Self {
+        let meta = std::fs::metadata(path).ok();
+        let content = std::fs::read(path).ok();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        content.hash(&mut hasher);
+        FileStamp {
+            mtime: meta.as_ref().and_then(|m| m.modified().ok()),
+            len: meta.map_or(0, |m| m.len()),
+            hash: hasher.finish(),
+        }
+    }
+}
+
+/// A revocation file, polled by its shell (the relay's and the client's share it): each
+/// [`Watcher::poll`] says whether the file changed since the last look and, if so, what it now
+/// holds. The shell keeps the list in force when a changed file does not parse (SLIM-REV-006).
+#[derive(Debug)]
+pub struct Watcher {
+    path: PathBuf,
+    last: FileStamp,
+}
+
+impl Watcher {
+    /// Watches `path`, whose content as of `stamp` is already in force.
+    pub fn new(path: PathBuf, stamp: FileStamp) -> Self {
+        Self { path, last: stamp }
+    }
+
+    /// The file watched.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `None` if the file is as it was at the last poll; otherwise the new list, or why it
+    /// cannot be used.
+    pub fn poll(&mut self) -> Option<Result<RevocationList, RevocationError>> {
+        let now = FileStamp::of(&self.path);
+        if now == self.last {
+            return None;
+        }
+        self.last = now;
+        Some(load(&self.path))
     }
 }
 
@@ -212,5 +301,35 @@ mod tests {
             assert!(got.starts_with("revocation list rev.yaml: "), "{got}");
             assert!(got.contains(want), "{text:?}: {got}");
         }
+    }
+
+    #[test]
+    fn insert_and_extend_add_entries() {
+        let mut list = RevocationList::empty();
+        list.insert(Reason::Sub("mallory".into()));
+        let mut other = RevocationList::empty();
+        other.insert(Reason::Kid("old".into()));
+        list.extend(&other);
+        assert_eq!(list.len(), 2);
+        assert!(list.is_revoked(&who("t", "mallory", "k")).is_some());
+        assert!(list.is_revoked(&who("t", "a", "old")).is_some());
+    }
+
+    #[test]
+    fn a_watcher_reports_changes_once() {
+        let dir = std::env::temp_dir().join(format!("slim-rev-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("rev.yaml");
+        std::fs::write(&path, "revoked: []\n").expect("write");
+        let mut w = Watcher::new(path.clone(), FileStamp::of(&path));
+        assert!(w.poll().is_none(), "unchanged");
+        std::fs::write(&path, "revoked: [{sub: mallory}]\n").expect("write");
+        let list = w.poll().expect("changed").expect("parses");
+        assert_eq!(list.len(), 1);
+        assert!(w.poll().is_none(), "reported once");
+        std::fs::write(&path, "revoked: [{sub: ''}]\n").expect("write");
+        let err = w.poll().expect("changed").expect_err("malformed");
+        assert!(err.to_string().contains("revoked[0].sub is empty"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -35,7 +35,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{Hash as _, Hasher as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -65,7 +64,7 @@ use crate::auth::{Authenticator, LoadError, Principal};
 use crate::config::ServerConfig;
 use crate::mutants::{self, Fault};
 use crate::relay::{CloseCode, CloseReason, ConnId, Output, Relay, Stats};
-use crate::revocation::{RevocationError, RevocationList};
+use crate::revocation::{FileStamp, RevocationError, RevocationList, Watcher};
 
 /// Counters kept by the shell (what the core cannot see).
 #[derive(Debug, Default)]
@@ -83,7 +82,7 @@ pub struct ShellStats {
 }
 
 /// How often the revocation file is checked for changes.
-pub const REVOCATION_POLL: Duration = Duration::from_millis(50);
+pub const REVOCATION_POLL: Duration = crate::revocation::POLL_PERIOD;
 
 /// The shell's end of one connection: its outbound queue and the signal that ends its stream.
 struct Connection {
@@ -457,52 +456,21 @@ fn describe(p: &Principal) -> String {
     format!("sub={:?} jti={:?} kid={:?}", p.sub, p.jti, p.kid)
 }
 
-/// Reads and parses the revocation file.
-fn load_revocations(path: &std::path::Path) -> Result<RevocationList, RevocationError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| RevocationError {
-        path: shown.clone(),
-        defect: format!("cannot read: {e}"),
-    })?;
-    RevocationList::parse(&text, &shown)
-}
-
-/// What the watcher compares to notice a change: mtime, length and a hash of the content.
-#[derive(PartialEq, Eq, Clone, Copy)]
-struct FileStamp {
-    mtime: Option<SystemTime>,
-    len: u64,
-    hash: u64,
-}
-
-fn stamp(path: &std::path::Path) -> FileStamp {
-    let meta = std::fs::metadata(path).ok();
-    let content = std::fs::read(path).ok();
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    content.hash(&mut hasher);
-    FileStamp {
-        mtime: meta.as_ref().and_then(|m| m.modified().ok()),
-        len: meta.map_or(0, |m| m.len()),
-        hash: hasher.finish(),
-    }
-}
-
 /// Polls the revocation file every [`REVOCATION_POLL`]; applies a list that parses
 /// (SLIM-REV-004), logs one line for one that does not and keeps the old list (SLIM-REV-006).
 async fn revocation_task(shared: Arc<Shared>, path: PathBuf) {
-    let mut last = shared
+    let stamp = shared
         .initial_revocation_stamp
-        .unwrap_or_else(|| stamp(&path));
+        .unwrap_or_else(|| FileStamp::of(&path));
+    let mut watcher = Watcher::new(path.clone(), stamp);
     let mut interval = tokio::time::interval(REVOCATION_POLL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let now = stamp(&path);
-        if now == last {
+        let Some(loaded) = watcher.poll() else {
             continue;
-        }
-        last = now;
-        match load_revocations(&path) {
+        };
+        match loaded {
             Ok(list) => {
                 let mut out = Vec::new();
                 let mut state = shared.lock();
@@ -736,10 +704,10 @@ pub async fn run(
 fn new_shared(config: &ServerConfig) -> Result<Arc<Shared>, ServeError> {
     let auth = config.auth.as_ref().map(Authenticator::load).transpose()?;
     let shell_stats = ShellStats::default();
-    let initial_revocation_stamp = config.revocation_file.as_deref().map(stamp);
+    let initial_revocation_stamp = config.revocation_file.as_deref().map(FileStamp::of);
     let revoked = match &config.revocation_file {
         Some(path) => {
-            let list = load_revocations(path)?;
+            let list = crate::revocation::load(path)?;
             shell_stats.revocation_loads.fetch_add(1, Ordering::Relaxed);
             info!(file = %path.display(), entries = list.len(), "revocation list loaded");
             list

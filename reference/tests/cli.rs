@@ -274,3 +274,122 @@ async fn auth_bearer_flag_refuses_a_client_without_token() {
     let opened = strip_ansi(&relay.wait_for("connection opened"));
     assert!(opened.contains("conn=0"), "{opened}");
 }
+
+/// The README's worked example ("JWT bearer tokens and revocation"), with the three binaries:
+/// `slim-token` issues a token, `slim-relay --config` verifies it and watches the list,
+/// `slim-client --bearer` connects; revoking the token's jti ends the client with an error that
+/// says it was revoked, and the relay logs the reload.
+#[test]
+fn the_readme_jwt_revocation_example_runs() {
+    use p256::ecdsa::SigningKey;
+    use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let dir = std::env::temp_dir().join(format!("slim-readme-jwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let key = SigningKey::random(&mut rand_core::OsRng);
+    let key_pem = dir.join("idp.key.pem");
+    let pub_pem = dir.join("idp.pub.pem");
+    std::fs::write(
+        &key_pem,
+        key.to_pkcs8_pem(LineEnding::LF).expect("pem").as_bytes(),
+    )
+    .expect("write key");
+    std::fs::write(
+        &pub_pem,
+        key.verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("pem"),
+    )
+    .expect("write public key");
+    let list = dir.join("revoked.yaml");
+    std::fs::write(&list, "revoked: []\n").expect("write list");
+    let config = dir.join("relay.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nauth: {{jwt: {{keys: [{}], issuer: idp, audience: slim}}}}\nrevocation: {{file: {}}}\n",
+            pub_pem.display(),
+            list.display()
+        ),
+    )
+    .expect("write config");
+    let relay = Running::start(&["--config", config.to_str().expect("utf-8 path")]);
+    let url = listening_url(&relay);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_slim-token"))
+        .arg("--key")
+        .arg(&key_pem)
+        .args([
+            "--sub", "alice", "--jti", "7f3c1e0a", "--iss", "idp", "--aud", "slim",
+        ])
+        .output()
+        .expect("run slim-token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+
+    let mut client = Command::new(env!("CARGO_BIN_EXE_slim-client"))
+        .args(["--node", &url, "--name", "org/demo/alice"])
+        .args(["--secret", "0123456789abcdef0123456789abcdef", "--json"])
+        .args(["--bearer", &token, "listen"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start slim-client");
+    let stdout = client.stdout.take().expect("stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let ready = lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the client connects with the token");
+    if !ready.contains("\"ready\"") {
+        let _ = client.kill();
+        panic!("first line is not ready: {ready}");
+    }
+
+    let tmp = dir.join("revoked.yaml.tmp");
+    std::fs::write(&tmp, "revoked:\n  - {jti: 7f3c1e0a}\n").expect("write list");
+    std::fs::rename(&tmp, &list).expect("rename list");
+    relay.wait_for("revocation list loaded");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = client.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = client.kill();
+            panic!("the client was not stopped by the revocation within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut said: Vec<String> = lines.try_iter().collect();
+    let mut err = String::new();
+    if let Some(mut e) = client.stderr.take() {
+        use std::io::Read as _;
+        let _ = e.read_to_string(&mut err);
+    }
+    said.push(err);
+    let all = said.join("\n");
+    assert!(
+        !status.success(),
+        "the client must exit with an error: {all}"
+    );
+    assert!(
+        all.contains("revoked"),
+        "the error says it was revoked: {all}"
+    );
+    println!("after the revocation the client said:\n{}", all.trim());
+    let _ = std::fs::remove_dir_all(&dir);
+}

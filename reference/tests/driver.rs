@@ -406,16 +406,21 @@ async fn unsupported_and_unknown_calls_have_their_codes() {
         .into_inner();
     assert_eq!(caps.driver_version, "1");
     assert!(caps.implementation.starts_with("slim-reference "));
-    assert!(!caps.revocation && !caps.key_rotation && caps.state_auth);
+    assert!(caps.revocation && !caps.key_rotation && caps.state_auth);
 
     let e = c
+        .rotate_keys(session_ref("app-1", "s-1"))
+        .await
+        .expect_err("key rotation unsupported");
+    assert_eq!(e.code(), tonic::Code::Unimplemented, "{e}");
+    let e = c
         .revoke_identity(d::RevokeRequest {
-            app_id: "app-1".into(),
+            app_id: "app-404".into(),
             target: Some(d::revoke_request::Target::Subject("x".into())),
         })
         .await
-        .expect_err("revocation unsupported");
-    assert_eq!(e.code(), tonic::Code::Unimplemented, "{e}");
+        .expect_err("no such app");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
 
     let e = c
         .members(session_ref("app-404", "s-1"))
@@ -424,6 +429,20 @@ async fn unsupported_and_unknown_calls_have_their_codes() {
     assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
 
     let (a, _) = app(&mut c, &relay, "org/ns/solo").await;
+    // A revocation names a value; none, or an empty one, is the runner's mistake.
+    for target in [
+        None,
+        Some(d::revoke_request::Target::Subject(String::new())),
+    ] {
+        let e = c
+            .revoke_identity(d::RevokeRequest {
+                app_id: a.clone(),
+                target,
+            })
+            .await
+            .expect_err("no value to revoke");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    }
     let e = c
         .members(session_ref(&a, "s-404"))
         .await

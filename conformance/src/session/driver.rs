@@ -199,6 +199,7 @@ impl Driver {
             driver: self.clone(),
             id: r.app_id,
             name: full,
+            subject: r.subject,
             events,
             _pump: Arc::new(PumpGuard(pump)),
         })
@@ -349,6 +350,8 @@ pub struct App {
     pub id: String,
     /// Its full name, with the id its identity derives.
     pub name: SlimName,
+    /// Its identity tokens' subject, if the shim says it (what revoking it names).
+    pub subject: String,
     /// What it was told.
     pub events: EventLog,
     /// Keeps the event pump running while any handle of the app lives.
@@ -543,6 +546,19 @@ impl App {
             )));
         }
         Ok(r.outcomes)
+    }
+
+    /// Tells this app that `target` is revoked (SLIM-REV-007/008).
+    pub async fn revoke(&self, target: d::revoke_request::Target) -> Result<(), Failure> {
+        let mut c = self.driver.client();
+        let req = d::RevokeRequest {
+            app_id: self.id.clone(),
+            target: Some(target),
+        };
+        self.driver
+            .call("RevokeIdentity", STEP, c.revoke_identity(req))
+            .await
+            .map(drop)
     }
 
     /// The MLS state of `s` as this app sees it.

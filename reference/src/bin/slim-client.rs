@@ -78,6 +78,12 @@ struct Cli {
     #[arg(long, global = true, value_name = "TOKEN")]
     bearer: Option<String>,
 
+    /// Revocation list to enforce, the relay's format (`revoked: [{jti|sub|kid: ...}]`),
+    /// watched for changes: members refuse what revoked identities sign and a moderator removes
+    /// them from its groups (SLIM-REV-007/008)
+    #[arg(long, global = true, value_name = "FILE")]
+    revocation_file: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Cmd,
 }
@@ -296,6 +302,12 @@ fn main() -> ExitCode {
             c = Client::connect(opts) => c.map_err(|e| describe(&e))?,
             _ = interrupted(&mut sigint) => return Err("interrupted while connecting to the node".to_string()),
         };
+        if let Some(path) = &cli.revocation_file {
+            client
+                .watch_revocations(path.clone())
+                .await
+                .map_err(|e| format!("--revocation-file: {}", describe(&e)))?;
+        }
         out.ready(client.local_name());
         let mut app = App::new(&mut client, out, timeout, sigint);
         match cli.command {

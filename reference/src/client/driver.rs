@@ -41,7 +41,9 @@ use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
 use tonic::{Request, Response, Status};
 
 use super::{Client, ClientError, ClientEvent, ClientOptions};
-use crate::session::{Credentials, Event, Reliability, SessionError, SessionId, SessionOptions};
+use crate::session::{
+    Credentials, Event, Reason, Reliability, SessionError, SessionId, SessionOptions,
+};
 
 /// The bound of a waiting call whose `timeout_ms` is 0.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -425,7 +427,7 @@ impl Driver for ShimService {
             jwt_identity: true,
             state_auth: true,
             key_rotation: false,
-            revocation: false,
+            revocation: true,
             publish_outcome: true,
             leave: true,
         }))
@@ -480,6 +482,7 @@ impl Driver for ShimService {
             .map_err(|_| Status::deadline_exceeded("not connected in time"))?
             .map_err(client_status)?;
         let full_name = client.local_name().to_string();
+        let subject = client.token_id().to_string();
         let shared = Arc::new(AppShared {
             state: Mutex::new(AppState::default()),
             changed: Notify::new(),
@@ -495,7 +498,11 @@ impl Driver for ShimService {
                 pump,
             }),
         );
-        Ok(Response::new(d::CreateAppResponse { app_id, full_name }))
+        Ok(Response::new(d::CreateAppResponse {
+            app_id,
+            full_name,
+            subject,
+        }))
     }
 
     async fn subscribe(&self, request: Request<d::NameRequest>) -> Result<d::Empty> {
@@ -773,8 +780,26 @@ impl Driver for ShimService {
         ))
     }
 
-    async fn revoke_identity(&self, _request: Request<d::RevokeRequest>) -> Result<d::Empty> {
-        Err(Status::unimplemented("revocation is issue 14"))
+    /// SLIM-REV-007/008: the app refuses the identity from now on and, as moderator, removes
+    /// it from its groups; answered once applied (the removals are then under way: the runner
+    /// watches MemberLeft and StateAuth for them).
+    async fn revoke_identity(&self, request: Request<d::RevokeRequest>) -> Result<d::Empty> {
+        use d::revoke_request::Target;
+        let req = request.into_inner();
+        let app = self.0.app(&req.app_id)?;
+        let entry = match req.target {
+            Some(Target::TokenId(v)) if !v.is_empty() => Reason::Jti(v),
+            Some(Target::Subject(v)) if !v.is_empty() => Reason::Sub(v),
+            Some(Target::KeyId(v)) if !v.is_empty() => Reason::Kid(v),
+            Some(_) => return Err(Status::invalid_argument("the revoked value is empty")),
+            None => {
+                return Err(Status::invalid_argument(
+                    "no target: give token_id, subject or key_id",
+                ))
+            }
+        };
+        app.client.revoke(entry).await.map_err(client_status)?;
+        Ok(Response::new(d::Empty {}))
     }
 
     async fn free(&self, request: Request<d::AppRef>) -> Result<d::Empty> {

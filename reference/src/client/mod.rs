@@ -30,6 +30,7 @@ use slim_proto::names::SlimName;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
+use crate::revocation::{self, FileStamp, Reason, RevocationError, RevocationList, Watcher};
 use crate::session::{
     Clock, Credentials, Endpoint, EndpointConfig, Event, SessionError, SessionId, SessionOptions,
     StateAuth, Transmit,
@@ -95,7 +96,14 @@ pub enum ClientError {
     /// The client task has stopped (after a fatal error, or a shutdown).
     #[error("the client has stopped")]
     Stopped,
+    /// The revocation file given at start cannot be used (SLIM-REV-006).
+    #[error(transparent)]
+    Revocation(#[from] RevocationError),
 }
+
+/// How often [`Client::watch_revocations`] looks at its file: the relay's period, so that a
+/// revocation reaches the node and its apps in the same time.
+pub const REVOCATION_POLL: Duration = revocation::POLL_PERIOD;
 
 type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
 
@@ -111,6 +119,10 @@ enum Command {
     Members(SessionId, Reply<Vec<SlimName>>),
     Options(SessionId, Reply<SessionOptions>),
     StateAuth(SessionId, Reply<StateAuth>),
+    /// Replace the identities the endpoint refuses (SLIM-REV-007/008).
+    SetRevocations(RevocationList, oneshot::Sender<()>),
+    /// Add one revocation.
+    Revoke(Reason, oneshot::Sender<()>),
     /// Subscribe an extra name; answered when the node acks (or refuses) it.
     Subscribe(SlimName, oneshot::Sender<Result<(), ClientError>>),
 }
@@ -118,6 +130,7 @@ enum Command {
 /// A connected client: its name is subscribed at the node and the endpoint is running.
 pub struct Client {
     local_name: SlimName,
+    token_id: String,
     commands: mpsc::Sender<Command>,
     events: mpsc::UnboundedReceiver<ClientEvent>,
     task: tokio::task::JoinHandle<()>,
@@ -155,6 +168,7 @@ impl Client {
         })
         .map_err(ClientError::Endpoint)?;
         let local_name = endpoint.local_name().clone();
+        let token_id = endpoint.token_id().to_string();
 
         // Separate RNG streams for the endpoint and the link.
         let mut link_seed = seed;
@@ -213,10 +227,16 @@ impl Client {
         );
         Ok(Client {
             local_name,
+            token_id,
             commands: cmd_tx,
             events: ev_rx,
             task,
         })
+    }
+
+    /// Our identity's token id (`sub`): what a revocation of this app names (SLIM-REV-002).
+    pub fn token_id(&self) -> &str {
+        &self.token_id
     }
 
     /// Our full name, with the id the endpoint derived.
@@ -308,6 +328,68 @@ impl Client {
             .await
             .map_err(|_| ClientError::Stopped)?;
         rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Revokes one identity from this app's point of view: from now on it refuses what that
+    /// identity signs, and removes it from every group it moderates (SLIM-REV-007/008).
+    /// Answered once the endpoint has applied it (removals are then under way).
+    pub async fn revoke(&self, entry: Reason) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Revoke(entry, tx))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Replaces the identities this app refuses with `list` (see [`Client::revoke`]).
+    pub async fn set_revocations(&self, list: RevocationList) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SetRevocations(list, tx))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Takes the same revocation source as the relay (`revocation.file`, SLIM-REV-002): loads
+    /// `path` now (an unusable file is an error: the app does not start without the list it was
+    /// given) and then polls it every [`REVOCATION_POLL`]. A changed file that parses replaces
+    /// the list; one that does not is reported as a [`ClientEvent::Problem`]-like warning in the
+    /// log and the list in force stays in force (SLIM-REV-006). The watcher stops with the client.
+    pub async fn watch_revocations(&self, path: std::path::PathBuf) -> Result<(), ClientError> {
+        let stamp = FileStamp::of(&path);
+        let list = revocation::load(&path)?;
+        self.set_revocations(list).await?;
+        let mut watcher = Watcher::new(path, stamp);
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(REVOCATION_POLL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                match watcher.poll() {
+                    None => {}
+                    Some(Ok(list)) => {
+                        let (tx, _rx) = oneshot::channel();
+                        if commands
+                            .send(Command::SetRevocations(list, tx))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        warn!(file = %e.path, defect = %e.defect, "revocation list not loaded; the list in force stays in force");
+                    }
+                }
+                if commands.is_closed() {
+                    return;
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Whether sessions are still being set up or messages are unacknowledged.
@@ -412,6 +494,14 @@ impl Task {
             Command::Members(s, r) => drop(r.send(ep.members(s))),
             Command::Options(s, r) => drop(r.send(ep.options(s))),
             Command::StateAuth(s, r) => drop(r.send(ep.state_auth(s))),
+            Command::SetRevocations(list, r) => {
+                ep.set_revocations(list, now);
+                let _ = r.send(());
+            }
+            Command::Revoke(entry, r) => {
+                ep.revoke(entry, now);
+                let _ = r.send(());
+            }
             // Handled in `run`: it needs the link.
             Command::Subscribe(name, r) => drop(r.send(Err(ClientError::Subscribe {
                 name,

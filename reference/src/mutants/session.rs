@@ -14,6 +14,8 @@
 //! | `unverified-control-signature` | `session/identity.rs` | Receivers do not verify a command's header signature nor its payload signature (SLIM-IDENT-003, SLIM-IDENT-004). |
 //! | `publish-failure-as-ok` | `session/data.rs` | A reliable message whose retries ran out is reported as delivered, not as a failure naming the silent peer (SLIM-REL-006). |
 //! | `accept-any-key-package` | `mls/group.rs` | A moderator adds the member of any well-formed key package without checking its credential: neither that the token verifies nor that it names the leaf's signature key (SLIM-MLS-002). |
+//! | `revoked-identity-accepted` | `session/identity.rs` | An app told of a revocation still accepts data, commands, join replies and key packages from the revoked identity (SLIM-REV-008). |
+//! | `revocation-keeps-member` | `session/mod.rs` | A moderator told of a revocation does not remove the revoked member from its groups (SLIM-REV-007). |
 
 use std::fmt;
 use std::str::FromStr;
@@ -37,6 +39,10 @@ pub enum SessionFault {
     PublishFailureAsOk,
     /// Key package credentials are not checked. Breaks SLIM-MLS-002.
     AcceptAnyKeyPackage,
+    /// Revoked identities are accepted. Breaks SLIM-REV-008.
+    RevokedIdentityAccepted,
+    /// Revoked members stay in the group. Breaks SLIM-REV-007.
+    RevocationKeepsMember,
 }
 
 impl SessionFault {
@@ -48,6 +54,8 @@ impl SessionFault {
         SessionFault::UnverifiedControlSignature,
         SessionFault::PublishFailureAsOk,
         SessionFault::AcceptAnyKeyPackage,
+        SessionFault::RevokedIdentityAccepted,
+        SessionFault::RevocationKeepsMember,
     ];
 
     /// The kebab-case name `SLIM_SESSION_MUTANT` selects it by.
@@ -59,6 +67,8 @@ impl SessionFault {
             SessionFault::UnverifiedControlSignature => "unverified-control-signature",
             SessionFault::PublishFailureAsOk => "publish-failure-as-ok",
             SessionFault::AcceptAnyKeyPackage => "accept-any-key-package",
+            SessionFault::RevokedIdentityAccepted => "revoked-identity-accepted",
+            SessionFault::RevocationKeepsMember => "revocation-keeps-member",
         }
     }
 
@@ -71,6 +81,8 @@ impl SessionFault {
             SessionFault::UnverifiedControlSignature => "SLIM-IDENT-003",
             SessionFault::PublishFailureAsOk => "SLIM-REL-006",
             SessionFault::AcceptAnyKeyPackage => "SLIM-MLS-002",
+            SessionFault::RevokedIdentityAccepted => "SLIM-REV-008",
+            SessionFault::RevocationKeepsMember => "SLIM-REV-007",
         }
     }
 }

@@ -5,7 +5,9 @@
 //! exactly as the real SDK binds them. Our token id (`sub`) is `<org>/<ns>/<app>_<8 random
 //! characters>`, as the SDK's shared-secret provider makes it, and our name id is XXH3-128 of it.
 
+use crate::auth::jwt::Principal;
 use crate::mutants::session::{self as mutants, SessionFault};
+use crate::revocation::{Reason, RevocationList};
 use std::collections::HashMap;
 
 use rand_core::RngCore;
@@ -46,6 +48,22 @@ pub struct Peer {
     pub sub: String,
     /// The holder's signature key (SEC1 point).
     pub pubkey: Vec<u8>,
+    /// The JWT's `jti` claim, if the token is a JWT that has one.
+    pub jti: Option<String>,
+    /// The JWT header's `kid`, if the token is a JWT that names its key.
+    pub kid: Option<String>,
+}
+
+impl Peer {
+    /// What a revocation can name of this peer (SLIM-REV-002).
+    fn principal(&self) -> Principal {
+        Principal {
+            jti: self.jti.clone(),
+            sub: self.sub.clone(),
+            kid: self.kid.clone(),
+            exp: 0,
+        }
+    }
 }
 
 enum Verifier {
@@ -60,6 +78,8 @@ pub struct LocalIdentity {
     sub: String,
     token: Option<(u64, String)>,
     verified: HashMap<String, (Peer, u64)>,
+    /// Identities we no longer accept (SLIM-REV-008).
+    revoked: RevocationList,
 }
 
 impl LocalIdentity {
@@ -88,6 +108,7 @@ impl LocalIdentity {
             sub,
             token: None,
             verified: HashMap::new(),
+            revoked: RevocationList::empty(),
         })
     }
 
@@ -135,10 +156,14 @@ impl LocalIdentity {
     }
 
     /// Verifies a peer's token at `now_unix` and returns what it says.
+    /// A token whose holder is revoked is refused ([`SessionError::Revoked`], SLIM-REV-008),
+    /// cached or not.
     pub fn verify_token(&mut self, token: &str, now_unix: u64) -> Result<Peer, SessionError> {
         if let Some((p, exp)) = self.verified.get(token) {
             if now_unix <= *exp {
-                return Ok(p.clone());
+                let p = p.clone();
+                self.check_revoked(&p)?;
+                return Ok(p);
             }
             // Expired since it was cached: verify again for the precise error.
         }
@@ -148,23 +173,74 @@ impl LocalIdentity {
         }
         .map_err(SessionError::Token)?;
         let exp = claims.exp;
+        let (jti, kid) = jwt_handles(token);
         let peer = Peer {
             sub: claims.sub,
             pubkey: claims.pubkey,
+            jti,
+            kid,
         };
         if self.verified.len() >= VERIFIED_CACHE {
             self.verified.clear();
         }
         self.verified.insert(token.to_string(), (peer.clone(), exp));
+        self.check_revoked(&peer)?;
         Ok(peer)
+    }
+
+    /// Replaces the identities we refuse (SLIM-REV-008).
+    pub fn set_revoked(&mut self, list: RevocationList) {
+        self.revoked = list;
+    }
+
+    /// The identities we refuse.
+    pub fn revoked(&self) -> &RevocationList {
+        &self.revoked
+    }
+
+    /// Why the holder of `token` (read without verifying it: a token already verified when it
+    /// entered a group, such as an MLS credential) is revoked, if it is.
+    pub fn token_revoked(&self, token: &[u8]) -> Option<Reason> {
+        let sub = token_sub(token)?;
+        let (jti, kid) = std::str::from_utf8(token).map(jwt_handles).ok()?;
+        self.revoked.is_revoked(&Principal {
+            jti,
+            sub,
+            kid,
+            exp: 0,
+        })
+    }
+
+    /// Why the identity with token id `sub` is revoked, if it is by its subject.
+    pub fn token_revoked_sub(&self, sub: &str) -> Option<Reason> {
+        self.revoked.is_revoked(&Principal {
+            jti: None,
+            sub: sub.to_string(),
+            kid: None,
+            exp: 0,
+        })
+    }
+
+    fn check_revoked(&self, peer: &Peer) -> Result<(), SessionError> {
+        // Seeded fault: revoked identities are accepted (SLIM-REV-008).
+        if mutants::on(SessionFault::RevokedIdentityAccepted) {
+            return Ok(());
+        }
+        match self.revoked.is_revoked(&peer.principal()) {
+            None => Ok(()),
+            Some(reason) => Err(SessionError::Revoked {
+                sub: peer.sub.clone(),
+                reason: reason.to_string(),
+            }),
+        }
     }
 
     /// Checks a peer's token (data messages): like [`Self::verify_token`] without returning
     /// the claims, so a cached token costs one lookup.
     pub fn check_token(&mut self, token: &str, now_unix: u64) -> Result<(), SessionError> {
-        if let Some((_, exp)) = self.verified.get(token) {
+        if let Some((peer, exp)) = self.verified.get(token) {
             if now_unix <= *exp {
-                return Ok(());
+                return self.check_revoked(peer);
             }
         }
         self.verify_token(token, now_unix).map(|_| ())
@@ -226,6 +302,13 @@ impl LocalIdentity {
             (r, _) => r,
         }
         .map_err(|e| format!("member token refused: {e}"))?;
+        // A revoked identity is not admitted (SLIM-REV-008); members already in a group are
+        // removed by their moderator instead, so a Welcome is not refused for them.
+        if !allow_expired && !mutants::on(SessionFault::RevokedIdentityAccepted) {
+            if let Some(reason) = self.token_revoked(credential) {
+                return Err(format!("member token refused: {reason}"));
+            }
+        }
         if claims.pubkey != signature_key {
             return Err(format!(
                 "the token of `{}` is bound to another key than the member's MLS signature key",
@@ -234,6 +317,26 @@ impl LocalIdentity {
         }
         Ok(())
     }
+}
+
+/// The `jti` claim and the header's `kid` of a JWT, read without verifying it (both `None` for
+/// a shared-secret token).
+fn jwt_handles(token: &str) -> (Option<String>, Option<String>) {
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+        return (None, None);
+    };
+    let field = |part: &str, key: &str| jwt_json(part)?.get(key)?.as_str().map(str::to_string);
+    (field(claims, "jti"), field(header, "kid"))
+}
+
+/// One base64url JSON part of a JWT.
+fn jwt_json(part: &str) -> Option<serde_json::Value> {
+    use base64::Engine as _;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 /// The token id (`sub`) a token names, read without verifying it (for tokens that were verified
@@ -249,10 +352,5 @@ pub fn token_sub(token: &[u8]) -> Option<String> {
     // JWT: header.claims.signature, claims a JSON object with `sub`.
     let mut parts = text.split('.');
     let (_, claims, _) = (parts.next()?, parts.next()?, parts.next()?);
-    use base64::Engine as _;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(claims.trim_end_matches('='))
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&json).ok()?;
-    v.get("sub")?.as_str().map(str::to_string)
+    jwt_json(claims)?.get("sub")?.as_str().map(str::to_string)
 }

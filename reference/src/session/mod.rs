@@ -44,6 +44,7 @@ use slim_proto::names::SlimName;
 use slim_proto::pb::{self, command_payload::CommandPayloadType as Cmd};
 use slim_proto::pb::{SessionMessageType as Mt, SessionType};
 
+pub use crate::revocation::{Reason, RevocationList};
 use control::{ReplyCache, Seen};
 pub use identity::Credentials;
 use shared::{EndpointIo, MlsState};
@@ -261,6 +262,14 @@ pub enum SessionError {
     /// The session uses MLS but has no group (yet, or any more: removed).
     #[error("session {0} has no MLS group (not joined yet, or removed)")]
     NoMlsGroup(SessionId),
+    /// The sender's identity is revoked (SLIM-REV-008).
+    #[error("identity `{sub}` is revoked: {reason}")]
+    Revoked {
+        /// The sender's token id.
+        sub: String,
+        /// Which entry of the revocation list names it.
+        reason: String,
+    },
 }
 
 /// A session's MLS state as one member sees it: members that agree on all three agree on the
@@ -377,14 +386,25 @@ impl Endpoint {
     }
 
     fn dispatch(&mut self, m: &wire::Inbound<'_>, now: Instant) -> Result<(), SessionError> {
-        let io = io!(self, now);
-        let peer = if slim_proto::e2e::is_command(m.kind) {
-            if m.message_id == 0 {
-                return Err(SessionError::Protocol("command with message id 0".into()));
+        if slim_proto::e2e::is_command(m.kind) && m.message_id == 0 {
+            return Err(SessionError::Protocol("command with message id 0".into()));
+        }
+        let verified = if slim_proto::e2e::is_command(m.kind) {
+            let unix = self.clock.unix(now);
+            Some(self.me.verify_command(m.msg, &m.source, m.identity(), unix))
+        } else {
+            None
+        };
+        if let Some(Err(e @ SessionError::Revoked { .. })) = &verified {
+            // SLIM-REV-008: refused; an invitation it answers ends now.
+            let mut io = io!(self, now);
+            if let Some(s) = self.sessions.get_mut(&m.session_id) {
+                s.on_revoked(&mut io, &m.source, e)?;
             }
-            let peer = io
-                .me
-                .verify_command(m.msg, &m.source, m.identity(), io.unix)?;
+        }
+        let io = io!(self, now);
+        let peer = if let Some(verified) = verified {
+            let peer = verified?;
             // A retransmitted request gets the same answer again, never a second processing.
             if shared::is_cached_request(m.kind) {
                 if let Seen::Again(reply) =
@@ -719,6 +739,38 @@ impl Endpoint {
             epoch_authenticator: g.epoch_authenticator(),
             members: self.members(session)?,
         })
+    }
+
+    /// Replaces the identities this app refuses (SLIM-REV-008): data, commands, join replies
+    /// and key packages from them are refused from now on, and in every group we moderate their
+    /// members are removed with an MLS commit (SLIM-REV-007).
+    pub fn set_revocations(&mut self, list: RevocationList, now: Instant) {
+        self.me.set_revoked(list);
+        // Seeded fault: revoked members stay in the group (SLIM-REV-007).
+        if crate::mutants::session::on(crate::mutants::session::SessionFault::RevocationKeepsMember)
+        {
+            return;
+        }
+        for id in self.sessions() {
+            let mut io = io!(self, now);
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.remove_revoked(&mut io);
+            }
+            self.drop_if_ended(id);
+        }
+    }
+
+    /// Adds one revocation to the identities this app refuses (see
+    /// [`Endpoint::set_revocations`]).
+    pub fn revoke(&mut self, entry: Reason, now: Instant) {
+        let mut list = self.me.revoked().clone();
+        list.insert(entry);
+        self.set_revocations(list, now);
+    }
+
+    /// The identities this app refuses.
+    pub fn revocations(&self) -> &RevocationList {
+        self.me.revoked()
     }
 
     /// Whether sessions are still being established or messages wait for acknowledgement.

@@ -508,6 +508,35 @@ impl Shared {
             .collect()
     }
 
+    /// The members whose identity `me` refuses (SLIM-REV-007): by the token id recorded when
+    /// they joined, and, with MLS, by their credential tokens (which carry `jti` and `kid` too).
+    pub fn revoked_members(&self, me: &LocalIdentity) -> Vec<SlimName> {
+        let mut out: Vec<SlimName> = self
+            .members
+            .iter()
+            .filter(|(_, sub)| {
+                sub.as_ref()
+                    .is_some_and(|sub| me.token_revoked_sub(sub).is_some())
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if let MlsState::Group(g) = &self.mls {
+            for credential in g.members() {
+                if me.token_revoked(&credential).is_none() {
+                    continue;
+                }
+                let Some(sub) = super::identity::token_sub(&credential) else {
+                    continue;
+                };
+                let id = slim_proto::identity::app_id(&sub);
+                out.extend(self.members.keys().filter(|n| n.id() == id).cloned());
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The member `name` denotes: exact instance, or the only member with those components.
     pub fn find_member(&self, name: &SlimName) -> Result<SlimName, SessionError> {
         if self.members.contains_key(name) {

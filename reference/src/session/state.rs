@@ -150,6 +150,51 @@ impl Session {
         self.queue_task(io, Task::Invite(peer))
     }
 
+    /// SLIM-REV-007: as moderator of a group, removes every member whose identity `me` now
+    /// refuses, with an MLS commit and no LEAVE_REQUEST (a revoked member's answer would be
+    /// refused anyway). Each removal is queued once.
+    pub fn remove_revoked(&mut self, io: &mut EndpointIo<'_>) {
+        let Role::Moderator(md) = &mut self.role else {
+            return;
+        };
+        if !self.shared.is_group() {
+            return;
+        }
+        let revoked = self.shared.revoked_members(io.me);
+        let mut queued = false;
+        for name in revoked {
+            if !md.removes(&name) {
+                md.tasks.push_back(Task::Departed(name));
+                queued = true;
+            }
+        }
+        if queued {
+            if let Err(e) = moderator::next_task(&mut self.shared, md, io) {
+                io.events.push_back(Event::Error {
+                    session: Some(self.shared.id),
+                    message: e.to_string(),
+                });
+            }
+            self.settle(io);
+        }
+    }
+
+    /// A command from `source` was refused because its identity is revoked: a moderator ends
+    /// the invitation it answers (SLIM-REV-008).
+    pub fn on_revoked(
+        &mut self,
+        io: &mut EndpointIo<'_>,
+        source: &SlimName,
+        why: &SessionError,
+    ) -> Result<(), SessionError> {
+        let Role::Moderator(md) = &mut self.role else {
+            return Ok(());
+        };
+        let r = moderator::on_revoked_reply(&mut self.shared, md, io, source, why);
+        self.settle(io);
+        r
+    }
+
     /// Removes the member `peer` denotes from a group we moderate.
     pub fn remove(&mut self, io: &mut EndpointIo<'_>, peer: &SlimName) -> Result<(), SessionError> {
         self.shared.find_member(peer)?;

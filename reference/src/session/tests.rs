@@ -707,3 +707,133 @@ fn a_seeded_mls_group_run_twice_puts_the_same_bytes_on_the_wire() {
     let c = seeded_mls_group_transcript(22, unix_secs);
     assert_ne!(a, c, "another seed, another run");
 }
+
+/// SLIM-REV-007/008 in a simulated group of four: the moderator told of a revocation removes the
+/// member with a commit (the rest agree on a later epoch) within 1 simulated second; the member's
+/// state cannot open what is sent afterwards; its re-invitation is refused at once; and a member
+/// told of another's revocation delivers nothing more from it, while the others still do.
+#[test]
+fn a_revoked_member_is_removed_refused_and_cannot_read_on() {
+    let names = ["org/sim/m0", "org/sim/m1", "org/sim/m2", "org/sim/m3"];
+    let mut w = World::new(23, &names, LinkProfile::perfect(Duration::from_millis(5)));
+    let now = w.now;
+    let sid = w.eps[0]
+        .create_group(SlimName::new("org", "sim", "chat"), reliable(), now)
+        .expect("group");
+    for i in 1..=3 {
+        let now = w.now;
+        w.eps[0]
+            .invite(sid, SlimName::new("org", "sim", &format!("m{i}")), now)
+            .expect("invite");
+        let joined = w.run_while(Duration::from_secs(30), |w| {
+            w.count(0, |e| matches!(e, Event::MemberJoined { .. })) < i
+        });
+        assert!(joined, "m{i} did not join: {:?}", w.events[0]);
+    }
+    let before = w.eps[0].state_auth(sid).expect("state").epoch;
+    let victim = w.eps[3].local_name().clone();
+    let victim_session = w.eps[3].sessions()[0];
+    // What the revoked member knows of the group, kept as an attacker would keep it.
+    let sub = w.eps[3].token_id().to_string();
+    let t0 = w.now;
+    w.eps[0].revoke(Reason::Sub(sub.clone()), t0);
+    let left = w.run_while(Duration::from_secs(30), |w| {
+        w.count(
+            0,
+            |e| matches!(e, Event::MemberLeft { member, .. } if *member == victim),
+        ) == 0
+    });
+    assert!(
+        left,
+        "the revoked member was not removed: {:?}",
+        w.events[0]
+    );
+    let took = w.now - t0;
+    assert!(took <= Duration::from_secs(1), "removal took {took:?}");
+    w.run_for(Duration::from_secs(2));
+    let states: Vec<StateAuth> = (0..3)
+        .map(|i| {
+            let s = w.eps[i].sessions()[0];
+            w.eps[i].state_auth(s).expect("state")
+        })
+        .collect();
+    assert!(
+        states[0].epoch > before,
+        "no commit: epoch {before} → {}",
+        states[0].epoch
+    );
+    assert!(
+        states.iter().all(|s| *s == states[0]),
+        "members disagree: {states:?}"
+    );
+    assert!(!states[0].members.contains(&victim));
+    // The removed member's session reads nothing more (its group state is gone or stale).
+    let before_msgs = w.messages(3).len();
+    let now = w.now;
+    w.eps[0]
+        .publish(sid, Bytes::from_static(b"m0:after"), now)
+        .expect("publish");
+    let delivered = w.run_while(Duration::from_secs(10), |w| {
+        !w.messages(1).iter().any(|(_, t)| t == "m0:after")
+            || !w.messages(2).iter().any(|(_, t)| t == "m0:after")
+    });
+    assert!(delivered, "the remaining members did not get the message");
+    assert_eq!(
+        w.messages(3).len(),
+        before_msgs,
+        "the revoked member read on"
+    );
+    assert!(
+        w.eps[3].state_auth(victim_session).is_err() || {
+            let s = w.eps[3].state_auth(victim_session).expect("state");
+            s.epoch < states[0].epoch
+        },
+        "the revoked member followed the group into the new epoch"
+    );
+    // Re-inviting it is refused at once, with the reason.
+    let now = w.now;
+    w.eps[0]
+        .invite(sid, SlimName::new("org", "sim", "m3"), now)
+        .expect("invite queued");
+    let refused = w.run_while(Duration::from_millis(500), |w| {
+        w.count(0, |e| {
+            matches!(e, Event::Error { message, .. } if message.starts_with("refused ") && message.contains("revoked"))
+        }) == 0
+    });
+    assert!(
+        refused,
+        "the revoked member's rejoin was not refused: {:?}",
+        w.events[0]
+    );
+    assert_eq!(
+        w.count(
+            0,
+            |e| matches!(e, Event::MemberJoined { member, .. } if *member == victim)
+        ),
+        1,
+        "it joined again"
+    );
+    // m1 is told that m2 is revoked (m0 is not): m2's next message reaches m0 only.
+    let sub2 = w.eps[2].token_id().to_string();
+    let now = w.now;
+    w.eps[1].revoke(Reason::Sub(sub2), now);
+    let s2 = w.eps[2].sessions()[0];
+    w.eps[2]
+        .publish(s2, Bytes::from_static(b"m2:after"), now)
+        .expect("publish");
+    let at_m0 = w.run_while(Duration::from_secs(10), |w| {
+        !w.messages(0).iter().any(|(_, t)| t == "m2:after")
+    });
+    assert!(at_m0, "the moderator (not told) must still get it");
+    w.run_for(Duration::from_secs(1));
+    assert!(
+        !w.messages(1).iter().any(|(_, t)| t == "m2:after"),
+        "m1 delivered data signed by a revoked identity"
+    );
+    assert!(
+        w.count(
+            1,
+            |e| matches!(e, Event::Error { message, .. } if message.contains("revoked"))
+        ) > 0
+    );
+}

@@ -49,7 +49,8 @@ pub(super) struct Forger {
     pub(super) link: Link,
     /// Its identity key: the key its tokens name and its commands are signed with.
     pub(super) key: IdentityKey,
-    sub: String,
+    /// Its tokens' subject (what revoking it names).
+    pub(super) sub: String,
     /// Its full name (the id derives from its token's subject).
     pub(super) name: SlimName,
 }

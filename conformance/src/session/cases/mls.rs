@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    BasicCredential, Ciphersuite, CredentialWithKey, KeyPackage, MlsGroupJoinConfig,
+    BasicCredential, Ciphersuite, CredentialWithKey, KeyPackage, MlsGroup, MlsGroupJoinConfig,
     MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, StagedWelcome,
     MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
 };
@@ -55,7 +55,7 @@ const AFTER: Duration = Duration::from_millis(500);
 
 /// Which key the runner's key package puts in its leaf.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Leaf {
+pub(super) enum Leaf {
     /// The key the credential's token names (honest).
     Named,
     /// Another key: the token names K1, the leaf carries K2.
@@ -101,7 +101,7 @@ fn harness(what: &str, e: impl std::fmt::Display) -> Failure {
 /// A serialized MLSMessage carrying a KeyPackage for [`CIPHERSUITE`] whose BasicCredential
 /// identity is `token` and whose leaf signature key is `leaf` (which signs it). Its private
 /// keys stay in `provider`, for the Welcome.
-fn key_package(
+pub(super) fn key_package(
     provider: &OpenMlsRustCrypto,
     leaf: &IdentityKey,
     token: &str,
@@ -128,7 +128,7 @@ fn key_package(
 
 /// What the runner saw and did while the moderator invited it.
 #[derive(Default)]
-struct Seen {
+pub(super) struct Seen {
     /// DISCOVERY_REQUESTs answered.
     discoveries: usize,
     /// JOIN_REQUESTs answered with our key package.
@@ -136,27 +136,59 @@ struct Seen {
     /// The moderator's full name (the source of its JOIN_REQUEST).
     moderator: Option<SlimName>,
     /// GROUP_WELCOMEs received (message ids).
-    welcomes: Vec<u32>,
+    pub(super) welcomes: Vec<u32>,
     /// The first welcome's MLS Welcome bytes.
     welcome_mls: Option<Vec<u8>>,
     /// GROUP_UPDATEs that reached the runner (it subscribes no group channel, so any would be
     /// misaddressed; the transcript is checked too).
     updates: usize,
     /// Why the runner could not use the welcome, if it could not.
-    welcome_problem: Option<String>,
+    pub(super) welcome_problem: Option<String>,
 }
 
 /// The runner as the invitee.
-struct Invitee {
-    f: Forger,
+pub(super) struct Invitee {
+    pub(super) f: Forger,
     leaf: Leaf,
     key_package: Vec<u8>,
     token: String,
-    provider: OpenMlsRustCrypto,
-    seen: Seen,
+    pub(super) provider: OpenMlsRustCrypto,
+    pub(super) seen: Seen,
+    /// How many members the group it is welcomed to has, the runner included.
+    members: usize,
+    /// As a member: subscribe the group's channels (from the JOIN_REQUEST) and keep the group.
+    member: bool,
+    /// The group channels subscribed.
+    pub(super) channels: Vec<SlimName>,
+    /// The group joined from the welcome (member mode).
+    pub(super) group: Option<MlsGroup>,
+    /// Data messages (MSG) that reached the runner on a group channel, in order.
+    pub(super) data: Vec<pb::Message>,
 }
 
 impl Invitee {
+    /// The runner as an honest member of a group of `members` (the runner included): its key
+    /// package's leaf key is the key its token names, it subscribes the group's channels when
+    /// asked to join, and it keeps the group it joins.
+    pub(super) fn member(f: Forger, members: usize) -> Result<Self, Failure> {
+        let token = f.token(Defect::None)?;
+        let provider = OpenMlsRustCrypto::default();
+        let key_package = key_package(&provider, &f.key, &token)?;
+        Ok(Self {
+            f,
+            leaf: Leaf::Named,
+            key_package,
+            token,
+            provider,
+            seen: Seen::default(),
+            members,
+            member: true,
+            channels: Vec::new(),
+            group: None,
+            data: Vec::new(),
+        })
+    }
+
     /// Sends a signed reply of type `ty` to `to` (the request's source), with the request's
     /// session fields `head` (same session and message id) and our full name as source.
     async fn reply(&self, to: &SlimName, head: Head, ty: T, payload: Cmd) -> Result<(), Failure> {
@@ -206,6 +238,23 @@ impl Invitee {
             }
             Ok(T::JoinRequest) => {
                 self.seen.joins += 1;
+                if let (true, Some(Cmd::JoinRequest(jr))) = (self.member, command_payload(msg)) {
+                    // Subscribed before the JOIN_REPLY goes: the node handles a link's messages
+                    // in order, so the channels are in place before anything is sent on them.
+                    for n in [jr.channel, jr.control].iter().flatten() {
+                        let Ok(name) = SlimName::from_proto(n) else {
+                            continue;
+                        };
+                        if !self.channels.contains(&name) {
+                            let id = 10 + self.channels.len() as u64;
+                            self.f
+                                .link
+                                .send(slim_proto::messages::subscribe(&name, id))
+                                .await?;
+                            self.channels.push(name);
+                        }
+                    }
+                }
                 self.seen.moderator = Some(src.clone());
                 let payload = pb::JoinReplyPayload {
                     key_package: Some(self.key_package.clone().into()),
@@ -240,7 +289,10 @@ impl Invitee {
                 }
                 if self.leaf == Leaf::Named {
                     if first {
-                        self.seen.welcome_problem = self.join().err();
+                        match self.join() {
+                            Ok(g) => self.group = self.member.then_some(g),
+                            Err(e) => self.seen.welcome_problem = Some(e),
+                        }
                     }
                     if self.seen.welcome_problem.is_none() {
                         self.reply(
@@ -258,6 +310,7 @@ impl Invitee {
                 }
             }
             Ok(T::GroupUpdate) => self.seen.updates += 1,
+            Ok(T::Msg) => self.data.push(msg.clone()),
             _ => {}
         }
         Ok(())
@@ -266,7 +319,7 @@ impl Invitee {
     /// Joins the group from the first welcome's MLS Welcome with our key package's private
     /// keys, and checks that its members are us and a moderator whose credential token verifies
     /// and names its leaf key (SLIM-MLS-001). The reason if not.
-    fn join(&self) -> Result<(), String> {
+    fn join(&self) -> Result<MlsGroup, String> {
         let bytes = self
             .seen
             .welcome_mls
@@ -291,7 +344,7 @@ impl Invitee {
             .iter()
             .filter(|m| m.credential.serialized_content() == self.token.as_bytes())
             .count();
-        if members.len() != 2 || ours != 1 {
+        if members.len() != self.members || ours != 1 {
             return Err(format!(
                 "the group it welcomes to has {} members, {ours} of them the runner",
                 members.len()
@@ -306,14 +359,16 @@ impl Invitee {
                 .map_err(|_| "the moderator's MLS credential is not a UTF-8 token".to_string())?;
             let claims = verifier
                 .verify(token, super::identity::now())
-                .map_err(|e| format!("the moderator's MLS credential token: {e}"))?;
+                .map_err(|e| format!("a member's MLS credential token: {e}"))?;
             if claims.pubkey != m.signature_key {
                 return Err(
-                    "the moderator's MLS credential token names another key than its leaf's".into(),
+                    "a member's MLS credential token names another key than its leaf's".into(),
                 );
             }
         }
-        Ok(())
+        staged
+            .into_group(&self.provider)
+            .map_err(|e| format!("the runner (openmls) cannot use the group it joined: {e}"))
     }
 }
 
@@ -351,6 +406,11 @@ async fn run(cx: Cell, leaf: Leaf, tag: &str) -> Result<(), Failure> {
         token,
         provider,
         seen: Seen::default(),
+        members: 2,
+        member: false,
+        channels: Vec::new(),
+        group: None,
+        data: Vec::new(),
     };
     // Play the invitee until the Invite call answers (it is bounded by STEP plus GRACE).
     let deadline = tokio::time::Instant::now() + STEP + GRACE + Duration::from_secs(1);
@@ -400,7 +460,7 @@ async fn run(cx: Cell, leaf: Leaf, tag: &str) -> Result<(), Failure> {
 }
 
 /// Reads the runner's link for up to `within` and handles what arrives.
-async fn listen(cx: &Cell, r: &mut Invitee, within: Duration) -> Result<(), Failure> {
+pub(super) async fn listen(cx: &Cell, r: &mut Invitee, within: Duration) -> Result<(), Failure> {
     match r.f.link.recv(within).await {
         Event::Message(msg) => r.on_message(cx, &msg).await,
         Event::Silent => Ok(()),

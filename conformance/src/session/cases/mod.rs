@@ -8,6 +8,7 @@ pub mod group;
 pub mod identity;
 pub mod mls;
 pub mod p2p;
+pub mod revocation;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -40,6 +41,8 @@ pub enum Cap {
     Leave,
     /// Apps with a JWT identity (`jwt_hs256_secret`).
     Jwt,
+    /// RevokeIdentity (SLIM-REV-007/008).
+    Revocation,
 }
 
 impl Cap {
@@ -53,6 +56,7 @@ impl Cap {
             Cap::Mls => caps.mls,
             Cap::Leave => caps.leave,
             Cap::Jwt => caps.jwt_identity,
+            Cap::Revocation => caps.revocation,
         };
         (!ok).then(|| {
             format!(
@@ -183,5 +187,9 @@ pub fn all() -> Vec<SessionCase> {
         case!("ident/name-not-bound", "a DISCOVERY_REQUEST whose source id its token does not derive is not answered", ["SLIM-SESS-002"], ONE, [P2p], identity::name_not_bound),
         case!("mls/valid-key-package", "an invitee's honest key package (credential token names its leaf key) gets a GROUP_WELCOME it joins from", ["SLIM-SESS-006", "SLIM-MLS-001"], MOD, [Group, Reliable, Mls], mls::valid_key_package),
         case!("mls/foreign-key-package", "a key package whose credential token names another key than its leaf's is refused: no welcome, the Invite fails", ["SLIM-MLS-002", "SLIM-MLS-001"], MOD, [Group, Reliable, Mls], mls::foreign_key_package),
+        case!("revoke/moderator-removes", "a moderator told of a revocation removes the member with an MLS commit within 1 s; the rest agree on the new epoch; the member reads nothing more and cannot rejoin", ["SLIM-REV-007", "SLIM-MLS-004", "SLIM-REV-008"], GROUP, [Group, Reliable, Mls, Revocation], revocation::moderator_removes),
+        case!("revoke/member-refuses-revoked-sender", "a member told that another member is revoked delivers nothing more it sends", ["SLIM-REV-008"], GROUP, [Group, Reliable, Mls, Revocation], revocation::member_refuses_revoked_sender),
+        case!("revoke/moderator-refuses-revoked-join", "a moderator told of a revocation refuses to invite that identity: the Invite fails, no welcome", ["SLIM-REV-008"], GROUP, [Group, Reliable, Mls, Revocation], revocation::moderator_refuses_revoked_join),
+        case!("revoke/revoked-cannot-decrypt", "the runner, a revoked member, cannot open data sent after the moderator removed it (it opens data sent before)", ["SLIM-MLS-004", "SLIM-REV-007"], MOD, [Group, FireAndForget, Mls, Revocation], revocation::revoked_cannot_decrypt),
     ]
 }

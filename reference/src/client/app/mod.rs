@@ -46,6 +46,9 @@ pub fn describe(e: &ClientError) -> String {
         ClientError::Stopped => {
             "the client stopped unexpectedly; run with SLIM_CLIENT_LOG=debug to see why".into()
         }
+        ClientError::Revocation(r) => {
+            format!("{r}; fix the file (`revoked: []` for an empty list)")
+        }
     }
 }
 

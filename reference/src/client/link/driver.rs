@@ -100,6 +100,18 @@ impl LinkOptions {
     }
 }
 
+/// How to fix an UNAUTHENTICATED refusal, from the node's message: a revoked or expired token
+/// needs a new token, anything else the node's credentials.
+fn unauthenticated_fix(message: &str) -> &'static str {
+    if message.contains("revoked") {
+        "the credential was revoked at the node; ask its issuer for a new one"
+    } else if message.contains("expired") {
+        "the token expired; pass a fresh one with --bearer TOKEN"
+    } else {
+        "pass the node's credentials with --auth-basic USER:PASS or --bearer TOKEN"
+    }
+}
+
 /// Why the link could not be (re)established. [`LinkIoError::is_fatal`] says whether retrying
 /// can help.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -129,7 +141,10 @@ pub enum LinkIoError {
         reason: String,
     },
     /// The node refused our credentials (HTTP 401).
-    #[error("the SLIM node at {url} refused the connection: UNAUTHENTICATED ({message}); pass the node's credentials with --auth-basic USER:PASS or --bearer TOKEN")]
+    #[error(
+        "the SLIM node at {url} refused the connection: UNAUTHENTICATED ({message}); {}",
+        unauthenticated_fix(message)
+    )]
     Unauthenticated {
         /// The URL.
         url: String,

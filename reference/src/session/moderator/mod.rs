@@ -142,6 +142,51 @@ impl ModeratorState {
     pub fn busy(&self) -> bool {
         self.current.is_some() || !self.tasks.is_empty()
     }
+
+    /// Whether the removal of `name` runs or waits (so a revocation queues it once).
+    pub fn removes(&self, name: &SlimName) -> bool {
+        let queued = self
+            .tasks
+            .iter()
+            .any(|t| matches!(t, Task::Remove(n) | Task::Departed(n) if n == name));
+        let running = matches!(
+            &self.current,
+            Some(Phase::RemoveUpdate { peer, .. } | Phase::Leave { peer, .. }) if peer == name
+        );
+        queued || running
+    }
+}
+
+/// A reply from `source`, whose identity is revoked, was refused (SLIM-REV-008): if it answers
+/// the invitation that runs, that invitation ends now, refused with `why`, rather than after its
+/// retries.
+pub(super) fn on_revoked_reply(
+    s: &mut Shared,
+    md: &mut ModeratorState,
+    io: &mut EndpointIo<'_>,
+    source: &SlimName,
+    why: &SessionError,
+) -> Result<(), SessionError> {
+    let id = match &md.current {
+        Some(Phase::Discovery { id, invited })
+            if wire::same_service(invited, source)
+                && (invited.id() == NULL_ID || invited.id() == source.id()) =>
+        {
+            *id
+        }
+        Some(Phase::Join { id, peer }) if peer == source => *id,
+        _ => return Ok(()),
+    };
+    s.commands.cancel(id);
+    md.current = None;
+    io.events.push_back(Event::Error {
+        session: Some(s.id),
+        message: format!("refused {source}: {why}"),
+    });
+    if !s.is_group() {
+        finish_close(s, md, io, "the peer's identity is revoked");
+    }
+    next_task(s, md, io)
 }
 
 /// Starts the next task if none runs.
