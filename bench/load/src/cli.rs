@@ -1,4 +1,5 @@
-//! The command line: `run`, `vs`, `compare`, `null-relay`, `session` and `revocation`.
+//! The command line: `run`, `vs`, `compare`, `null-relay`, `session`, `revocation` and
+//! `revocation-epoch`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -39,6 +40,43 @@ pub enum Command {
     Session(SessionArgs),
     /// Time from a revocation-list change to the end of the revoked client's stream.
     Revocation(RevocationArgs),
+    /// Time from RevokeIdentity to the next MLS epoch at every remaining member of a group.
+    RevocationEpoch(RevocationEpochArgs),
+}
+
+/// `slim-bench revocation-epoch`.
+#[derive(Debug, Args)]
+pub struct RevocationEpochArgs {
+    /// The node the apps connect to (default: the reference relay embedded in this process).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// A driver service (spec/DRIVER.md) hosting the apps, e.g. `http://127.0.0.1:50051`
+    /// (default: the reference client's driver embedded in this process).
+    #[arg(long)]
+    pub driver: Option<String>,
+    /// Group size at every revocation, moderator included (at least 3).
+    #[arg(long, default_value_t = 16)]
+    pub members: usize,
+    /// Revocations, one per round (a new participant replaces each revoked one).
+    #[arg(long, default_value_t = 20)]
+    pub rounds: usize,
+    /// How the end of a round is seen: `event` (MemberLeft on every remaining member, checked
+    /// with StateAuth) or `poll` (StateAuth polled every --poll-ms).
+    #[arg(long, value_enum, default_value = "event")]
+    pub signal: crate::revocation_epoch::Signal,
+    /// `revoke` (RevokeIdentity with the member's subject) or `remove` (a plain Remove by
+    /// name: the baseline a revocation adds to).
+    #[arg(long, value_enum, default_value = "revoke")]
+    pub via: crate::revocation_epoch::Via,
+    /// StateAuth polling interval, ms.
+    #[arg(long, default_value_t = 2.0)]
+    pub poll_ms: f64,
+    /// Bound for each driver call and each round, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Write the result (`slim-bench/revocation-epoch/v1`) to this file.
+    #[arg(long)]
+    pub json: Option<String>,
 }
 
 /// `slim-bench revocation`.
@@ -371,6 +409,33 @@ pub async fn execute(
                 write_json(path, &r)?;
             }
             Ok(if r.is_clean() { 0 } else { 1 })
+        }
+        Command::RevocationEpoch(a) => {
+            let positive = |v: f64, flag: &str| {
+                if v.is_finite() && v > 0.0 {
+                    Ok(std::time::Duration::from_secs_f64(v))
+                } else {
+                    Err(BenchError::Usage(format!(
+                        "{flag} must be a positive number"
+                    )))
+                }
+            };
+            let cfg = crate::revocation_epoch::EpochConfig {
+                target: a.target,
+                driver: a.driver,
+                members: a.members,
+                rounds: a.rounds,
+                signal: a.signal,
+                via: a.via,
+                poll: positive(a.poll_ms / 1e3, "--poll-ms")?,
+                timeout: positive(a.timeout, "--timeout")?,
+            };
+            let r = crate::revocation_epoch::run_epoch(&cfg).await?;
+            crate::revocation_epoch::print(out, &r).map_err(io)?;
+            if let Some(path) = &a.json {
+                write_json(path, &r)?;
+            }
+            Ok(0)
         }
         Command::Run(a) => {
             let params = a.scenario.params();

@@ -15,6 +15,8 @@
 //! - [`null_relay`]: the transport floor (not a SLIM node).
 //! - [`session`]: reliable session throughput of the reference client through a node.
 //! - [`revocation`]: time from a revocation-list change to the end of the revoked stream.
+//! - [`revocation_epoch`]: time from `RevokeIdentity` to the next MLS epoch in a group, through
+//!   the driver protocol.
 //! - [`cli`]: the command line.
 //!
 //! Usage and the JSON schema: `bench/LOAD.md`.
@@ -33,6 +35,7 @@ pub mod payload;
 pub mod procstat;
 pub mod result;
 pub mod revocation;
+pub mod revocation_epoch;
 pub mod run;
 pub mod scenario;
 pub mod session;

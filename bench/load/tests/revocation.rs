@@ -133,3 +133,58 @@ async fn revocation_drives_a_node_it_did_not_start() {
     assert!(out.contains("external node"), "{out}");
     assert_eq!(revoked, 2);
 }
+
+/// Runs `revocation-epoch` on a group of three (the smallest with a member that must agree) for
+/// two rounds through the embedded driver and relay; returns the result document.
+async fn epoch_run(via: &str, signal: &str) -> serde_json::Value {
+    let path = tmp(&format!("epoch-{via}-{signal}.json"));
+    let p = path.to_string_lossy().to_string();
+    let args = [
+        "revocation-epoch",
+        "--members",
+        "3",
+        "--rounds",
+        "2",
+        "--via",
+        via,
+        "--signal",
+        signal,
+        "--timeout",
+        "15",
+        "--json",
+        &p,
+    ];
+    let (code, out) = cli(&args).await;
+    assert_eq!(code, 0, "{via} {signal}: {out}");
+    let doc = read_json(&path);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(doc["schema"], "slim-bench/revocation-epoch/v1");
+    assert_eq!(doc["members"], 3);
+    assert_eq!(doc["rounds"], 2);
+    assert_eq!(doc["via"], via);
+    assert_eq!(doc["signal"], signal);
+    assert_eq!(doc["epoch_jumps"], 0, "one commit per revocation: {doc}");
+    for r in doc["samples"].as_array().expect("samples") {
+        assert_eq!(
+            r["epoch_after"].as_u64(),
+            r["epoch_before"].as_u64().map(|e| e + 1)
+        );
+        assert!(r["ms"].as_f64() >= r["moderator_ms"].as_f64(), "{r}");
+    }
+    let l = &doc["latency_ms"];
+    assert_eq!(l["count"], 2);
+    assert!(l["p50"].as_f64() <= l["max"].as_f64(), "{l}");
+    doc
+}
+
+/// The revocation itself (RevokeIdentity with the member's subject), seen by events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_epoch_moves_every_remaining_member_to_the_next_epoch() {
+    epoch_run("revoke", "event").await;
+}
+
+/// The baseline (a plain Remove), seen by polling StateAuth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_epoch_baseline_by_removal_with_polling() {
+    epoch_run("remove", "poll").await;
+}
