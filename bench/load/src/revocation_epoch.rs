@@ -91,6 +91,8 @@ pub struct EpochRound {
     pub call_ms: f64,
     /// When the moderator was done (its `MemberLeft`, or its `StateAuth` in poll mode), ms.
     pub moderator_ms: f64,
+    /// When the first remaining participant (not the moderator) was done, ms.
+    pub first_member_ms: f64,
     /// The moderator's epoch before the call.
     pub epoch_before: u64,
     /// The highest epoch a remaining member reported when it was done (`epoch_before + 1` for a
@@ -564,10 +566,17 @@ async fn measure(
         let last = done.values().map(|(at, _)| *at).max().unwrap_or(t0);
         let epoch_after = done.values().map(|(_, e)| *e).max().unwrap_or(epoch_before);
         let moderator_at = done.get(&moderator.app).map_or(last, |(at, _)| *at);
+        let first_member = done
+            .iter()
+            .filter(|(app, _)| **app != moderator.app)
+            .map(|(_, (at, _))| *at)
+            .min()
+            .unwrap_or(last);
         samples.push(EpochRound {
             ms: (last - t0).as_secs_f64() * 1e3,
             call_ms: call.as_secs_f64() * 1e3,
             moderator_ms: (moderator_at - t0).as_secs_f64() * 1e3,
+            first_member_ms: (first_member - t0).as_secs_f64() * 1e3,
             epoch_before,
             epoch_after,
         });
