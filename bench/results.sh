@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Re-runs every side-by-side measurement of bench/RESULTS.md, draws its plots, and prints where
-# slim-relay stands against the targets of the benchmarks issue. Not part of CI: it needs the
-# real SLIM node (see bench/README.md) and takes about 3 minutes on 2 cores, plus the build.
+# Re-runs every side-by-side measurement of bench/RESULTS.md, draws its plots, runs the two
+# revocation benchmarks, and prints where slim-relay stands against the targets of the benchmarks
+# issue. Not part of CI: it needs the real SLIM node (see bench/README.md) and takes about 3
+# minutes on 2 cores, plus the build.
 #
 #   bench/results.sh [OUT]      OUT: where the JSON results and plots go (default: bench/results)
 #
@@ -84,6 +85,17 @@ for f in p2p fanout16; do
     --old-label B --new-label A --plot "$OUT/relay-vs-node-$f.svg" >/dev/null || FAILED+=("plot-$f")
 done
 
+# Revocation (RESULTS.md, "Revocation"): the embedded relay and the embedded reference client,
+# one process on both cores (not pinned: the node is in the generator's process).
+revocation() { # revocation NAME ARGS...: one revocation benchmark, its JSON in $OUT/NAME.json
+  local name=$1; shift
+  echo "== $name"
+  rm -f "$OUT/$name.json"
+  "$TARGET/release/slim-bench" "$@" --json "$OUT/$name.json" || FAILED+=("$name")
+}
+revocation revocation revocation --streams 100 --revocations 100
+revocation revocation-epoch revocation-epoch --members 16 --rounds 20
+
 ratio() { # ratio FILE KEY: median of A / median of B, or why there is none
   local a b
   a=$(summary "$1" A "$2" 2>/dev/null) && b=$(summary "$1" B "$2" 2>/dev/null) \
@@ -97,6 +109,15 @@ echo "  relay / node, fanout 1->16        $(ratio "$OUT/vs-relay-node-fanout16.j
 echo "  relay / null, p2p msgs/s          $(ratio "$OUT/vs-relay-null-p2p.json" msgs_per_s)  (target >= 0.8)"
 echo "  relay / null, fanout 1->16        $(ratio "$OUT/vs-relay-null-fanout16.json" msgs_per_s)  (target >= 0.8)"
 echo "  relay / node, p99 at $RATE msgs/s  $(ratio "$OUT/vs-relay-node-p2p-rate.json" p99_us) smooth, $(ratio "$OUT/vs-relay-node-p2p-rate-timer.json" p99_us) timer pacing  (target <= 0.5)"
+percentiles() { # percentiles FILE: "p50 / p99 / max ms" of its latency_ms
+  python3 - "$1" <<'PY' 2>/dev/null || echo "n/a (no $1)"
+import json, sys
+p = json.load(open(sys.argv[1]))["latency_ms"]
+print(f"p50 {p['p50']:.1f} / p99 {p['p99']:.1f} / max {p['max']:.1f} ms")
+PY
+}
+echo "  revocation to stream end, 100 live    $(percentiles "$OUT/revocation.json")  (target p99 <= 100 ms)"
+echo "  revocation to next epoch, group of 16 $(percentiles "$OUT/revocation-epoch.json")  (target <= 1 s)"
 lossy=$(python3 - "$OUT"/vs-*.json <<'PY'
 import json, sys
 bad = []
