@@ -36,6 +36,10 @@ const FAULTS: &[(&str, &str)] = &[
         "revoked-identity-accepted",
         "revoke/moderator-refuses-revoked-join",
     ),
+    (
+        "revoked-identity-accepted",
+        "revoke/member-refuses-revoked-commands",
+    ),
     ("revocation-keeps-member", "revoke/moderator-removes"),
     ("revocation-keeps-member", "revoke/revoked-cannot-decrypt"),
     // The runner, as the removed member, opens data the moderator keeps encrypting in the old

@@ -219,8 +219,8 @@ fn the_reference_and_the_real_sdk_in_every_role() {
         "the known SDK defects must show as XFAIL ({xfail})"
     );
     assert_eq!(
-        revocation_cells, 10,
-        "three revocation cases in three cells with the SDK each, one in one"
+        revocation_cells, 13,
+        "four revocation cases in three cells with the SDK each, one in one"
     );
     // The defect the issue names: retries exhausted reported as a success.
     let retries = cells

@@ -15,6 +15,10 @@
 //! - `revoke/member-refuses-revoked-sender`: a member told that another member is revoked does
 //!   not deliver what that member sends any more (its moderator was not told, so the sender is
 //!   still in the group). Catches members that check revocation only at the node.
+//! - `revoke/member-refuses-revoked-commands`: a member told that its moderator is revoked
+//!   applies no more of its commands: the moderator's next invite (a GROUP_UPDATE with an MLS
+//!   commit) leaves that member in its epoch, without the newcomer. Catches members that check
+//!   revocation on data only.
 //! - `revoke/moderator-refuses-revoked-join`: a moderator told of a revocation refuses to invite
 //!   that identity: the Invite fails, no welcome is sent. A positive control first: an identity
 //!   not revoked is invited in the same group.
@@ -285,6 +289,66 @@ pub fn member_refuses_revoked_sender(cx: Cell) -> CaseFuture {
                     told.name, sender.name
                 ),
                 format!("it delivered {leaked:?}"),
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// SLIM-REV-008: a member told that its moderator is revoked applies none of its commands.
+pub fn member_refuses_revoked_commands(cx: Cell) -> CaseFuture {
+    Box::pin(async move {
+        let mut g = group(&cx, M, P, 1, mls()).await?;
+        agree(&cx, "the invite", &all(&g), &apps(&g)).await?;
+        let (told, ts) = g.p[0].clone();
+        let sub = subject(&g.m)?;
+        let before = epoch(&told, &ts).await?;
+        cx.harness.mark(format!(
+            "the runner tells {} that its moderator's sub {sub:?} is revoked",
+            told.name
+        ));
+        told.revoke(Target::Subject(sub)).await?;
+        let newcomer = cx.app(P, "newcomer").await?;
+        let nb = base_name(&newcomer.name.to_string());
+        let mark = cx.harness.transcript().len();
+        // The moderator (not told) invites; whether its Invite succeeds without the told
+        // member's acknowledgement is its own affair. The barrier is the newcomer's session.
+        let outcome = invite(&cx, &mut g, newcomer.clone()).await;
+        cx.note(format!(
+            "the moderator's Invite of {nb}: {}",
+            match &outcome {
+                Ok(()) => "succeeded".to_string(),
+                Err(f) => format!("failed: {}", f.texts().1),
+            }
+        ));
+        let me = g.m.name.to_string();
+        let commit_sent = cx.harness.transcript()[mark..].iter().any(|e| {
+            e.dir == Some(Dir::ToNode)
+                && e.source.as_deref() == Some(me.as_str())
+                && e.session
+                    .is_some_and(|s| s.message_type == T::GroupUpdate as i32)
+        });
+        if !commit_sent {
+            return Err(Failure::Harness(
+                "the moderator sent no GROUP_UPDATE for the invite, so there was no command to refuse".into(),
+            ));
+        }
+        let after = epoch(&told, &ts).await?;
+        let members = told.members(&ts).await.unwrap_or_default();
+        let applied = match (before, after) {
+            (Some(b), Some(a)) => a != b,
+            _ => members.iter().any(|m| base_name(m) == nb),
+        };
+        if applied {
+            return Err(Failure::violation_of(
+                "SLIM-REV-008",
+                format!(
+                    "{} applies no command signed by its moderator once told the moderator's identity is revoked",
+                    told.name
+                ),
+                format!(
+                    "it applied the moderator's GROUP_UPDATE: epoch {before:?} → {after:?}, members {members:?}"
+                ),
             ));
         }
         Ok(())
