@@ -38,6 +38,7 @@ use slim_proto::names::{SlimName, NULL_ID};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 use super::{Client, ClientError, ClientEvent, ClientOptions};
@@ -959,9 +960,19 @@ impl DriverServer {
         let task = tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
                 .add_service(DriverService::new(service))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = stopped.await;
-                })
+                // Without TCP_NODELAY each small reply and event waits ~40 ms (Nagle's algorithm
+                // meeting the runner's delayed ACK), which every timed step would measure.
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener).map(|conn| {
+                        if let Ok(c) = &conn {
+                            let _ = c.set_nodelay(true);
+                        }
+                        conn
+                    }),
+                    async {
+                        let _ = stopped.await;
+                    },
+                )
                 .await;
             if let Err(e) = served {
                 tracing::warn!(error = %e, "driver server ended");
