@@ -20,6 +20,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::auth::jwt::Principal;
+use crate::mutants::{self, Fault};
 
 /// Which claim of a credential is revoked, and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,13 +133,13 @@ impl RevocationList {
         if let Some(jti) = principal.jti.as_ref().filter(|j| self.jti.contains(*j)) {
             return Some(Reason::Jti(jti.clone()));
         }
-        if self.sub.contains(&principal.sub) {
+        if self.sub.contains(&principal.sub) && !mutants::on(Fault::RevokedSubIgnored) {
             return Some(Reason::Sub(principal.sub.clone()));
         }
         principal
             .kid
             .as_ref()
-            .filter(|k| self.kid.contains(*k))
+            .filter(|k| self.kid.contains(*k) && !mutants::on(Fault::RevokedKidIgnored))
             .map(|k| Reason::Kid(k.clone()))
     }
 }
