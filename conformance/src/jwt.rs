@@ -19,7 +19,8 @@ use p256::ecdsa::Signature;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-/// A key file the runner cannot sign with; names the file and the defect, never key material.
+/// A key file the runner cannot sign tokens with (SLIM-REV-001); names the file and the defect,
+/// never key material.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The file could not be read.
@@ -151,8 +152,8 @@ impl SigningKey {
     }
 }
 
-/// What one token says: its `kid` header and its claims. Cases start from
-/// [`Issuer::valid`] and change one thing.
+/// What one token says: its `kid` header and its claims (SLIM-REV-001, SLIM-REV-002). Cases
+/// start from [`Issuer::valid`] and change one thing.
 #[derive(Debug, Clone)]
 pub struct TokenSpec {
     /// The `kid` header parameter, if any.

@@ -50,10 +50,11 @@ impl std::fmt::Display for Claim {
     }
 }
 
-/// How long `--revoke-cmd` may take.
+/// How long `--revoke-cmd` may take to revoke (SLIM-REV-002).
 pub const COMMAND_BOUND: Duration = Duration::from_secs(10);
 
-/// A revocation the runner could not make (a harness error: the verdict is ERROR, never FAIL).
+/// A revocation the runner could not make (SLIM-REV-002..006: a harness error, so the verdict is
+/// ERROR, never FAIL).
 #[derive(Debug, thiserror::Error)]
 pub enum RevokeError {
     /// The list file could not be written or renamed.
@@ -97,7 +98,7 @@ pub enum RevokeError {
     NotAFile,
 }
 
-/// The list file the runner maintains (`--revoke-file`).
+/// The list file the runner maintains (`--revoke-file`; SLIM-REV-002, SLIM-REV-006).
 #[derive(Debug)]
 pub struct ListFile {
     path: PathBuf,
@@ -176,7 +177,7 @@ fn render(entries: &[(String, String)]) -> String {
     text
 }
 
-/// The runner's way to revoke a credential on the target.
+/// The runner's way to revoke a credential on the target (SLIM-REV-002..006).
 #[derive(Debug)]
 pub enum Revoker {
     /// Rewrites the node's watched list file.
