@@ -6,6 +6,7 @@
 #   conformance/mutants/run.sh [--only NAME...] [--no-build] [-- RUNNER_ARGS...]
 #
 # RUNNER_ARGS go to every `slim-conformance run` (baseline included), e.g. `-- --skip 'link/*'`.
+# Modes (faults.tsv): strict (the full profile), lax, auth, jwt (JWT auth and a revocation list).
 # A fault is KILLED when a case is FAIL or ERROR in one of its runs (or WARN, when the
 # requirement the fault breaks is a SHOULD). Reports: target/mutants/reports/. Exit 0 when every
 # fault was killed, 1 otherwise, 2 on a usage or setup error. See conformance/mutants/README.md.
@@ -20,6 +21,8 @@ RUNNER=target/release/slim-conformance
 REPORTS=target/mutants/reports
 AUTH_USER=conformance
 AUTH_PASS=s3cret-pass
+JWT_ISSUER=conformance-idp
+JWT_AUDIENCE=slim
 # Upper bound for one run of the runner (a hung target fails its case, not the run; this is a
 # last resort). Override with SLIM_MUTANTS_RUN_TIMEOUT (seconds).
 RUN_TIMEOUT=${SLIM_MUTANTS_RUN_TIMEOUT:-900}
@@ -104,7 +107,7 @@ for r in rows:
         errors.append("%s: requirement %s differs from the relay's" % (name, req))
     if levels.get(req) != level:
         errors.append("%s: level %s, but %s is %s in the spec" % (name, level, req, levels.get(req)))
-    if mode not in ("strict", "lax", "auth"):
+    if mode not in ("strict", "lax", "auth", "jwt"):
         errors.append("%s: unknown mode %s" % (name, mode))
 known = {r[0] for r in rows}
 for o in only:
@@ -141,6 +144,16 @@ run_once() {
              runner_args=(--require-header-mac false --only 'mac/*') ;;
         auth) relay_args=(--auth-basic "$AUTH_USER:$AUTH_PASS")
               runner_args=(--auth "basic:$AUTH_USER:$AUTH_PASS" --only 'auth/*') ;;
+        jwt) # A fresh HS256 secret and an empty revocation list the runner rewrites.
+             local jwt_dir="$REPORTS/$label.jwt.d"
+             mkdir -p "$jwt_dir"
+             python3 -c 'import secrets; print(secrets.token_hex(32))' >"$jwt_dir/secret"
+             printf 'revoked: []\n' >"$jwt_dir/revoked.yaml"
+             relay_args=(--auth-jwt-hs256-secret-file "$jwt_dir/secret" --auth-jwt-issuer "$JWT_ISSUER"
+                         --auth-jwt-audience "$JWT_AUDIENCE" --revocation-file "$jwt_dir/revoked.yaml")
+             runner_args=(--jwt-hs256-secret-file "$jwt_dir/secret" --jwt-issuer "$JWT_ISSUER"
+                          --jwt-audience "$JWT_AUDIENCE" --revoke-file "$jwt_dir/revoked.yaml"
+                          --only 'revocation/*') ;;
     esac
     ((strict_warn)) && runner_args+=(--strict)
     port=$(free_port)
@@ -195,7 +208,7 @@ EOF
 # ---- baseline: the relay without a fault must pass every run --------------------------------
 echo "baseline: the relay without a fault ..." >&2
 : >"$REPORTS/baseline.unclean"
-for mode in strict lax auth; do
+for mode in strict lax auth jwt; do
     cut -f5 <<<"$SELECTED" | grep -qx "$mode" || continue
     t0=$(date +%s)
     run_once baseline "" "$mode" 0
@@ -244,7 +257,7 @@ while IFS=$'\t' read -r name _category requirement level mode; do
     echo "[$i/$TOTAL] $name ($requirement, $level, $mode) ..." >&2
     sw=0
     [[ $level == SHOULD ]] && sw=$STRICT_WARN
-    # A lax or auth fault's hook cannot fire in the default strict run: only its own run counts.
+    # A lax, auth or jwt fault's hook cannot fire in the default strict run: only its own run counts.
     run_once "$name" "$name" "$mode" "$sw"
     by=""
     if [[ $RUN_RC == relay ]]; then

@@ -15,6 +15,7 @@ use slim_proto::names::SlimName;
 
 use crate::client::{Link, Target};
 use crate::evidence::FrameLog;
+use crate::revoke::RevocationSetup;
 pub use crate::verdict::{Failure, Finding};
 
 /// What a case needs from the target beyond the basics; cases whose needs are not met are
@@ -28,6 +29,18 @@ pub enum Need {
     LaxMac,
     /// The target is protected by HTTP credentials and the runner was given them.
     Auth,
+    /// The runner can mint the target's JWT bearer tokens (`--jwt-key`; SLIM-REV-001).
+    Jwt,
+    /// The target checks the token's `iss` and the runner knows the value (`--jwt-issuer`).
+    JwtIssuer,
+    /// The target checks the token's `aud` and the runner knows the value (`--jwt-audience`).
+    JwtAudience,
+    /// The runner can revoke a credential on the target (`--revoke-file` or `--revoke-cmd`;
+    /// SLIM-REV-002).
+    Revoke,
+    /// The runner revokes by writing the target's list file (`--revoke-file`), so it can also
+    /// write a malformed one (SLIM-REV-006).
+    RevokeFile,
 }
 
 /// The context one case runs in.
@@ -47,6 +60,8 @@ pub struct Ctx {
     observation: Arc<Mutex<Option<String>>>,
     /// How long the case may wait for an expected silence (a bounded negative check).
     pub quiet: Duration,
+    /// What the revocation cases need (SLIM-REV-001..006), when the run has it.
+    revocation: Option<Arc<RevocationSetup>>,
 }
 
 impl Ctx {
@@ -61,7 +76,19 @@ impl Ctx {
             notes: Arc::default(),
             observation: Arc::default(),
             quiet,
+            revocation: None,
         }
+    }
+
+    /// The same context with the run's revocation setup (SLIM-REV-001..006).
+    pub fn with_revocation(mut self, setup: Option<Arc<RevocationSetup>>) -> Self {
+        self.revocation = setup;
+        self
+    }
+
+    /// The run's revocation setup, if any (SLIM-REV-001..006).
+    pub fn revocation(&self) -> Option<&RevocationSetup> {
+        self.revocation.as_deref()
     }
 
     /// A name unique to this case: `<case org>/conformance/<svc>/<id>` (`id` None = wildcard).

@@ -4,17 +4,21 @@
 //! SHOULD broken with `--strict`, or a stale expectation), 2 harness or usage error, 3 target
 //! unreachable.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
 
 use crate::case::Case;
+use crate::case::Need;
 use crate::catalogue::Catalogue;
 use crate::client::Target;
 use crate::expectations::Expectations;
+use crate::jwt::{Issuer, SigningKey};
 use crate::report;
+use crate::revoke::{ListFile, RevocationSetup, Revoker};
 use crate::runner::{self, RunOptions, Summary};
 
 pub use crate::args::{glob_match, EXIT_FAIL, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE};
@@ -152,6 +156,47 @@ struct RunArgs {
     /// and shows that no verdict depends on speed.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     delay_ms: u64,
+    /// Revocation cases (SLIM-REV-*): the PKCS#8 PEM P-256 private key (ES256) the target's
+    /// bearer tokens are signed with; the runner mints valid tokens and tokens that fail one
+    /// check. With --target and no --auth/--bearer, the other cases authenticate with a valid
+    /// token from it too (sub "slim-conformance", valid 1 h). Without --target the runner sets
+    /// up its own key, relay and list (no JWT flag needed).
+    #[arg(long, value_name = "FILE", group = "jwt_signing")]
+    jwt_key: Option<PathBuf>,
+    /// Like --jwt-key, for HS256: a file whose bytes are the shared secret (one trailing newline
+    /// ignored, as slim-relay's hs256_secret_file).
+    #[arg(long, value_name = "FILE", group = "jwt_signing")]
+    jwt_hs256_secret_file: Option<PathBuf>,
+    /// The kid header of the runner's valid tokens (default: no kid).
+    #[arg(long, value_name = "KID", requires = "jwt_signing")]
+    jwt_kid: Option<String>,
+    /// The iss claim the target requires; revocation/wrong-issuer-refused is UNSUPPORTED without it.
+    #[arg(long, value_name = "ISS", requires = "jwt_signing")]
+    jwt_issuer: Option<String>,
+    /// The aud claim the target requires; revocation/wrong-audience-refused is UNSUPPORTED
+    /// without it.
+    #[arg(long, value_name = "AUD", requires = "jwt_signing")]
+    jwt_audience: Option<String>,
+    /// A second kid the target accepts for the same key, which revocation/revoked-kid-refused
+    /// revokes (keep it distinct from --jwt-kid). Default: a fresh kid per case, which a node
+    /// accepts if it tries its kid-less keys for a kid it does not know (slim-relay with PEM keys
+    /// does); otherwise that case is UNSUPPORTED.
+    #[arg(long, value_name = "KID", requires = "jwt_signing")]
+    jwt_spare_kid: Option<String>,
+    /// Revocation cases: the target's watched revocation list, in slim-relay's YAML format
+    /// (`revoked: [{jti: V}, {sub: V}, {kid: V}]`). The runner keeps the entries it finds, adds
+    /// its own, replaces the file atomically (writes PATH.slim-conformance.tmp, renames it over
+    /// PATH) and puts the original back at the end. Without --revoke-file or --revoke-cmd the
+    /// revocation cases are UNSUPPORTED.
+    #[arg(long, value_name = "PATH", conflicts_with = "revoke_cmd")]
+    revoke_file: Option<PathBuf>,
+    /// Revocation cases: a shell command that revokes a credential on the target, run as
+    /// `sh -c 'CMD "$@"' sh CLAIM VALUE` (CLAIM is jti, sub or kid; also in the environment as
+    /// SLIM_REVOKE_CLAIM and SLIM_REVOKE_VALUE). It must exit 0 within 10 s once the target has
+    /// been told; the 100 ms of SLIM-REV-004 are measured from its return. It cannot write a
+    /// malformed list, so revocation/malformed-list-keeps-revocations needs --revoke-file.
+    #[arg(long, value_name = "CMD")]
+    revoke_cmd: Option<String>,
 }
 
 impl From<RunArgs> for crate::session::cli::SessionArgs {
@@ -383,6 +428,41 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
         eprintln!("error: --fix-expectations needs --expect FILE");
         return EXIT_USAGE;
     }
+    let jwt_flags = args.jwt_key.is_some()
+        || args.jwt_hs256_secret_file.is_some()
+        || args.revoke_file.is_some()
+        || args.revoke_cmd.is_some();
+    if jwt_flags && args.target.is_none() {
+        eprintln!(
+            "error: --jwt-key, --jwt-hs256-secret-file, --revoke-file and --revoke-cmd describe a --target; without --target the runner sets up the embedded relay's key and revocation list itself"
+        );
+        return EXIT_USAGE;
+    }
+    if args
+        .revoke_cmd
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty())
+    {
+        eprintln!("error: --revoke-cmd needs a command, e.g. --revoke-cmd 'my-node-admin revoke'");
+        return EXIT_USAGE;
+    }
+    let issuer = match target_issuer(&args) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    // A JWT target needs a token for every case: without --auth/--bearer, one the runner mints.
+    let authorization = match (authorization, &issuer) {
+        (None, Some(i)) => Some(i.bearer(&i.valid(
+            "slim-conformance",
+            &format!("slim-conformance-{}", uuid::Uuid::new_v4().simple()),
+            unix_now(),
+            3600,
+        ))),
+        (a, _) => a,
+    };
     let expect_path = args.expect.first().map(PathBuf::from);
     let expectations = match &expect_path {
         Some(path) => match Expectations::load(path, &catalogue) {
@@ -455,19 +535,217 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
         authorization,
         strict_mac: args.require_header_mac,
     };
+    let delay = Duration::from_millis(args.delay_ms);
+    // What the revocation cases judge: the target itself, or (embedded) a second reference
+    // relay with JWT auth and a watched list, started only when the selection has such cases.
+    let mut jwt_relay = None;
+    let revocation = if args.target.is_some() {
+        Some(Arc::new(RevocationSetup {
+            url: target.url.clone(),
+            strict_mac: args.require_header_mac,
+            issuer,
+            revoker: match (&args.revoke_file, &args.revoke_cmd) {
+                (Some(path), _) => Some(Revoker::File(ListFile::open(path))),
+                (None, Some(cmd)) => Some(Revoker::Command(cmd.clone())),
+                (None, None) => None,
+            },
+            spare_kid: args.jwt_spare_kid.clone(),
+            one_way_delay: delay,
+        }))
+    } else if selects_revocation_cases(&args) {
+        match EmbeddedJwtRelay::start(args.require_header_mac, delay).await {
+            Ok(r) => {
+                let setup = r.setup.clone();
+                println!(
+                    "revocation cases: a second embedded reference relay at {} (JWT ES256 on a fresh key, revocation list {})",
+                    setup.url,
+                    r.list.display()
+                );
+                jwt_relay = Some(r);
+                Some(setup)
+            }
+            Err(e) => {
+                eprintln!("error: cannot start the embedded JWT relay: {e}");
+                drop(proxy);
+                if let Some(handle) = embedded {
+                    let _ = handle.shutdown().await;
+                }
+                return EXIT_USAGE;
+            }
+        }
+    } else {
+        None
+    };
     let code = run_against(
         &args,
         &catalogue,
         target,
+        revocation.clone(),
         expectations.as_ref(),
         embedded.is_some(),
     )
     .await;
+    if let Some(r) = revocation.as_ref().and_then(|s| s.revoker.as_ref()) {
+        if let Err(e) = r.restore() {
+            eprintln!("warning: the revocation list was not restored: {e}");
+        }
+    }
     drop(proxy);
+    if let Some(r) = jwt_relay {
+        r.stop().await;
+    }
     if let Some(handle) = embedded {
         let _ = handle.shutdown().await;
     }
     code
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The runner's identity provider for a `--target`, from `--jwt-key` or
+/// `--jwt-hs256-secret-file` and the claims flags (SLIM-REV-001); `None` without a key.
+fn target_issuer(args: &RunArgs) -> Result<Option<Issuer>, String> {
+    let key = match (&args.jwt_key, &args.jwt_hs256_secret_file) {
+        (Some(path), _) => SigningKey::load_es256_pem(path).map_err(|e| format!("--jwt-key: {e}")),
+        (None, Some(path)) => {
+            SigningKey::load_hs256_secret(path).map_err(|e| format!("--jwt-hs256-secret-file: {e}"))
+        }
+        (None, None) => return Ok(None),
+    }?;
+    if args.jwt_spare_kid.is_some() && args.jwt_spare_kid == args.jwt_kid {
+        return Err(
+            "--jwt-spare-kid must differ from --jwt-kid: the kid case revokes it, and every later token would be refused"
+                .into(),
+        );
+    }
+    Ok(Some(Issuer {
+        key,
+        kid: args.jwt_kid.clone(),
+        issuer: args.jwt_issuer.clone(),
+        audience: args.jwt_audience.clone(),
+    }))
+}
+
+/// Whether `--only`/`--skip` select a case that needs JWT tokens or a revocation mechanism.
+fn selects_revocation_cases(args: &RunArgs) -> bool {
+    select(crate::cases::all(), &args.only, &args.skip)
+        .iter()
+        .flat_map(|c| c.needs.iter())
+        .any(|n| {
+            matches!(
+                n,
+                Need::Jwt | Need::JwtIssuer | Need::JwtAudience | Need::Revoke | Need::RevokeFile
+            )
+        })
+}
+
+/// The embedded relay the revocation cases judge when no `--target` is given (SLIM-REV-001..006):
+/// JWT auth on a fresh ES256 key (issuer and audience checked), and a watched revocation list,
+/// both in a temporary directory removed at the end. The other cases keep the unauthenticated
+/// embedded relay.
+struct EmbeddedJwtRelay {
+    relay: slim_reference::server::RelayHandle,
+    proxy: Option<crate::delay::DelayProxy>,
+    dir: PathBuf,
+    list: PathBuf,
+    setup: Arc<RevocationSetup>,
+}
+
+/// Issuer and audience of the embedded JWT relay's tokens.
+const EMBEDDED_ISSUER: &str = "slim-conformance-idp";
+const EMBEDDED_AUDIENCE: &str = "slim";
+
+impl EmbeddedJwtRelay {
+    async fn start(require_header_mac: bool, delay: Duration) -> Result<Self, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "slim-conformance-jwt-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let started = Self::start_in(&dir, require_header_mac, delay).await;
+        if started.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        started
+    }
+
+    async fn start_in(
+        dir: &Path,
+        require_header_mac: bool,
+        delay: Duration,
+    ) -> Result<Self, String> {
+        let write = |path: &Path, text: &str| {
+            std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        };
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let key = SigningKey::generate_es256();
+        let pem = key
+            .public_pem()
+            .ok_or_else(|| "cannot encode the public key".to_string())?;
+        let pem_path = dir.join("idp.pub.pem");
+        write(&pem_path, &pem)?;
+        let list = dir.join("revoked.yaml");
+        write(&list, "revoked: []\n")?;
+        let mut config = slim_reference::config::ServerConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            auth: Some(slim_reference::auth::AuthConfig::Jwt {
+                keys: vec![pem_path],
+                jwks: None,
+                hs256_secret_file: None,
+                issuer: Some(EMBEDDED_ISSUER.into()),
+                audience: Some(EMBEDDED_AUDIENCE.into()),
+            }),
+            revocation_file: Some(list.clone()),
+            ..Default::default()
+        };
+        config.relay.require_header_mac = require_header_mac;
+        let relay = slim_reference::server::spawn(config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let proxy = if delay.is_zero() {
+            None
+        } else {
+            match start_delay(&relay.url(), delay).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let _ = relay.shutdown().await;
+                    return Err(format!("--delay-ms: {e}"));
+                }
+            }
+        };
+        let url = proxy.as_ref().map_or_else(|| relay.url(), |p| p.url());
+        let setup = Arc::new(RevocationSetup {
+            url,
+            strict_mac: require_header_mac,
+            issuer: Some(Issuer {
+                key,
+                kid: None,
+                issuer: Some(EMBEDDED_ISSUER.into()),
+                audience: Some(EMBEDDED_AUDIENCE.into()),
+            }),
+            revoker: Some(Revoker::File(ListFile::open(&list))),
+            spare_kid: None,
+            one_way_delay: delay,
+        });
+        Ok(Self {
+            relay,
+            proxy,
+            dir: dir.to_path_buf(),
+            list,
+            setup,
+        })
+    }
+
+    async fn stop(self) {
+        drop(self.proxy);
+        let _ = self.relay.shutdown().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Starts a [`DelayProxy`](crate::delay::DelayProxy) in front of `url`.
@@ -489,6 +767,7 @@ async fn run_against(
     args: &RunArgs,
     catalogue: &Catalogue,
     target: Target,
+    revocation: Option<Arc<RevocationSetup>>,
     expectations: Option<&Expectations>,
     embedded: bool,
 ) -> i32 {
@@ -540,6 +819,7 @@ async fn run_against(
         quiet: Duration::from_millis(args.quiet_ms),
         strict: args.strict,
         fail_fast: args.fail_fast,
+        revocation,
     };
     let write_reports = |results: &[runner::CaseResult], complete: bool| -> Result<(), String> {
         let stale = expectations.map(|e| e.stale(results)).unwrap_or_default();

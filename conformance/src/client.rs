@@ -165,20 +165,36 @@ impl Link {
         &mut self,
         tweak: impl FnOnce(&mut pb::LinkNegotiationPayload),
     ) -> Result<pb::LinkNegotiationPayload, Failure> {
+        match self.negotiate_or_end(tweak).await? {
+            Ok(reply) => Ok(reply),
+            Err(s) => Err(Failure::violation(
+                "a link negotiation reply",
+                format!("stream ended: {}", status_text(&s)),
+            )),
+        }
+    }
+
+    /// [`Link::negotiate`], except that a stream the target ends instead of replying gives its
+    /// status (`Ok(Err(status))`): how a node that accepted the call refuses its credentials
+    /// (SLIM-AUTH-002, SLIM-REV-001).
+    pub async fn negotiate_or_end(
+        &mut self,
+        tweak: impl FnOnce(&mut pb::LinkNegotiationPayload),
+    ) -> Result<Result<pb::LinkNegotiationPayload, Status>, Failure> {
         let pair = LinkKeyPair::from_secret_bytes(random32());
         let link_id = uuid::Uuid::new_v4().to_string();
         let mut req = default_request(&link_id, pair.public_bytes().to_vec());
         tweak(&mut req);
         self.link_id = req.link_id.clone();
-        self.send_message(link::negotiation_message(req)).await?;
+        // The call may be refused as soon as the client sends; the end that follows says how.
+        if let Err(f) = self.send_message(link::negotiation_message(req)).await {
+            if self.tx.is_none() {
+                return Err(f);
+            }
+        }
         let reply = match self.recv(Duration::from_secs(5)).await {
             Event::Message(m) => m,
-            Event::Ended(s) => {
-                return Err(Failure::violation(
-                    "a link negotiation reply",
-                    format!("stream ended: {}", status_text(&s)),
-                ))
-            }
+            Event::Ended(s) => return Ok(Err(s)),
             Event::Silent => {
                 return Err(Failure::violation(
                     "a link negotiation reply within 5 s",
@@ -198,7 +214,7 @@ impl Link {
             );
         }
         self.reply = Some(p.clone());
-        Ok(p)
+        Ok(Ok(p))
     }
 
     /// The label used in evidence.

@@ -5,6 +5,7 @@
 //! on. Results are handed to a callback as soon as each case ends, so partial reports are always
 //! written.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -13,6 +14,7 @@ use crate::case::{Case, Ctx, Need};
 use crate::catalogue::{Catalogue, Level};
 use crate::client::{Link, Target};
 use crate::expectations::Expectations;
+use crate::revoke::RevocationSetup;
 use crate::verdict::Failure;
 pub use crate::verdict::{CaseResult, RequirementRef, Verdict};
 
@@ -27,6 +29,8 @@ pub struct RunOptions {
     pub strict: bool,
     /// Stop after the first FAIL or ERROR (and the first WARN with `strict`).
     pub fail_fast: bool,
+    /// What the revocation cases need (SLIM-REV-001..006); `None` makes them UNSUPPORTED.
+    pub revocation: Option<Arc<RevocationSetup>>,
 }
 
 /// Why the run could not start.
@@ -77,7 +81,11 @@ pub fn level_verdict(level: Level) -> Verdict {
     }
 }
 
-fn unmet(need: Need, target: &Target) -> Option<String> {
+fn unmet(need: Need, options: &RunOptions) -> Option<String> {
+    let target = &options.target;
+    let setup = options.revocation.as_deref();
+    let issuer = setup.and_then(|s| s.issuer.as_ref());
+    let revoker = setup.and_then(|s| s.revoker.as_ref());
     match need {
         Need::StrictMac if !target.strict_mac => {
             Some("the target was declared not to require the header MAC (--require-header-mac false)".into())
@@ -87,6 +95,21 @@ fn unmet(need: Need, target: &Target) -> Option<String> {
         ),
         Need::Auth if target.authorization.is_none() => Some(
             "the target is not protected by credentials (pass --auth or --bearer for a protected target)".into(),
+        ),
+        Need::Jwt | Need::JwtIssuer | Need::JwtAudience if issuer.is_none() => Some(
+            "the runner cannot mint the target's JWT bearer tokens (pass --jwt-key FILE or --jwt-hs256-secret-file FILE)".into(),
+        ),
+        Need::JwtIssuer if issuer.is_some_and(|i| i.issuer.is_none()) => Some(
+            "the target was not declared to check the token's iss (pass --jwt-issuer ISS)".into(),
+        ),
+        Need::JwtAudience if issuer.is_some_and(|i| i.audience.is_none()) => Some(
+            "the target was not declared to check the token's aud (pass --jwt-audience AUD)".into(),
+        ),
+        Need::Revoke | Need::RevokeFile if revoker.is_none() => Some(
+            "the runner has no way to revoke a credential on the target (pass --revoke-file PATH or --revoke-cmd CMD)".into(),
+        ),
+        Need::RevokeFile if revoker.is_some_and(|r| !r.is_file()) => Some(
+            "a malformed revocation list can only be written through --revoke-file PATH (--revoke-cmd cannot make the target read one)".into(),
         ),
         _ => None,
     }
@@ -122,13 +145,14 @@ pub async fn run_case(
     let requirements = requirement_refs(catalogue, &case.requirements);
     let mut result = CaseResult::new(case.id.clone(), case.title.clone(), requirements);
     let primary_level = result.level;
-    if let Some(reason) = case.needs.iter().find_map(|n| unmet(*n, &options.target)) {
+    if let Some(reason) = case.needs.iter().find_map(|n| unmet(*n, options)) {
         result.verdict = Verdict::Unsupported;
         result.observed = Some(reason);
         return result;
     }
     let org = format!("c{run_id}-{index:03}");
-    let cx = Ctx::new(options.target.clone(), org, options.quiet);
+    let cx = Ctx::new(options.target.clone(), org, options.quiet)
+        .with_revocation(options.revocation.clone());
     let started = Instant::now();
     let failure = bounded((case.run)(cx.clone()), case.timeout).await;
     result.duration_ms = started.elapsed().as_millis() as u64;

@@ -229,6 +229,56 @@ const TABLE: &[(&str, &str, &[&str], &str)] = &[
         &["--auth", "basic:u:s3cret"],
         "FAIL",
     ),
+    // Revocation (the embedded JWT relay, set up by the runner with no flag): each check of a
+    // token, each kind of entry, at call setup and on live streams, and a list that breaks.
+    (
+        "revocation/wrong-audience-refused",
+        "jwt-audience-not-checked",
+        &[],
+        "FAIL",
+    ),
+    (
+        "revocation/revoked-sub-refused",
+        "revoked-sub-ignored",
+        &[],
+        "FAIL",
+    ),
+    (
+        "revocation/revoked-kid-refused",
+        "revoked-kid-ignored",
+        &[],
+        "FAIL",
+    ),
+    (
+        "revocation/revoked-jti-refused",
+        "revoked-token-accepted-at-setup",
+        &[],
+        "FAIL",
+    ),
+    (
+        "revocation/live-stream-ended",
+        "revocation-not-enforced-on-live-streams",
+        &[],
+        "FAIL",
+    ),
+    (
+        "revocation/live-stream-ended",
+        "subscriptions-kept-after-revocation",
+        &[],
+        "FAIL",
+    ),
+    (
+        "revocation/expiry-ends-stream",
+        "expiry-only-at-setup",
+        &[],
+        "FAIL",
+    ),
+    (
+        "revocation/malformed-list-keeps-revocations",
+        "malformed-list-clears-revocations",
+        &[],
+        "FAIL",
+    ),
 ];
 
 /// Runs one case against the embedded relay with `fault` active; returns the case's verdict and

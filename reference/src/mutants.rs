@@ -214,6 +214,23 @@ faults! {
         "The scheme name is not checked: the right credentials under any scheme pass.";
     AuthMissingHeaderAccepted, "auth-missing-header-accepted", "SLIM-AUTH-001",
         "A call without an authorization header is let through (only present headers are checked).";
+    // JWT and revocation
+    JwtAudienceNotChecked, "jwt-audience-not-checked", "SLIM-REV-001",
+        "The aud claim is never compared with the configured audience: a token minted for another service is accepted.";
+    RevokedSubIgnored, "revoked-sub-ignored", "SLIM-REV-002",
+        "sub entries of the revocation list are parsed but never matched: revoking an agent revokes nothing.";
+    RevokedKidIgnored, "revoked-kid-ignored", "SLIM-REV-002",
+        "kid entries of the revocation list are parsed but never matched: retiring a signing key revokes nothing.";
+    RevokedTokenAcceptedAtSetup, "revoked-token-accepted-at-setup", "SLIM-REV-003",
+        "The list is applied to open streams but not consulted when a call is set up: a revoked token reconnects.";
+    RevocationNotEnforcedOnLiveStreams, "revocation-not-enforced-on-live-streams", "SLIM-REV-004",
+        "A new list is consulted only when calls are set up: open streams with a revoked credential stay open.";
+    SubscriptionsKeptAfterRevocation, "subscriptions-kept-after-revocation", "SLIM-REV-004",
+        "A stream ended for a revoked credential keeps its subscriptions: the route to the dead link leaks.";
+    ExpiryOnlyAtSetup, "expiry-only-at-setup", "SLIM-REV-005",
+        "exp is checked only when the call is set up: a stream outlives its token.";
+    MalformedListClearsRevocations, "malformed-list-clears-revocations", "SLIM-REV-006",
+        "A revocation list that does not parse is taken as empty: every revoked credential is readmitted.";
 }
 
 impl Fault {
@@ -337,6 +354,16 @@ pub fn startup() -> Option<std::process::ExitCode> {
 }
 
 // ---- faulty paths too long for a one-line hook --------------------------------------------
+
+/// [`Fault::ExpiryOnlyAtSetup`]: when a link whose token expires at `expires_at` is ended; with
+/// the fault, a year from `now` (never, for any run): the token counted only at call setup.
+pub fn link_expiry(now: std::time::Instant, expires_at: std::time::Instant) -> std::time::Instant {
+    if on(Fault::ExpiryOnlyAtSetup) {
+        now + std::time::Duration::from_secs(365 * 86_400)
+    } else {
+        expires_at
+    }
+}
 
 /// [`Fault::NegotiationIsReplyAccepted`] … [`Fault::NegotiationKeyLengthUnchecked`]: `Ok` when the
 /// active fault skips the request check that produced `err`.

@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use crate::auth::jwt::Principal;
+use crate::mutants::{self, Fault};
 
 /// How often the relay and the client look at their revocation file: half the 100 ms in which
 /// SLIM-REV-004 wants a revocation enforced, so one period plus the close fits in it.
@@ -155,13 +156,13 @@ impl RevocationList {
         if let Some(jti) = principal.jti.as_ref().filter(|j| self.jti.contains(*j)) {
             return Some(Reason::Jti(jti.clone()));
         }
-        if self.sub.contains(&principal.sub) {
+        if self.sub.contains(&principal.sub) && !mutants::on(Fault::RevokedSubIgnored) {
             return Some(Reason::Sub(principal.sub.clone()));
         }
         principal
             .kid
             .as_ref()
-            .filter(|k| self.kid.contains(*k))
+            .filter(|k| self.kid.contains(*k) && !mutants::on(Fault::RevokedKidIgnored))
             .map(|k| Reason::Kid(k.clone()))
     }
 }

@@ -495,6 +495,9 @@ async fn revocation_task(shared: Arc<Shared>, path: PathBuf) {
                 info!(file = %path.display(), entries, links_ended = ended, "revocation list loaded");
             }
             Err(e) => {
+                if mutants::on(Fault::MalformedListClearsRevocations) {
+                    shared.lock().revoked = RevocationList::empty();
+                }
                 shared
                     .shell_stats
                     .revocation_errors

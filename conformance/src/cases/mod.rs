@@ -17,6 +17,7 @@ mod auth;
 mod link;
 mod mac;
 mod names;
+mod revocation;
 mod routing;
 mod scenarios;
 mod subscriptions;
@@ -34,6 +35,7 @@ pub fn all() -> Vec<Case> {
     v.extend(subscriptions::cases());
     v.extend(routing::cases());
     v.extend(auth::cases());
+    v.extend(revocation::cases());
     // Heavy load last: a target these wedge cannot take other verdicts down with it.
     v.extend(subscriptions::heavy_cases());
     v.extend(transport::heavy_cases());

@@ -21,6 +21,8 @@ use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use serde_json::Value;
 use sha2::Sha256;
 
+use crate::mutants::{self, Fault};
+
 /// Who a verified token names: what a revocation can match (SLIM-REV-002) and when it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -343,7 +345,8 @@ impl JwtVerifier {
                 });
             }
         }
-        if let Some(expected) = &self.audience {
+        let audience = self.audience.as_ref();
+        if let Some(expected) = audience.filter(|_| !mutants::on(Fault::JwtAudienceNotChecked)) {
             let ok = match claims.get("aud") {
                 Some(Value::String(a)) => a == expected,
                 Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(expected)),

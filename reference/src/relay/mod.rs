@@ -235,6 +235,7 @@ impl Relay {
         expires_at: Instant,
     ) -> ConnId {
         let conn = self.open(now);
+        let expires_at = mutants::link_expiry(now, expires_at);
         self.credentials.insert(conn, (principal, expires_at));
         conn
     }
@@ -250,10 +251,14 @@ impl Relay {
         let revoked: Vec<(ConnId, String)> = self
             .credentials
             .iter()
+            .filter(|_| !mutants::on(Fault::RevocationNotEnforcedOnLiveStreams))
             .filter_map(|(conn, (p, _))| list.is_revoked(p).map(|r| (*conn, r.to_string())))
             .collect();
         let n = revoked.len();
         for (conn, reason) in revoked {
+            if mutants::on(Fault::SubscriptionsKeptAfterRevocation) {
+                self.links.remove(&conn); // the link goes, its subscriptions stay
+            }
             self.close_with(
                 conn,
                 CloseCode::Unauthenticated,
