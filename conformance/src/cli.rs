@@ -856,12 +856,20 @@ async fn run_against(
         write_error.get_or_insert(e);
     }
     let stale = expectations.map(|e| e.stale(&results)).unwrap_or_default();
+    let file = args.expect.first().cloned().unwrap_or_default();
     for d in &stale {
         println!(
-            "STALE expectation: {} ({}) now passes; remove it from {} (or run with --fix-expectations)",
-            d.requirement,
-            d.case,
-            args.expect.first().cloned().unwrap_or_default()
+            "STALE expectation: {} ({}) now passes; remove it from {file} (or run with --fix-expectations)",
+            d.requirement, d.case,
+        );
+    }
+    let stale_unsupported = expectations
+        .map(|e| e.stale_unsupported(&results, None))
+        .unwrap_or_default();
+    for u in &stale_unsupported {
+        println!(
+            "STALE expectation: {} is listed as unsupported but ran; remove it from {file} (or run with --fix-expectations)",
+            u.case
         );
     }
     if args.fix_expectations {
@@ -879,7 +887,7 @@ async fn run_against(
             }
         }
     }
-    let summary = Summary::of(&results, args.strict, stale.len());
+    let summary = Summary::of(&results, args.strict, stale.len() + stale_unsupported.len());
     println!("{}", summary.line());
     if let Some(e) = write_error {
         if !e.is_empty() {

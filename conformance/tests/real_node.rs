@@ -104,6 +104,30 @@ fn real_node_deviations_are_exactly_the_expected_ones() {
         leak.contains("F received 3 of 6") && leak.contains("G received 2 of 4"),
         "the leak's evidence: {leak}"
     );
+    // The real node has no revocation, and runs here without JWT auth: every revocation case is
+    // UNSUPPORTED with its reason (never FAIL), as the expectations file lists.
+    let revocation: Vec<&Value> = report["cases"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter(|c| {
+                    c["id"]
+                        .as_str()
+                        .is_some_and(|i| i.starts_with("revocation/"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(revocation.len(), 12, "the node-profile revocation cases");
+    for c in revocation {
+        assert_eq!(c["verdict"], "UNSUPPORTED", "{c}");
+        assert!(
+            c["observed"]
+                .as_str()
+                .is_some_and(|o| o.contains("--jwt-key")),
+            "the reason names the flag that would make it run: {c}"
+        );
+    }
     // The hybrid link key is implemented and its MACs verify under the key SLIM-LINK-014 derives.
     assert_eq!(verdict("link/post-quantum-hybrid").0, "INFO");
     // And the basics the real node does right are passes, so the runner is not just failing; a
