@@ -21,13 +21,14 @@ fn mls() -> crate::session::driver::SessionSpec {
 }
 
 /// Members and sessions of a group for [`agree`].
-fn all(g: &Group) -> Vec<(&App, &crate::session::driver::SessionRef)> {
+pub(super) fn all(g: &Group) -> Vec<(&App, &crate::session::driver::SessionRef)> {
     std::iter::once((&g.m, &g.sm))
         .chain(g.p.iter().map(|(a, s)| (a, s)))
         .collect()
 }
 
-fn apps(g: &Group) -> Vec<&App> {
+/// The apps of a group, moderator first.
+pub(super) fn apps(g: &Group) -> Vec<&App> {
     std::iter::once(&g.m)
         .chain(g.p.iter().map(|(a, _)| a))
         .collect()

@@ -35,11 +35,12 @@ use slim_proto::driver::revoke_request::Target;
 use slim_proto::pb::{self, message::MessageType, SessionMessageType as T};
 use tokio::time::Instant;
 
+use super::group::{all, apps};
 use super::identity::Forger;
 use super::mls::{listen, Invitee};
 use super::{command_payload, spec, CaseFuture};
 use crate::harness::Dir;
-use crate::session::cell::{agree, group, invite, payloads, Cell, Group};
+use crate::session::cell::{agree, group, invite, payloads, Cell};
 use crate::session::driver::{base_name, App, SessionRef, GRACE, STEP};
 use crate::verdict::Failure;
 
@@ -71,15 +72,12 @@ fn member_left(k: &d::event::Kind, session: &str, who: &str) -> bool {
     matches!(k, d::event::Kind::MemberLeft(l) if l.session_id == session && base_name(&l.member) == who)
 }
 
-fn all(g: &Group) -> Vec<(&App, &SessionRef)> {
-    std::iter::once((&g.m, &g.sm))
-        .chain(g.p.iter().map(|(a, s)| (a, s)))
-        .collect()
-}
-
-fn apps(g: &Group) -> Vec<&App> {
-    std::iter::once(&g.m)
-        .chain(g.p.iter().map(|(a, _)| a))
+/// What `app` delivered on `s` whose payload starts with `tag`, as text.
+fn delivered(app: &App, s: &SessionRef, tag: &str) -> Vec<String> {
+    app.received(s)
+        .into_iter()
+        .filter(|(_, p)| p.starts_with(tag.as_bytes()))
+        .map(|(_, p)| String::from_utf8_lossy(&p).into_owned())
         .collect()
 }
 
@@ -193,12 +191,7 @@ pub fn moderator_removes(cx: Cell) -> CaseFuture {
                 ),
             ));
         }
-        let leaked: Vec<String> = victim
-            .received(&vs)
-            .into_iter()
-            .filter(|(_, p)| p.starts_with(b"after-revocation"))
-            .map(|(_, p)| String::from_utf8_lossy(&p).into_owned())
-            .collect();
+        let leaked = delivered(&victim, &vs, "after-revocation");
         if !leaked.is_empty() {
             return Err(Failure::violation_of(
                 "SLIM-MLS-004",
@@ -275,12 +268,7 @@ pub fn member_refuses_revoked_sender(cx: Cell) -> CaseFuture {
                 told.name
             )));
         }
-        let leaked: Vec<String> = told
-            .received(ts)
-            .into_iter()
-            .filter(|(_, p)| p.starts_with(b"after-revocation"))
-            .map(|(_, p)| String::from_utf8_lossy(&p).into_owned())
-            .collect();
+        let leaked = delivered(told, ts, "after-revocation");
         if !leaked.is_empty() {
             return Err(Failure::violation_of(
                 "SLIM-REV-008",
@@ -410,21 +398,9 @@ pub fn moderator_refuses_revoked_join(cx: Cell) -> CaseFuture {
 /// does not open with its state.
 pub fn revoked_cannot_decrypt(cx: Cell) -> CaseFuture {
     Box::pin(async move {
-        let m = cx.app(M, "m").await?;
-        let a = cx.app(M, "a").await?;
-        let channel = cx.name("channel");
         // Fire-and-forget: the runner does not acknowledge data, and nothing waits for it to.
-        let sm = m
-            .create_session(&channel, spec(true, true, false), STEP)
-            .await
-            .map_err(|f| f.context("creating the group"))?;
-        let mut g = Group {
-            m,
-            sm,
-            p: Vec::new(),
-            channel,
-        };
-        invite(&cx, &mut g, a).await?;
+        // The other member is played by the implementation too.
+        let g = group(&cx, M, M, 1, spec(true, true, false)).await?;
         let f = Forger::named(&cx, "revoked-runner").await?;
         let sub = f.sub.clone();
         let mut r = Invitee::member(f, 3)?;
