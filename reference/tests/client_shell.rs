@@ -445,3 +445,104 @@ async fn links_interoperate_with_the_real_slim_node() {
     assert_eq!(a.stats().bad_mac_dropped.load(Ordering::Relaxed), 0);
     assert_eq!(b.stats().bad_mac_dropped.load(Ordering::Relaxed), 0);
 }
+
+/// `slim-client --revocation-file` as a library call: the client loads the relay's list format,
+/// refuses an unusable file with its path and defect, and, watching the file, stops delivering
+/// what a peer sends once the peer's identity is revoked (SLIM-REV-008), saying why.
+#[tokio::test]
+async fn a_client_takes_the_revocation_file_and_refuses_a_revoked_peer() {
+    use slim_reference::session::{Event, SessionOptions};
+    let relay = relay().await;
+    let url = relay.url();
+    let dir = std::env::temp_dir().join(format!("slim-client-rev-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let list = dir.join("revoked.yaml");
+
+    let mut alice = Client::connect(client_opts(&url, None))
+        .await
+        .expect("alice connects");
+    std::fs::write(&list, "revoked: [{sub: ''}]\n").expect("write list");
+    let e = alice
+        .watch_revocations(list.clone())
+        .await
+        .expect_err("an unusable list is refused");
+    assert!(matches!(e, ClientError::Revocation(_)), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&list.display().to_string()) && text.contains("revoked[0].sub is empty"),
+        "{text}"
+    );
+    std::fs::write(&list, "revoked: []\n").expect("write list");
+    alice
+        .watch_revocations(list.clone())
+        .await
+        .expect("alice watches the list");
+
+    let bob = Client::connect(ClientOptions {
+        name: name("org/ns/bob"),
+        seed: Some([8; 32]),
+        ..client_opts(&url, None)
+    })
+    .await
+    .expect("bob connects");
+    let session = bob
+        .open_p2p(alice.local_name().clone(), SessionOptions::default())
+        .await
+        .expect("bob opens a session to alice");
+    let heard = |ev: &ClientEvent, what: &str| matches!(ev, ClientEvent::Session(Event::Message { payload, .. }) if payload.as_ref() == what.as_bytes());
+    bob.publish(session, "before".into())
+        .await
+        .expect("publish");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, alice.next_event())
+            .await
+            .expect("alice hears bob before the revocation")
+            .expect("alice runs");
+        if heard(&ev, "before") {
+            break;
+        }
+    }
+
+    let tmp = dir.join("revoked.yaml.tmp");
+    std::fs::write(&tmp, format!("revoked:\n  - {{sub: {}}}\n", bob.token_id())).expect("write");
+    std::fs::rename(&tmp, &list).expect("rename");
+    // Bob keeps sending; once alice says she refused him, nothing more of his is delivered.
+    let mut n = 0u32;
+    let mut refused_at = None;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while refused_at.is_none() {
+        bob.publish(session, format!("after-{n}").into())
+            .await
+            .expect("publish");
+        n += 1;
+        let until = tokio::time::Instant::now() + Duration::from_millis(20);
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until, alice.next_event()).await {
+            if let ClientEvent::Session(Event::Error { message, .. }) = &ev {
+                if message.contains("is revoked") {
+                    refused_at = Some(n);
+                    break;
+                }
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice never refused bob after his revocation"
+        );
+    }
+    for k in 0..10 {
+        bob.publish(session, format!("late-{k}").into())
+            .await
+            .expect("publish");
+    }
+    let until = tokio::time::Instant::now() + Duration::from_millis(300);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(until, alice.next_event()).await {
+        if let ClientEvent::Session(Event::Message { payload, .. }) = &ev {
+            panic!(
+                "alice delivered {:?} after refusing bob as revoked",
+                String::from_utf8_lossy(payload)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
