@@ -7,4 +7,4 @@
 pub mod venv;
 
 #[allow(unused_imports)] // each test uses a part
-pub use venv::{start_real_node, Node};
+pub use venv::{start_real_node, start_real_node_with, Node};

@@ -3,21 +3,47 @@
 Useful to run the interop drivers against the real node instead of slim-relay:
     python serve_real_node.py --listen 127.0.0.1:46357
 Prints {"event": "ready", "listen": ...} once the server runs.
+
+With --jwt-public-key PEM (and --jwt-issuer, --jwt-audience) the node requires JWT bearer tokens
+(ES256) verified with that key: the node's own `auth: jwt`, for the runner's revocation cases.
 """
 
 import argparse
 import asyncio
+import datetime
 import json
 import signal
 
 import slim_bindings as slim
 
 
-async def main(listen):
+def jwt_auth(public_key, issuer, audience):
+    key = slim.JwtKeyType.DECODING(
+        slim.JwtKeyConfig(
+            algorithm=slim.JwtAlgorithm.ES256,
+            format=slim.JwtKeyFormat.PEM,
+            key=slim.JwtKeyData.FILE(public_key),
+        )
+    )
+    return slim.ServerAuthenticationConfig.JWT(
+        slim.JwtAuth(
+            key=key,
+            audience=[audience] if audience else None,
+            issuer=issuer,
+            subject=None,
+            duration=datetime.timedelta(hours=1),
+        )
+    )
+
+
+async def main(listen, public_key, issuer, audience):
     slim.uniffi_set_event_loop(asyncio.get_running_loop())
     slim.initialize_with_defaults()
     service = slim.get_global_service()
-    await service.run_server_async(slim.new_insecure_server_config(listen))
+    config = slim.new_insecure_server_config(listen)
+    if public_key:
+        config.auth = jwt_auth(public_key, issuer, audience)
+    await service.run_server_async(config)
     print(json.dumps({"event": "ready", "listen": listen}), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -30,4 +56,8 @@ async def main(listen):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--listen", default="127.0.0.1:46357")
-    asyncio.run(main(ap.parse_args().listen))
+    ap.add_argument("--jwt-public-key", help="SPKI PEM P-256 key: require ES256 JWT bearer tokens")
+    ap.add_argument("--jwt-issuer")
+    ap.add_argument("--jwt-audience")
+    a = ap.parse_args()
+    asyncio.run(main(a.listen, a.jwt_public_key, a.jwt_issuer, a.jwt_audience))

@@ -79,11 +79,17 @@ pub fn free_port() -> u16 {
 /// Starts the real node on a free port, waits (bounded) for its ready line, and returns it with
 /// its URL.
 pub fn start_real_node() -> (Node, String) {
+    start_real_node_with(&[])
+}
+
+/// [`start_real_node`] with extra arguments for `serve_real_node.py` (e.g. its JWT auth).
+pub fn start_real_node_with(args: &[&str]) -> (Node, String) {
     let py = python();
     let listen = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(&py)
         .arg(interop_dir().join("serve_real_node.py"))
         .args(["--listen", &listen])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
