@@ -16,8 +16,13 @@ pub fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../reference/tests/interop")
 }
 
+/// Serializes the venv's creation between the tests of one binary, which run in parallel: two
+/// `python -m venv --clear` at once delete each other's interpreter.
+static SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The venv's python, creating the venv and installing the wheel if needed.
 pub fn python() -> PathBuf {
+    let _one_at_a_time = SETUP.lock().unwrap_or_else(|p| p.into_inner());
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-venv");
     let py = venv.join("bin/python");
     let stamp = venv.join(".installed");
