@@ -469,6 +469,42 @@ fn revoked_before_call(id: &str, title: &str, claim: Claim) -> Case {
 /// its open stream), one that ends the stream late (a list reloaded every few seconds), one that
 /// ends it without saying why, and one that forgets to remove the stream's subscriptions (the
 /// route leaks: anycasts to a name it shared go to a dead link).
+/// How many times SLIM-REV-004's latency is measured before an overrun is a violation: the bound
+/// is 100 ms and a node with a 50 ms reload period has half of it to spare, so one trial over it
+/// on a machine starved for CPU says nothing about the node; a node that overruns three trials in
+/// a row does.
+const TRIALS: usize = 3;
+
+/// Whether any trial met the bound.
+fn meets(trials: &[Duration], bound: Duration) -> bool {
+    trials.iter().any(|t| *t <= bound)
+}
+
+/// One more SLIM-REV-004 measurement: a fresh link with its own token (jti `…-retry<n>`), revoked;
+/// the time from the revocation to the stream's end with UNAUTHENTICATED saying revoked.
+async fn retry_latency(cx: &Ctx, n: usize) -> Result<Duration, Failure> {
+    let who = format!("retry{n}");
+    let mut link = connect(cx, &valid(cx, &who, 1)?, &format!("R{n}")).await?;
+    let jti = format!("{}-1", unique(cx, &who));
+    let made = revoke(cx, Claim::Jti, &jti).await?;
+    match await_end(&mut link, PROMPT).await {
+        None => Err(Failure::violation(
+            format!("R{n}'s stream ends after the revocation of its token (jti {jti:?})"),
+            format!("the stream stayed open for {PROMPT:?}"),
+        )),
+        Some((status, _))
+            if status.code() != Code::Unauthenticated
+                || !names_any(status.message(), words::REVOKED) =>
+        {
+            Err(Failure::violation(
+                format!("R{n}'s stream ends with UNAUTHENTICATED saying it was revoked"),
+                format!("it ended with {}", status_text(&status)),
+            ))
+        }
+        Some((_, at)) => Ok(at - made),
+    }
+}
+
 fn live_stream_ended() -> Case {
     Case::new(
         "revocation/live-stream-ended",
@@ -520,9 +556,21 @@ fn live_stream_ended() -> Case {
                 ));
             }
             if latency > bound {
-                return Err(Failure::violation(
-                    format!("R's stream ends within {bound:?} of the revocation"),
-                    format!("it ended {latency:?} after the revocation"),
+                // One overrun may be this machine, not the node: measure again with fresh
+                // credentials, and fail only if no trial meets the bound (see `TRIALS`).
+                let mut trials = vec![latency];
+                while trials.len() < TRIALS && !meets(&trials, bound) {
+                    trials.push(retry_latency(&cx, trials.len()).await?);
+                }
+                let shown: Vec<u128> = trials.iter().map(Duration::as_millis).collect();
+                if !meets(&trials, bound) {
+                    return Err(Failure::violation(
+                        format!("a revoked stream ends within {bound:?} of the revocation"),
+                        format!("in {} trials it ended {shown:?} ms after the revocation", trials.len()),
+                    ));
+                }
+                cx.note(format!(
+                    "the first trial overran the bound; trials took {shown:?} ms, the last within it"
                 ));
             }
             // Its subscriptions are removed: every anycast to the name it shared reaches V.
@@ -736,5 +784,19 @@ mod tests {
         }
         assert!(!names_any("an issue occurred", words::ISSUER));
         assert!(!names_any("audit failed", words::AUDIENCE));
+    }
+
+    #[test]
+    fn an_overrun_fails_only_when_every_trial_overruns() {
+        use super::{meets, TRIALS};
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let bound = ms(100);
+        assert!(meets(&[ms(40)], bound));
+        assert!(meets(&[ms(180), ms(45)], bound), "a slow first trial");
+        assert!(meets(&[ms(100)], bound), "the bound itself is within it");
+        assert!(!meets(&[ms(101), ms(150), ms(300)], bound));
+        assert!(!meets(&[], bound));
+        assert_eq!(TRIALS, 3);
     }
 }
