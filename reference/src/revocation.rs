@@ -153,17 +153,24 @@ impl RevocationList {
 
     /// Why `principal` is revoked, if it is (checked in the order jti, sub, kid).
     pub fn is_revoked(&self, principal: &Principal) -> Option<Reason> {
-        if let Some(jti) = principal.jti.as_ref().filter(|j| self.jti.contains(*j)) {
-            return Some(Reason::Jti(jti.clone()));
+        self.revokes(
+            principal.jti.as_deref(),
+            &principal.sub,
+            principal.kid.as_deref(),
+        )
+    }
+
+    /// Why a credential with these claims is revoked, if it is (checked in the order jti, sub,
+    /// kid): [`Self::is_revoked`] on borrowed claims, for callers that check every message.
+    pub fn revokes(&self, jti: Option<&str>, sub: &str, kid: Option<&str>) -> Option<Reason> {
+        if let Some(jti) = jti.filter(|j| self.jti.contains(*j)) {
+            return Some(Reason::Jti(jti.to_string()));
         }
-        if self.sub.contains(&principal.sub) && !mutants::on(Fault::RevokedSubIgnored) {
-            return Some(Reason::Sub(principal.sub.clone()));
+        if self.sub.contains(sub) && !mutants::on(Fault::RevokedSubIgnored) {
+            return Some(Reason::Sub(sub.to_string()));
         }
-        principal
-            .kid
-            .as_ref()
-            .filter(|k| self.kid.contains(*k) && !mutants::on(Fault::RevokedKidIgnored))
-            .map(|k| Reason::Kid(k.clone()))
+        kid.filter(|k| self.kid.contains(*k) && !mutants::on(Fault::RevokedKidIgnored))
+            .map(|k| Reason::Kid(k.to_string()))
     }
 }
 

@@ -120,9 +120,9 @@ enum Command {
     Options(SessionId, Reply<SessionOptions>),
     StateAuth(SessionId, Reply<StateAuth>),
     /// Replace the identities the endpoint refuses (SLIM-REV-007/008).
-    SetRevocations(RevocationList, oneshot::Sender<()>),
+    SetRevocations(RevocationList, Reply<()>),
     /// Add one revocation.
-    Revoke(Reason, oneshot::Sender<()>),
+    Revoke(Reason, Reply<()>),
     /// Subscribe an extra name; answered when the node acks (or refuses) it.
     Subscribe(SlimName, oneshot::Sender<Result<(), ClientError>>),
 }
@@ -334,22 +334,12 @@ impl Client {
     /// identity signs, and removes it from every group it moderates (SLIM-REV-007/008).
     /// Answered once the endpoint has applied it (removals are then under way).
     pub async fn revoke(&self, entry: Reason) -> Result<(), ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Revoke(entry, tx))
-            .await
-            .map_err(|_| ClientError::Stopped)?;
-        rx.await.map_err(|_| ClientError::Stopped)
+        self.ask(|r| Command::Revoke(entry, r)).await
     }
 
     /// Replaces the identities this app refuses with `list` (see [`Client::revoke`]).
     pub async fn set_revocations(&self, list: RevocationList) -> Result<(), ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::SetRevocations(list, tx))
-            .await
-            .map_err(|_| ClientError::Stopped)?;
-        rx.await.map_err(|_| ClientError::Stopped)
+        self.ask(|r| Command::SetRevocations(list, r)).await
     }
 
     /// Takes the same revocation source as the relay (`revocation.file`, SLIM-REV-002): loads
@@ -496,11 +486,11 @@ impl Task {
             Command::StateAuth(s, r) => drop(r.send(ep.state_auth(s))),
             Command::SetRevocations(list, r) => {
                 ep.set_revocations(list, now);
-                let _ = r.send(());
+                drop(r.send(Ok(())));
             }
             Command::Revoke(entry, r) => {
                 ep.revoke(entry, now);
-                let _ = r.send(());
+                drop(r.send(Ok(())));
             }
             // Handled in `run`: it needs the link.
             Command::Subscribe(name, r) => drop(r.send(Err(ClientError::Subscribe {

@@ -5,7 +5,6 @@
 //! exactly as the real SDK binds them. Our token id (`sub`) is `<org>/<ns>/<app>_<8 random
 //! characters>`, as the SDK's shared-secret provider makes it, and our name id is XXH3-128 of it.
 
-use crate::auth::jwt::Principal;
 use crate::mutants::session::{self as mutants, SessionFault};
 use crate::revocation::{Reason, RevocationList};
 use std::collections::HashMap;
@@ -52,18 +51,6 @@ pub struct Peer {
     pub jti: Option<String>,
     /// The JWT header's `kid`, if the token is a JWT that names its key.
     pub kid: Option<String>,
-}
-
-impl Peer {
-    /// What a revocation can name of this peer (SLIM-REV-002).
-    fn principal(&self) -> Principal {
-        Principal {
-            jti: self.jti.clone(),
-            sub: self.sub.clone(),
-            kid: self.kid.clone(),
-            exp: 0,
-        }
-    }
 }
 
 enum Verifier {
@@ -203,22 +190,12 @@ impl LocalIdentity {
     pub fn token_revoked(&self, token: &[u8]) -> Option<Reason> {
         let sub = token_sub(token)?;
         let (jti, kid) = std::str::from_utf8(token).map(jwt_handles).ok()?;
-        self.revoked.is_revoked(&Principal {
-            jti,
-            sub,
-            kid,
-            exp: 0,
-        })
+        self.revoked.revokes(jti.as_deref(), &sub, kid.as_deref())
     }
 
     /// Why the identity with token id `sub` is revoked, if it is by its subject.
     pub fn token_revoked_sub(&self, sub: &str) -> Option<Reason> {
-        self.revoked.is_revoked(&Principal {
-            jti: None,
-            sub: sub.to_string(),
-            kid: None,
-            exp: 0,
-        })
+        self.revoked.revokes(None, sub, None)
     }
 
     fn check_revoked(&self, peer: &Peer) -> Result<(), SessionError> {
@@ -226,7 +203,10 @@ impl LocalIdentity {
         if mutants::on(SessionFault::RevokedIdentityAccepted) {
             return Ok(());
         }
-        match self.revoked.is_revoked(&peer.principal()) {
+        match self
+            .revoked
+            .revokes(peer.jti.as_deref(), &peer.sub, peer.kid.as_deref())
+        {
             None => Ok(()),
             Some(reason) => Err(SessionError::Revoked {
                 sub: peer.sub.clone(),
