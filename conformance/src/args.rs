@@ -25,19 +25,17 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     rec(pattern.as_bytes(), text.as_bytes())
 }
 
-/// Checks a node URL given with `flag` (`--target`, `--node`) before connecting: h2c only, so
-/// `http://HOST:PORT`; the error says what was wrong and what to give instead.
+/// Checks a node URL given with `flag` (`--target`, `--node`) before connecting:
+/// `http://HOST:PORT` (h2c) or `https://HOST:PORT` (TLS); the error says what was wrong and what
+/// to give instead.
 pub fn check_node_url(flag: &str, url: &str) -> Result<(), String> {
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("{flag} {url:?} is not a URL ({e}); expected http://HOST:PORT, e.g. http://127.0.0.1:46357"))?;
     match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(_)) => Ok(()),
-        (Some("https"), Some(_)) => Err(format!(
-            "{flag} {url:?}: the runner speaks h2c only (no TLS client yet); give the node a plaintext listener, e.g. on loopback, and use http://HOST:PORT"
-        )),
+        (Some("http" | "https"), Some(_)) => Ok(()),
         _ => Err(format!(
-            "{flag} {url:?}: expected http://HOST:PORT (h2c), e.g. http://127.0.0.1:46357"
+            "{flag} {url:?}: expected http://HOST:PORT (h2c) or https://HOST:PORT (TLS), e.g. http://127.0.0.1:46357"
         )),
     }
 }

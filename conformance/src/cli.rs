@@ -109,10 +109,23 @@ struct RunArgs {
     /// Write a self-contained HTML report (matrix, requirement texts, evidence, transcripts).
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
-    /// The node to judge, `http://HOST:PORT`. Without it, the reference relay is started in-process
-    /// on an ephemeral port.
+    /// The node to judge, `http://HOST:PORT` (h2c) or `https://HOST:PORT` (TLS). Without it, the
+    /// reference relay is started in-process on an ephemeral port.
     #[arg(long)]
     target: Option<String>,
+    /// TLS: CA certificates (PEM) the target's certificate must chain to [default: Mozilla's
+    /// roots].
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// TLS: client certificate chain (PEM) for a target that requires mutual TLS (with --key).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// TLS: private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// TLS: do not verify the target's certificate chain and name (tests only).
+    #[arg(long, conflicts_with = "ca")]
+    insecure: bool,
     /// Run only cases whose id or any cited requirement id matches (glob `*`, repeatable).
     #[arg(long, value_name = "PATTERN")]
     only: Vec<String>,
@@ -249,9 +262,29 @@ pub fn basic_auth(spec: &str) -> Result<String, String> {
     ))
 }
 
-/// A target must be `http://HOST:PORT` (h2c, prior knowledge); the runner has no TLS client yet.
+/// A target must be `http://HOST:PORT` (h2c, prior knowledge) or `https://HOST:PORT` (TLS).
 pub fn check_target_url(url: &str) -> Result<(), String> {
     crate::args::check_node_url("--target", url)
+}
+
+/// The TLS connector of an `https://` target from `--ca`, `--cert`/`--key` and `--insecure`;
+/// those flags with an `http://` target are a usage error, as is a file that cannot be used.
+fn tls_connector(args: &RunArgs, url: &str) -> Result<Option<slim_proto::tls::Connector>, String> {
+    let flags = args.ca.is_some() || args.cert.is_some() || args.insecure;
+    if !url.starts_with("https://") {
+        if flags {
+            return Err(format!("--ca, --cert, --key and --insecure are for TLS, but the target {url} is h2c; give it as https://HOST:PORT"));
+        }
+        return Ok(None);
+    }
+    let settings = slim_proto::tls::ClientTls {
+        ca: args.ca.clone(),
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+        insecure: args.insecure,
+    };
+    let connector = settings.connector().map_err(|e| e.to_string())?;
+    Ok(Some(slim_proto::tls::Connector::new(Some(connector))))
 }
 
 fn vectors_dir(dir: Option<PathBuf>) -> PathBuf {
@@ -530,8 +563,18 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
     } else {
         None
     };
+    let tls = match tls_connector(&args, &url) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let target = Target {
-        url: proxy.as_ref().map_or_else(|| url.clone(), |p| p.url()),
+        url: proxy
+            .as_ref()
+            .map_or_else(|| url.clone(), |p| p.url_like(&url)),
+        tls: tls.clone(),
         authorization,
         strict_mac: args.require_header_mac,
     };
@@ -542,6 +585,7 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
     let revocation = if args.target.is_some() {
         Some(Arc::new(RevocationSetup {
             url: target.url.clone(),
+            tls: tls.clone(),
             strict_mac: args.require_header_mac,
             issuer,
             revoker: match (&args.revoke_file, &args.revoke_cmd) {
@@ -721,6 +765,7 @@ impl EmbeddedJwtRelay {
         let url = proxy.as_ref().map_or_else(|| relay.url(), |p| p.url());
         let setup = Arc::new(RevocationSetup {
             url,
+            tls: None,
             strict_mac: require_header_mac,
             issuer: Some(Issuer {
                 key,
@@ -937,9 +982,7 @@ mod tests {
     #[test]
     fn target_urls_are_checked_before_connecting() {
         assert!(check_target_url("http://127.0.0.1:46357").is_ok());
-        assert!(check_target_url("https://node.example:443")
-            .unwrap_err()
-            .contains("no TLS client"));
+        assert!(check_target_url("https://node.example:443").is_ok());
         assert!(check_target_url("foo")
             .unwrap_err()
             .contains("expected http://HOST:PORT"));

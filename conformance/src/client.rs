@@ -34,8 +34,10 @@ const OPEN_CHANNEL: &str = "/dataplane.proto.v1.DataPlaneService/OpenChannel";
 /// Where and how to reach the target.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// `http://host:port`.
+    /// `http://host:port` (h2c) or `https://host:port` (TLS with `tls`).
     pub url: String,
+    /// The TLS connector for an `https://` target (`--ca`, `--cert`/`--key`, `--insecure`).
+    pub tls: Option<slim_proto::tls::Connector>,
     /// Value of the `authorization` header, if any.
     pub authorization: Option<String>,
     /// Whether the target requires the header MAC (decides which cases apply).
@@ -103,10 +105,20 @@ impl Link {
             .connect_timeout(Duration::from_secs(5))
             .initial_stream_window_size(window)
             .initial_connection_window_size(window);
+        let connector = target
+            .tls
+            .clone()
+            .unwrap_or_else(|| slim_proto::tls::Connector::new(None));
         let channel = endpoint
-            .connect()
+            .connect_with_connector(connector)
             .await
-            .map_err(|e| Failure::Unreachable(format!("cannot connect to {}: {e}", target.url)))?;
+            .map_err(|e| {
+                Failure::Unreachable(format!(
+                    "cannot connect to {}: {}",
+                    target.url,
+                    slim_proto::tls::describe_chain(&e)
+                ))
+            })?;
         // The runner must be able to send and receive frames beyond the node's limits.
         let mut grpc = tonic::client::Grpc::new(channel)
             .max_decoding_message_size(64 << 20)

@@ -60,6 +60,17 @@ impl DelayProxy {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// The proxy's URL with the scheme of `target` (`https://` stays TLS end to end: the proxy
+    /// only moves bytes).
+    pub fn url_like(&self, target: &str) -> String {
+        let scheme = if target.starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
 }
 
 impl Drop for DelayProxy {

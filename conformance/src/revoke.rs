@@ -290,6 +290,8 @@ async fn run_command(cmd: &str, claim: Claim, value: &str) -> Result<Instant, Re
 pub struct RevocationSetup {
     /// The node, `http://HOST:PORT` (the delay proxy's address with `--delay-ms`).
     pub url: String,
+    /// The TLS connector for an `https://` node.
+    pub tls: Option<slim_proto::tls::Connector>,
     /// Whether it requires the header MAC.
     pub strict_mac: bool,
     /// The runner's identity provider (`--jwt-key`), if it has the key.

@@ -48,6 +48,7 @@ async fn name_id_and_mac_vectors_match_the_real_slim() {
     let (_node, url) = start_real_node();
     let target = Target {
         url: url.clone(),
+        tls: None,
         authorization: None,
         strict_mac: false,
     };

@@ -14,6 +14,8 @@
 //!   tokens, and the name ids an identity derives.
 //! - [`e2e`]: end-to-end signatures on session control messages (header AAD and payload).
 //! - [`driver`]: the session-profile driver protocol an implementation under test hosts.
+//! - [`tls`]: TLS (rustls) for nodes and clients: configurations, an h2c-or-TLS connector and
+//!   explained handshake failures.
 //!
 //! Only *primitives* live here. Behaviour (routing, sessions) lives in the reference crate, and the
 //! conformance runner never asks it what is correct: its expectations come from `spec/` and
@@ -28,6 +30,7 @@ pub mod messages;
 pub mod names;
 pub mod raw;
 pub mod service;
+pub mod tls;
 pub mod validate;
 
 /// Generated types for package `dataplane.proto.v1` (see `proto/dataplane/v1/data_plane.proto`).

@@ -21,7 +21,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use std::sync::Arc;
+
+use slim_proto::tls::ServerTls;
+
 use crate::auth::AuthConfig;
+use crate::listener::Limits;
 use crate::mutants::{self, Fault};
 use crate::relay::RelayConfig;
 
@@ -50,6 +55,28 @@ pub struct FileConfig {
     pub auth: Option<AuthConfig>,
     /// A revocation list the relay watches (requires `auth: {jwt: …}`; SLIM-REV-002..006).
     pub revocation: Option<RevocationConfig>,
+    /// TLS on the listener (default: none, h2c).
+    pub tls: Option<TlsConfig>,
+    /// Connections held at once, all peers together (default 10000).
+    pub max_connections: Option<usize>,
+    /// Connections held at once from one IP address (default 1000).
+    pub max_connections_per_peer: Option<usize>,
+    /// Milliseconds an HTTP/2 connection may hold no `OpenChannel` stream (default 30000).
+    pub idle_connection_timeout_ms: Option<u64>,
+    /// Concurrent HTTP/2 streams per connection (default 100).
+    pub max_streams_per_connection: Option<u32>,
+}
+
+/// `tls` in `relay.yaml`: the listener's certificate and key, and with `client_ca` mutual TLS.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key of the leaf.
+    pub key: PathBuf,
+    /// PEM CA certificates client certificates must chain to; set, clients must present one.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// `revocation` in `relay.yaml`.
@@ -126,6 +153,22 @@ impl FileConfig {
         if cfg.negotiation_timeout_ms == Some(0) {
             return Err(invalid("negotiation_timeout_ms must be at least 1"));
         }
+        for (key, value) in [
+            ("max_connections", cfg.max_connections.map(|v| v as u64)),
+            (
+                "max_connections_per_peer",
+                cfg.max_connections_per_peer.map(|v| v as u64),
+            ),
+            ("idle_connection_timeout_ms", cfg.idle_connection_timeout_ms),
+            (
+                "max_streams_per_connection",
+                cfg.max_streams_per_connection.map(u64::from),
+            ),
+        ] {
+            if value == Some(0) {
+                return Err(invalid(&format!("{key} must be at least 1")));
+            }
+        }
         if let Some(auth) = &cfg.auth {
             auth.validate().map_err(|e| invalid(&e.to_string()))?;
         }
@@ -158,6 +201,27 @@ pub struct ServerConfig {
     pub auth: Option<AuthConfig>,
     /// The revocation list to watch (with JWT auth only; SLIM-REV-002..006).
     pub revocation_file: Option<PathBuf>,
+    /// TLS on the listener; `None` is h2c.
+    pub tls: Option<ServerTls>,
+    /// Connection limits and timeouts enforced by the listener.
+    pub limits: Limits,
+    /// Test hook, called with every inbound frame before the core sees it (tests inject a panic
+    /// with it to prove panics are contained); `None` in every real configuration.
+    #[doc(hidden)]
+    pub frame_hook: Option<FrameHook>,
+}
+
+/// A function called with every inbound frame (see [`ServerConfig::frame_hook`]).
+#[derive(Clone)]
+pub struct FrameHook(pub Arc<FrameFn>);
+
+/// The function a [`FrameHook`] holds.
+pub type FrameFn = dyn Fn(&[u8]) + Send + Sync;
+
+impl std::fmt::Debug for FrameHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrameHook")
+    }
 }
 
 impl Default for ServerConfig {
@@ -170,6 +234,7 @@ impl FileConfig {
     /// Applies defaults to every absent key.
     pub fn into_server_config(self) -> ServerConfig {
         let defaults = RelayConfig::default();
+        let default_limits = Limits::default();
         ServerConfig {
             listen: self.listen.unwrap_or_else(|| {
                 DEFAULT_LISTEN
@@ -195,6 +260,29 @@ impl FileConfig {
             },
             auth: self.auth,
             revocation_file: self.revocation.map(|r| r.file),
+            tls: self.tls.map(|t| ServerTls {
+                cert: t.cert,
+                key: t.key,
+                client_ca: t.client_ca,
+            }),
+            limits: Limits {
+                max_connections: self
+                    .max_connections
+                    .unwrap_or(default_limits.max_connections),
+                max_connections_per_peer: self
+                    .max_connections_per_peer
+                    .unwrap_or(default_limits.max_connections_per_peer),
+                idle_timeout: self
+                    .idle_connection_timeout_ms
+                    .map_or(default_limits.idle_timeout, Duration::from_millis),
+                max_streams_per_connection: self
+                    .max_streams_per_connection
+                    .unwrap_or(default_limits.max_streams_per_connection),
+                handshake_timeout: self
+                    .negotiation_timeout_ms
+                    .map_or(defaults.negotiation_timeout, Duration::from_millis),
+            },
+            frame_hook: None,
         }
     }
 }

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod listener;
 pub mod mls;
 pub mod mutants;
 pub mod relay;

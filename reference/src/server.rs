@@ -51,8 +51,7 @@ use slim_proto::pb;
 use slim_proto::service::OpenChannelServer;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::BoxFuture;
 use tonic::server::StreamingService;
@@ -61,9 +60,10 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use crate::auth::{Authenticator, LoadError, Principal};
-use crate::config::ServerConfig;
+use crate::config::{FrameHook, ServerConfig};
+use crate::listener::{self, ConnInfo, ListenerStats, StreamGuard};
 use crate::mutants::{self, Fault};
-use crate::relay::{CloseCode, CloseReason, ConnId, Output, Relay, Stats};
+use crate::relay::{CloseCode, CloseReason, ConnId, Output, Relay, Stats, TableSizes};
 use crate::revocation::{FileStamp, RevocationError, RevocationList, Watcher};
 
 /// Counters kept by the shell (what the core cannot see).
@@ -79,6 +79,8 @@ pub struct ShellStats {
     pub revocation_errors: AtomicU64,
     /// Open links ended because their credential was revoked.
     pub revoked_links: AtomicU64,
+    /// Panics caught while handling a link (each closed that link with `INTERNAL`).
+    pub panics: AtomicU64,
 }
 
 /// How often the revocation file is checked for changes.
@@ -108,6 +110,9 @@ struct Shared {
     initial_revocation_stamp: Option<FileStamp>,
     last_revocation_error: Mutex<Option<String>>,
     shell_stats: ShellStats,
+    listener_stats: Arc<ListenerStats>,
+    /// Test hook: called with every inbound frame under the state lock, before the core.
+    frame_hook: Option<FrameHook>,
 }
 
 impl Shared {
@@ -291,7 +296,13 @@ fn open_channel(
     shared: Arc<Shared>,
     request: Request<Streaming<Bytes>>,
 ) -> Result<Response<OutStream>, Status> {
-    let peer = request.remote_addr();
+    let info = request.extensions().get::<ConnInfo>().cloned();
+    let peer = info.as_ref().and_then(|i| i.peer);
+    // A connection over a limit, or a plaintext client on a TLS port: say so on every call.
+    if let Some(refusal) = info.as_ref().and_then(|i| i.refusal) {
+        return Err(refusal.status());
+    }
+    let guard = info.as_ref().map(ConnInfo::stream_opened);
     // SLIM-AUTH-001/002: credentials are checked at call setup, before the core sees the
     // stream. A refusal consumes no connection index and sends no negotiation reply.
     // SLIM-AUTH-003: with valid credentials we fall through to the usual path.
@@ -347,18 +358,73 @@ fn open_channel(
         principal = who.as_deref().unwrap_or("-"),
         "connection opened"
     );
-    tokio::spawn(connection_task(shared, conn, inbound, tx, close_rx));
+    tokio::spawn(connection_task(shared, conn, inbound, tx, close_rx, guard));
     Ok(Response::new(ReceiverStream::new(rx)))
 }
 
-/// Reads one stream until it ends or the core closes it.
+/// Runs one link: its reader in a task of its own, then the cleanup, which runs however the
+/// reader ended. A panic while handling the link (a relay bug on odd input) is contained here:
+/// the link is closed with `INTERNAL`, its routes are removed as on any close, the panic is
+/// logged and counted, and every other link goes on (the real node's failure mode, a panicked
+/// task whose routes stay behind, cannot happen).
 async fn connection_task(
+    shared: Arc<Shared>,
+    conn: ConnId,
+    inbound: Streaming<Bytes>,
+    tx: mpsc::Sender<Result<Outbound, Status>>,
+    close_rx: oneshot::Receiver<Status>,
+    guard: Option<StreamGuard>,
+) {
+    let reader = tokio::spawn(read_link(
+        shared.clone(),
+        conn,
+        inbound,
+        tx.clone(),
+        close_rx,
+    ));
+    let why = match reader.await {
+        Ok(why) => why,
+        Err(e) if e.is_panic() => {
+            let panic = e.into_panic();
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            shared.shell_stats.panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(conn, panic = %what, "panic while handling a link: closing it with INTERNAL and removing its routes");
+            send_final(
+                &tx,
+                Status::internal(
+                    "internal error in the node while handling this link; the link was closed and its subscriptions removed (the node logged the cause)",
+                ),
+            )
+            .await;
+            format!("panic: {what}")
+        }
+        Err(_) => "reader cancelled".into(),
+    };
+    let mut state = shared.lock();
+    let keep_routes = (mutants::on(Fault::RoutesKeptOnCleanClose)
+        && why == "peer closed the stream")
+        || (mutants::on(Fault::RoutesKeptOnErrorClose) && why.starts_with("read error"));
+    if !keep_routes {
+        state.relay.close(conn);
+    }
+    state.links.remove(&conn);
+    drop(state);
+    drop(guard);
+    info!(conn, reason = %why, "connection closed");
+}
+
+/// Reads one stream until it ends or the core closes it; returns why it ended.
+async fn read_link(
     shared: Arc<Shared>,
     conn: ConnId,
     mut inbound: Streaming<Bytes>,
     tx: mpsc::Sender<Result<Outbound, Status>>,
     mut close_rx: oneshot::Receiver<Status>,
-) {
+) -> String {
     let mut out = Vec::new();
     let why: String = loop {
         tokio::select! {
@@ -373,6 +439,9 @@ async fn connection_task(
                 Ok(Some(frame)) => {
                     let deferred = {
                         let mut state = shared.lock();
+                        if let Some(hook) = &shared.frame_hook {
+                            (hook.0)(&frame);
+                        }
                         state.relay.handle_frame(conn, frame, Instant::now(), &mut out);
                         state.dispatch(&mut out, &shared.shell_stats, Some(conn))
                     };
@@ -413,16 +482,7 @@ async fn connection_task(
             }
         }
     };
-    let mut state = shared.lock();
-    let keep_routes = (mutants::on(Fault::RoutesKeptOnCleanClose)
-        && why == "peer closed the stream")
-        || (mutants::on(Fault::RoutesKeptOnErrorClose) && why.starts_with("read error"));
-    if !keep_routes {
-        state.relay.close(conn);
-    }
-    state.links.remove(&conn);
-    drop(state);
-    info!(conn, reason = %why, "connection closed");
+    why
 }
 
 /// Ends a stream with `status`, waiting a bounded time for queue space.
@@ -553,11 +613,15 @@ pub enum ServeError {
     /// The revocation list given at start could not be loaded (the relay fails closed).
     #[error("{0}")]
     Revocation(#[from] RevocationError),
+    /// The TLS certificate, key or client CA could not be used.
+    #[error("tls: {0}")]
+    Tls(#[from] slim_proto::tls::TlsError),
 }
 
 /// A running relay: its address, its counters, and a way to stop it.
 pub struct RelayHandle {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), ServeError>>>,
@@ -569,9 +633,20 @@ impl RelayHandle {
         self.addr
     }
 
-    /// `http://addr`, as clients take it.
+    /// `http://addr`, or `https://addr` with TLS, as clients take it.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Panics caught while handling a link (each closed only that link).
+    pub fn panics(&self) -> u64 {
+        self.shared.shell_stats.panics.load(Ordering::Relaxed)
+    }
+
+    /// The listener's counters: connections accepted, refused for a limit, closed when idle, …
+    pub fn listener_stats(&self) -> &ListenerStats {
+        &self.shared.listener_stats
     }
 
     /// The core's counters.
@@ -628,12 +703,22 @@ impl RelayHandle {
             .load(Ordering::Relaxed)
     }
 
+    /// The sizes of the core's tables and of the shell's link map (the last as `links` when it
+    /// is larger), for leak checks: all zero once every client has gone.
+    pub fn table_sizes(&self) -> TableSizes {
+        let state = self.shared.lock();
+        let mut sizes = state.relay.table_sizes();
+        sizes.links = sizes.links.max(state.links.len());
+        sizes
+    }
+
     /// Number of open connections.
     pub fn connections(&self) -> usize {
         self.shared.lock().relay.connections()
     }
 
-    /// Stops the relay: closes every link with `UNAVAILABLE`, then waits for the server.
+    /// Stops the relay: closes the listener, then ends every link with `UNAVAILABLE`, then
+    /// waits (a bounded time) for the server.
     pub async fn shutdown(mut self) -> Result<(), ServeError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -670,12 +755,15 @@ pub async fn spawn(config: ServerConfig) -> Result<RelayHandle, ServeError> {
         source,
     })?;
     let shared = new_shared(&config)?;
+    let tls = tls_acceptor(&config)?;
+    let tls_on = tls.is_some();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, shared.clone(), async {
+    let task = tokio::spawn(serve(listener, tls, config.limits, shared.clone(), async {
         let _ = stop_rx.await;
     }));
     Ok(RelayHandle {
         addr,
+        tls: tls_on,
         shared,
         stop: Some(stop_tx),
         task: Some(task),
@@ -698,9 +786,20 @@ pub async fn run(
         source,
     })?;
     let shared = new_shared(&config)?;
+    let tls = tls_acceptor(&config)?;
     let auth = config.auth.as_ref().map_or("none", |a| a.kind());
-    info!(%addr, require_header_mac = config.relay.require_header_mac, node_id = %config.relay.node_id, auth = %auth, "slim-relay listening");
-    serve(listener, shared, shutdown).await
+    let transport = match &config.tls {
+        None => "h2c",
+        Some(t) if t.client_ca.is_some() => "mtls",
+        Some(_) => "tls",
+    };
+    info!(%addr, transport, require_header_mac = config.relay.require_header_mac, node_id = %config.relay.node_id, auth = %auth, "slim-relay listening");
+    serve(listener, tls, config.limits, shared, shutdown).await
+}
+
+/// The TLS acceptor of `config.tls`, loaded now so a bad file stops the start.
+fn tls_acceptor(config: &ServerConfig) -> Result<Option<tokio_rustls::TlsAcceptor>, ServeError> {
+    Ok(config.tls.as_ref().map(|t| t.acceptor()).transpose()?)
 }
 
 /// Loads the JWT keys and the first revocation list, and builds the shell's state.
@@ -732,11 +831,23 @@ fn new_shared(config: &ServerConfig) -> Result<Arc<Shared>, ServeError> {
         initial_revocation_stamp,
         last_revocation_error: Mutex::new(None),
         shell_stats,
+        listener_stats: Arc::new(ListenerStats::default()),
+        frame_hook: config.frame_hook.clone(),
     }))
 }
 
+/// How long the server waits, after every link was ended, for its connections to close.
+const DRAIN_BOUND: Duration = Duration::from_secs(5);
+
+/// Serves until `shutdown` resolves, then stops in the order clients need (SLIM-TRANS-009):
+/// 1. the listener closes, so a client that reconnects at once is refused by the kernel (the
+///    real SDK retries on "connection refused" and gives up on a reset);
+/// 2. every link ends with `UNAVAILABLE`;
+/// 3. tonic drains the connections, for at most [`DRAIN_BOUND`].
 async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: listener::Limits,
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -756,33 +867,47 @@ async fn serve(
     } else {
         Routes::new(OpenChannelServer::new(handler, RelayCodec))
     };
+    let (mut acceptor, incoming) =
+        listener::spawn(listener, tls, limits, shared.listener_stats.clone());
     let closing = shared.clone();
+    let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
     let stop: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
         shutdown.await;
-        info!("shutting down: closing every link");
-        let mut out = Vec::new();
-        let mut state = closing.lock();
-        state.relay.shutdown(&mut out);
-        state.dispatch(&mut out, &closing.shell_stats, None);
+        acceptor.stop().await;
+        info!("shutting down: listener closed, ending every link with UNAVAILABLE");
+        {
+            let mut out = Vec::new();
+            let mut state = closing.lock();
+            state.relay.shutdown(&mut out);
+            state.dispatch(&mut out, &closing.shell_stats, None);
+        }
+        acceptor.release();
+        let _ = stopping_tx.send(());
     });
     // HTTP/2 keepalive as the real node: PING every 120 s, drop a peer that does not answer in 20 s.
-    // Small SLIM frames must not wait for Nagle's algorithm (up to ~40 ms with delayed ACKs).
-    let incoming = TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
-            }
-        })
-    });
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(120)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .max_concurrent_streams(Some(limits.max_streams_per_connection))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stop);
-    let result = server.await;
+    let bounded_drain = async {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(DRAIN_BOUND).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        r = server => r.map_err(ServeError::from),
+        _ = bounded_drain => {
+            warn!(bound = ?DRAIN_BOUND, "connections still open after every link ended; stopping anyway");
+            Ok(())
+        }
+    };
     timer.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
     }
-    result.map_err(ServeError::from)
+    result
 }

@@ -179,11 +179,12 @@ fn identity_problems_are_usage_errors() {
         "--secret",
         SECRET,
         "--node",
-        "https://node:443",
+        "http://127.0.0.1:1",
+        "--insecure",
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("TLS is not supported yet"),
+        stderr(&o).contains("--insecure are for TLS, but --node http://127.0.0.1:1 is h2c"),
         "{}",
         stderr(&o)
     );

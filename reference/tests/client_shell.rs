@@ -274,6 +274,7 @@ async fn unreachable_node_is_a_clear_error_after_the_bound() {
 
 fn client_opts(url: &str, auth: Option<HttpAuth>) -> ClientOptions {
     ClientOptions {
+        tls: None,
         node: url.to_string(),
         name: name("org/ns/alice"),
         credentials: Credentials::SharedSecret("0123456789abcdef0123456789abcdef".into()),

@@ -69,6 +69,7 @@ async fn client(target: &str, name: &str, timeout: Duration) -> Result<Client, B
         .parse()
         .map_err(|e| BenchError::Usage(format!("{e}")))?;
     Client::connect(ClientOptions {
+        tls: None,
         node: target.to_string(),
         name,
         credentials: Credentials::SharedSecret(SECRET.into()),

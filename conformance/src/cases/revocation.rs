@@ -98,6 +98,7 @@ async fn call(cx: &Ctx, authorization: &str, label: &str) -> Result<Call, Failur
     let s = setup(cx)?;
     let target = Target {
         url: s.url.clone(),
+        tls: s.tls.clone(),
         authorization: Some(authorization.to_string()),
         strict_mac: s.strict_mac,
     };

@@ -44,6 +44,7 @@ async fn relay() -> RelayHandle {
 fn target(h: &HarnessNode) -> Target {
     Target {
         url: h.url(),
+        tls: None,
         authorization: None,
         strict_mac: true,
     }

@@ -90,6 +90,10 @@ pub async fn run(args: SessionArgs, catalogue: Catalogue) -> i32 {
                 eprintln!("error: {e}");
                 return EXIT_USAGE;
             }
+            if url.starts_with("https://") {
+                eprintln!("error: --node {url}: the session profile's harness node reaches the node over h2c only; give the node a plaintext listener on loopback (http://HOST:PORT). TLS targets are judged by the node profile (--target https://… --ca FILE)");
+                return EXIT_USAGE;
+            }
             url.clone()
         }
         None => {

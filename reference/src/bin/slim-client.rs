@@ -36,7 +36,7 @@ const MIN_SECRET_LEN: usize = 32;
 #[derive(Debug, Parser)]
 #[command(name = "slim-client", version)]
 struct Cli {
-    /// SLIM node to connect to (h2c; https is not supported yet)
+    /// SLIM node to connect to: http://HOST:PORT (h2c) or https://HOST:PORT (TLS)
     #[arg(
         long,
         global = true,
@@ -77,6 +77,24 @@ struct Cli {
     /// HTTP Bearer token for nodes that require one
     #[arg(long, global = true, value_name = "TOKEN")]
     bearer: Option<String>,
+
+    /// CA certificates (PEM) that an https:// node's certificate must chain to [default: Mozilla's
+    /// roots]
+    #[arg(long, global = true, value_name = "FILE")]
+    ca: Option<PathBuf>,
+
+    /// Client certificate chain (PEM) for nodes that require mutual TLS (with --key)
+    #[arg(long, global = true, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --cert
+    #[arg(long, global = true, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+
+    /// Do not verify an https:// node's certificate chain and name (tests only: anyone on the
+    /// path can impersonate the node)
+    #[arg(long, global = true, conflicts_with = "ca")]
+    insecure: bool,
 
     /// Revocation list to enforce, the relay's format (`revoked: [{jti|sub|kid: ...}]`),
     /// watched for changes: members refuse what revoked identities sign and a moderator removes
@@ -221,18 +239,26 @@ fn setup(cli: &Cli) -> Setup {
         ));
     }
     let timeout = Duration::from_secs_f64(cli.timeout);
-    if cli.node.starts_with("https://") {
+    let https = cli.node.starts_with("https://");
+    if !https && !cli.node.starts_with("http://") {
         usage(format!(
-            "--node {}: TLS is not supported yet; use an h2c node with http://",
+            "--node {}: give the node as http://host:port (h2c) or https://host:port (TLS), e.g. http://127.0.0.1:46357",
             cli.node
         ));
     }
-    if !cli.node.starts_with("http://") {
+    let tls_flags = cli.ca.is_some() || cli.cert.is_some() || cli.insecure;
+    if !https && tls_flags {
         usage(format!(
-            "--node {}: give the node as http://host:port, e.g. http://127.0.0.1:46357",
+            "--ca, --cert, --key and --insecure are for TLS, but --node {} is h2c; use https://",
             cli.node
         ));
     }
+    let tls = https.then(|| slim_proto::tls::ClientTls {
+        ca: cli.ca.clone(),
+        cert: cli.cert.clone(),
+        key: cli.key.clone(),
+        insecure: cli.insecure,
+    });
     let auth = match (&cli.auth_basic, &cli.bearer) {
         (Some(up), _) => match up.split_once(':') {
             Some((u, p)) if !u.is_empty() => Some(HttpAuth::Basic {
@@ -264,6 +290,7 @@ fn setup(cli: &Cli) -> Setup {
     Setup {
         opts: ClientOptions {
             node: cli.node.clone(),
+            tls,
             name,
             credentials,
             auth,

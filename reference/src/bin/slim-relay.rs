@@ -11,6 +11,9 @@
 //! (with `--auth-jwt-issuer`, `--auth-jwt-audience`) verify JWT bearer tokens instead
 //! (SLIM-REV-001); `--revocation-file FILE` then ends and refuses the credentials it lists
 //! (SLIM-REV-002..006).
+//!
+//! `--tls-cert FILE --tls-key FILE` serve TLS instead of h2c; `--tls-client-ca FILE` adds mutual
+//! TLS (or `tls: {cert, key, client_ca}` in `--config`). Connection limits are `relay.yaml` keys.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,6 +98,19 @@ struct Args {
     /// Revocation list to watch (YAML `revoked: [{jti: X}, {sub: Y}, {kid: Z}]`); needs JWT auth
     #[arg(long, value_name = "FILE")]
     revocation_file: Option<PathBuf>,
+
+    /// Serve TLS with this PEM certificate chain (with --tls-key; or `tls.cert` in --config)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by these PEM CA certificates (mutual TLS; needs
+    /// --tls-cert or `tls` in --config)
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 impl Args {
@@ -207,6 +223,22 @@ fn main() -> ExitCode {
     if let Some(path) = &args.revocation_file {
         file.revocation = Some(slim_reference::config::RevocationConfig { file: path.clone() });
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        file.tls = Some(slim_reference::config::TlsConfig {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: None,
+        });
+    }
+    if let Some(ca) = &args.tls_client_ca {
+        match file.tls.as_mut() {
+            Some(tls) => tls.client_ca = Some(ca.clone()),
+            None => {
+                eprintln!("slim-relay: --tls-client-ca turns on mutual TLS, which needs TLS: give --tls-cert FILE --tls-key FILE too (or tls: {{cert, key}} in --config)");
+                return ExitCode::from(2);
+            }
+        }
+    }
     if let Err(why) = file.check_revocation() {
         eprintln!("slim-relay: {why}");
         return ExitCode::from(2);
@@ -226,7 +258,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         // A key file or revocation list that cannot be loaded is a configuration error.
-        Err(e @ (ServeError::AuthKeys(_) | ServeError::Revocation(_))) => {
+        Err(e @ (ServeError::AuthKeys(_) | ServeError::Revocation(_) | ServeError::Tls(_))) => {
             eprintln!("slim-relay: {e}");
             ExitCode::from(2)
         }

@@ -471,6 +471,7 @@ impl Driver for ShimService {
         };
         let dl = deadline(req.timeout_ms);
         let opts = ClientOptions {
+            tls: None,
             node: req.node_url,
             name,
             credentials,

@@ -39,8 +39,10 @@ use link::{ClientLinkHandle, HttpAuth, LinkCommand, LinkEvent, LinkIoError, Link
 
 /// How to connect a [`Client`].
 pub struct ClientOptions {
-    /// The node's URL (`http://host:port`).
+    /// The node's URL (`http://host:port`, or `https://host:port` for TLS).
     pub node: String,
+    /// TLS settings for an `https://` node (`None`: Mozilla's roots, no client certificate).
+    pub tls: Option<slim_proto::tls::ClientTls>,
     /// Our name, `org/ns/app` (the endpoint derives the id).
     pub name: SlimName,
     /// Our identity.
@@ -175,6 +177,7 @@ impl Client {
         link_seed[31] ^= 0x5a;
         let mut link_opts = LinkOptions::new(opts.node, opts.timeout, link_seed);
         link_opts.auth = opts.auth;
+        link_opts.tls = opts.tls;
         let deadline = tokio::time::Instant::now() + opts.timeout;
         let (link, mut link_events) = link::connect(link_opts).await?;
 

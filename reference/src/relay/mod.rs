@@ -161,6 +161,23 @@ pub struct Stats {
     pub dropped_no_route: u64,
 }
 
+/// How many entries each of the core's tables holds ([`Relay::table_sizes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Open links, pending or established.
+    pub links: usize,
+    /// Distinct name prefixes with at least one subscriber.
+    pub prefixes: usize,
+    /// Distinct (prefix, id) entries.
+    pub ids: usize,
+    /// Links holding at least one subscription.
+    pub subscribed_links: usize,
+    /// Subscription records over all links.
+    pub subscriptions: usize,
+    /// Links with a JWT credential on record.
+    pub credentials: usize,
+}
+
 /// The relay state machine.
 pub struct Relay {
     config: RelayConfig,
@@ -205,6 +222,20 @@ impl Relay {
     /// Number of open connections (pending or established).
     pub fn connections(&self) -> usize {
         self.links.len()
+    }
+
+    /// The sizes of every table the core keeps, for leak checks (soak, fuzzing): after all
+    /// links close, each of them is zero.
+    pub fn table_sizes(&self) -> TableSizes {
+        let (prefixes, ids, subscribed_links, subscriptions) = self.table.sizes();
+        TableSizes {
+            links: self.links.len(),
+            prefixes,
+            ids,
+            subscribed_links,
+            subscriptions,
+            credentials: self.credentials.len(),
+        }
     }
 
     /// Number of subscription records held by `conn`.

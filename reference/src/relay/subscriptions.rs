@@ -242,6 +242,14 @@ impl SubscriptionTable {
     pub fn prefixes(&self) -> usize {
         self.prefixes.len()
     }
+
+    /// Sizes of the table's indexes: (prefixes, ids under all prefixes, connections holding a
+    /// record, records). A leak shows as one of them growing while the subscribers do not.
+    pub fn sizes(&self) -> (usize, usize, usize, usize) {
+        let ids = self.prefixes.values().map(|p| p.ids.len()).sum();
+        let records = self.by_conn.values().map(HashSet::len).sum();
+        (self.prefixes.len(), ids, self.by_conn.len(), records)
+    }
 }
 
 #[cfg(test)]

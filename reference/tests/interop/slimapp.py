@@ -72,6 +72,25 @@ def full_name(n):
     return "/".join(comps)
 
 
+def client_config(node):
+    """The SDK's client config for `node`: h2c for http://, TLS for https://.
+
+    With https:// the node's certificate is verified against the CA in SLIM_INTEROP_CA; with
+    SLIM_INTEROP_CERT and SLIM_INTEROP_KEY the app presents that client certificate (mTLS). The
+    environment carries them so that every driver and worker runs over TLS unchanged.
+    """
+    if not node.startswith("https://"):
+        return slim.new_insecure_client_config(node)
+    config = slim.new_secure_client_config(node)
+    ca = os.environ.get("SLIM_INTEROP_CA")
+    if ca:
+        config.tls.ca_source = slim.CaSource.FILE(ca)
+    cert, key = os.environ.get("SLIM_INTEROP_CERT"), os.environ.get("SLIM_INTEROP_KEY")
+    if cert and key:
+        config.tls.source = slim.TlsSource.FILE(cert, key)
+    return config
+
+
 async def start_app(node, app_name, secret=SECRET):
     """Connects a fresh SLIM service to `node` and creates a shared-secret app subscribed there."""
     slim.uniffi_set_event_loop(asyncio.get_running_loop())
@@ -83,7 +102,7 @@ async def start_app(node, app_name, secret=SECRET):
     else:
         slim.initialize_with_defaults()
     service = slim.get_global_service()
-    conn_id = await service.connect_async(slim.new_insecure_client_config(node))
+    conn_id = await service.connect_async(client_config(node))
     # The blocking constructor: in 3.3.8 the async one panics outside the SDK's Tokio runtime.
     app = service.create_app_with_secret(name(app_name), secret)
     await app.subscribe_async(name(app_name), conn_id)

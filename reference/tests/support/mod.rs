@@ -34,11 +34,20 @@ impl RawLink {
     /// Opens a stream without negotiating, sending `authorization` as the header of that name
     /// when given; `Err` is the status the call was refused with.
     pub async fn try_open(url: &str, authorization: Option<&str>) -> Result<RawLink, Status> {
-        let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-            .expect("url")
-            .connect()
+        Self::try_open_tls(url, None, authorization).await
+    }
+
+    /// Like [`RawLink::try_open`], over TLS with `tls` for an `https://` URL; a connection that
+    /// fails (TLS handshake included) is a `Status` too, `UNAVAILABLE` with the whole cause.
+    pub async fn try_open_tls(
+        url: &str,
+        tls: Option<&slim_proto::tls::ClientTls>,
+        authorization: Option<&str>,
+    ) -> Result<RawLink, Status> {
+        let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).expect("url");
+        let channel = slim_proto::tls::connect(endpoint, tls)
             .await
-            .expect("connect to relay");
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.expect("ready");
         let (tx, rx) = mpsc::channel(16);
@@ -51,7 +60,13 @@ impl RawLink {
                 .metadata_mut()
                 .insert("authorization", value.parse().expect("header value"));
         }
-        let response = grpc.streaming(request, path, RawCodec).await?;
+        let response = grpc.streaming(request, path, RawCodec).await.map_err(|s| {
+            match std::error::Error::source(&s) {
+                // A transport failure: keep its whole cause (a TLS alert says what to fix).
+                Some(_) => Status::new(s.code(), slim_proto::tls::describe_chain(&s)),
+                None => s,
+            }
+        })?;
         Ok(RawLink {
             tx,
             rx: response.into_inner(),

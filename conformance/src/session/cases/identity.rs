@@ -66,6 +66,7 @@ impl Forger {
     pub(super) async fn named(cx: &Cell, label: &str) -> Result<Forger, Failure> {
         let target = Target {
             url: cx.harness.url(),
+            tls: None,
             authorization: None,
             strict_mac: true,
         };

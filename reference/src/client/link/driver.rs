@@ -64,8 +64,10 @@ impl HttpAuth {
 /// How the driver connects and reconnects.
 #[derive(Debug, Clone)]
 pub struct LinkOptions {
-    /// The node's URL, `http://host:port` (h2c).
+    /// The node's URL, `http://host:port` (h2c) or `https://host:port` (TLS with `tls`).
     pub node: String,
+    /// TLS settings for an `https://` node (`None`: Mozilla's roots, no client certificate).
+    pub tls: Option<slim_proto::tls::ClientTls>,
     /// Credentials for nodes that require them.
     pub auth: Option<HttpAuth>,
     /// Bound for the first connection (retried until then), and for each connect-and-negotiate
@@ -90,6 +92,7 @@ impl LinkOptions {
         let uuid = uuid::Builder::from_random_bytes(id).into_uuid();
         Self {
             node: node.into(),
+            tls: None,
             auth: None,
             timeout,
             backoff_initial: Duration::from_millis(100),
@@ -126,11 +129,15 @@ pub enum LinkIoError {
         /// What is wrong with it.
         reason: String,
     },
-    /// `https://` was asked for.
-    #[error("cannot connect to {url}: TLS is not supported yet; use an h2c node with http://")]
-    TlsUnsupported {
+    /// TLS could not be set up: a certificate or key file is unusable, or the handshake failed
+    /// in a way retrying cannot fix (an untrusted or misnamed certificate, a refused client
+    /// certificate, a plaintext port). The reason says which and what to change.
+    #[error("cannot connect to {url}: {reason}")]
+    Tls {
         /// The URL given.
         url: String,
+        /// What failed and how to fix it.
+        reason: String,
     },
     /// The node could not be reached (connection refused, no route, timeout).
     #[error("cannot reach the SLIM node at {url}: {reason}; is it running? start one with `cargo run --release --bin slim-relay`")]
@@ -206,7 +213,7 @@ impl LinkIoError {
         matches!(
             self,
             LinkIoError::BadUrl { .. }
-                | LinkIoError::TlsUnsupported { .. }
+                | LinkIoError::Tls { .. }
                 | LinkIoError::Unauthenticated { .. }
                 | LinkIoError::PermissionDenied { .. }
                 | LinkIoError::BadCredentials(_)
@@ -382,12 +389,7 @@ fn check_url(url: &str) -> Result<(), LinkIoError> {
             reason: e.to_string(),
         })?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(LinkIoError::TlsUnsupported {
-                url: url.to_string(),
-            })
-        }
+        Some("http" | "https") => {}
         Some(other) => {
             return Err(LinkIoError::BadUrl {
                 url: url.to_string(),
@@ -418,6 +420,11 @@ fn jittered(rng: &mut ChaCha20Rng, d: Duration) -> Duration {
 }
 
 /// The innermost transport reason of a tonic error, in words ("connection refused").
+/// The explanation of a failed TLS handshake in `err`'s chain, if that is what failed.
+fn handshake_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    slim_proto::tls::find_handshake_error(err).map(|h| h.explanation.clone())
+}
+
 fn transport_reason(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     let mut last = err.to_string();
@@ -438,6 +445,10 @@ fn transport_reason(err: &(dyn std::error::Error + 'static)) -> String {
 fn status_error(url: &str, status: &Status) -> LinkIoError {
     let url = url.to_string();
     let message = status.message().to_string();
+    // A node that refused our client certificate (TLS 1.3 tells us on the first read).
+    if let Some(reason) = handshake_failure(status) {
+        return LinkIoError::Tls { url, reason };
+    }
     match status.code() {
         Code::Unauthenticated => LinkIoError::Unauthenticated { url, message },
         Code::PermissionDenied => LinkIoError::PermissionDenied { url, message },
@@ -470,12 +481,27 @@ async fn open(
         .connect_timeout(bound)
         .http2_keep_alive_interval(Duration::from_secs(120))
         .keep_alive_timeout(Duration::from_secs(20));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| LinkIoError::Unreachable {
+    let tls = if url.starts_with("https:") {
+        let settings = opts.tls.clone().unwrap_or_default();
+        Some(settings.connector().map_err(|e| LinkIoError::Tls {
             url: url.clone(),
-            reason: transport_reason(&e),
+            reason: e.to_string(),
+        })?)
+    } else {
+        None
+    };
+    let channel = endpoint
+        .connect_with_connector(slim_proto::tls::Connector::new(tls))
+        .await
+        .map_err(|e| match handshake_failure(&e) {
+            Some(reason) => LinkIoError::Tls {
+                url: url.clone(),
+                reason,
+            },
+            None => LinkIoError::Unreachable {
+                url: url.clone(),
+                reason: transport_reason(&e),
+            },
         })?;
     let mut client = pb::data_plane_service_client::DataPlaneServiceClient::new(channel)
         .max_decoding_message_size(slim_proto::MAX_MESSAGE_SIZE);
