@@ -19,9 +19,22 @@ pub async fn run_driver(
     timeout: Duration,
     context: &str,
 ) -> Value {
+    run_driver_env(py, script, args, &[], timeout, context).await
+}
+
+/// [`run_driver`] with extra environment variables (e.g. the TLS files `slimapp.py` reads).
+pub async fn run_driver_env(
+    py: &Path,
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &Path)],
+    timeout: Duration,
+    context: &str,
+) -> Value {
     let child = tokio::process::Command::new(py)
         .arg(super::venv::interop_dir().join(script))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
