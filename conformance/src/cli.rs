@@ -819,10 +819,12 @@ async fn run_against(
     let identity = match runner::probe(&target).await {
         Ok(id) => id,
         Err(runner::RunError::Unreachable(m)) => {
-            eprintln!(
-                "error: target {} unreachable: {m}\n  check that a SLIM node listens there (h2c gRPC, e.g. http://127.0.0.1:46357)",
-                target.url
-            );
+            let hint = if target.url.starts_with("https://") {
+                "check that a SLIM node serves TLS there, and the --ca, --cert and --key it needs"
+            } else {
+                "check that a SLIM node listens there (h2c gRPC, e.g. http://127.0.0.1:46357; https://HOST:PORT for TLS)"
+            };
+            eprintln!("error: target {} unreachable: {m}\n  {hint}", target.url);
             return EXIT_UNREACHABLE;
         }
         Err(runner::RunError::Refused(m)) => {

@@ -149,6 +149,14 @@ impl Link {
         let rx = match response {
             Ok(r) => r.into_inner(),
             Err(status) => {
+                // A node that refuses our TLS client certificate says so on the first read
+                // (TLS 1.3): the connection failed, the call was never judged.
+                if let Some(why) = slim_proto::tls::handshake_explanation(&status) {
+                    return Err(Failure::Unreachable(format!(
+                        "cannot connect to {}: {why}",
+                        target.url
+                    )));
+                }
                 log.push(label, "ended", 0, || status_text(&status));
                 return Err(Failure::Rejected(status));
             }

@@ -393,22 +393,26 @@ impl fmt::Display for HandshakeError {
 
 impl std::error::Error for HandshakeError {}
 
-/// The [`HandshakeError`] in `err`'s cause chain, if a TLS handshake is what failed (also when
-/// it is wrapped in an I/O error, whose `source` skips it).
-pub fn find_handshake_error<'a>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a HandshakeError> {
+/// The explanation of a failed TLS handshake in `err`'s cause chain, if that is what failed:
+/// a [`HandshakeError`] (also inside an I/O error, whose `source` skips it), or an I/O error
+/// whose text is one (HTTP/2 passes an I/O error on as its kind and text only).
+pub fn handshake_explanation(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(h) = e.downcast_ref::<HandshakeError>() {
-            return Some(h);
+            return Some(h.explanation.clone());
         }
-        if let Some(h) = e
-            .downcast_ref::<io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<HandshakeError>())
-        {
-            return Some(h);
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if let Some(h) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<HandshakeError>())
+            {
+                return Some(h.explanation.clone());
+            }
+            let text = io.to_string();
+            if text.starts_with(EXPLANATION_PREFIX) {
+                return Some(text);
+            }
         }
         cur = e.source();
     }
@@ -421,14 +425,18 @@ pub fn rustls_error(err: &io::Error) -> Option<&rustls::Error> {
         .and_then(|e| e.downcast_ref::<rustls::Error>())
 }
 
+/// How every explanation of [`explain_client_handshake`] starts; HTTP/2 keeps only the text of
+/// an I/O error it passes on, so this is how the explanation is found again in an error chain.
+pub const EXPLANATION_PREFIX: &str = "TLS: ";
+
 /// Says, from the client's side, why a handshake with `node` failed and what to change.
 pub fn explain_client_handshake(err: &io::Error, node: &str) -> String {
     let Some(tls) = rustls_error(err) else {
         return match err.kind() {
             io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => format!(
-                "{node} closed the connection during the TLS handshake: it may speak plaintext h2c (use http://), or it refused us ({err})"
+                "TLS: {node} closed the connection during the handshake: it may speak plaintext h2c (use http://), or it refused us ({err})"
             ),
-            _ => format!("TLS handshake with {node} failed: {err}"),
+            _ => format!("TLS: the handshake with {node} failed: {err}"),
         };
     };
     match tls {
@@ -465,7 +473,7 @@ pub fn explain_client_handshake(err: &io::Error, node: &str) -> String {
         | rustls::Error::InappropriateHandshakeMessage { .. } => format!(
             "TLS: {node} did not answer with TLS ({tls}): it speaks plaintext h2c on this port; use http://"
         ),
-        other => format!("TLS handshake with {node} failed: {other}"),
+        other => format!("TLS: the handshake with {node} failed: {other}"),
     }
 }
 

@@ -163,6 +163,23 @@ async fn mutual_tls_requires_a_client_certificate_from_the_configured_ca() {
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(failures >= 2, "{failures}");
     routes_over(&url, &with_client_cert(&pki), "mtls-after").await;
+    // The client link reports the refusal as a fatal TLS error that says what to give.
+    let mut opts = LinkOptions::new(&url, Duration::from_secs(5), [4; 32]);
+    opts.tls = Some(trusting(&pki));
+    let Err(err) = link::connect(opts).await else {
+        panic!("no client certificate: refused");
+    };
+    assert!(
+        matches!(&err, LinkIoError::Tls { reason, .. } if reason.contains("refused our client certificate")),
+        "{err}"
+    );
+    assert!(err.is_fatal(), "{err}");
+    let mut opts = LinkOptions::new(&url, Duration::from_secs(5), [5; 32]);
+    opts.tls = Some(with_client_cert(&pki));
+    let (ok, _events) = link::connect(opts)
+        .await
+        .expect("with a client certificate");
+    drop(ok);
     relay.shutdown().await.expect("relay stops");
 }
 

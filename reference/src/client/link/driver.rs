@@ -422,7 +422,7 @@ fn jittered(rng: &mut ChaCha20Rng, d: Duration) -> Duration {
 /// The innermost transport reason of a tonic error, in words ("connection refused").
 /// The explanation of a failed TLS handshake in `err`'s chain, if that is what failed.
 fn handshake_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    slim_proto::tls::find_handshake_error(err).map(|h| h.explanation.clone())
+    slim_proto::tls::handshake_explanation(err)
 }
 
 fn transport_reason(err: &(dyn std::error::Error + 'static)) -> String {
