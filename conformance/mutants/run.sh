@@ -107,7 +107,7 @@ for r in rows:
         errors.append("%s: requirement %s differs from the relay's" % (name, req))
     if levels.get(req) != level:
         errors.append("%s: level %s, but %s is %s in the spec" % (name, level, req, levels.get(req)))
-    if mode not in ("strict", "lax", "auth", "jwt"):
+    if mode not in ("strict", "lax", "auth", "jwt", "limits", "tls"):
         errors.append("%s: unknown mode %s" % (name, mode))
 known = {r[0] for r in rows}
 for o in only:
@@ -125,6 +125,26 @@ FAIL_FAST=()
 if "$RUNNER" run --help 2>/dev/null | grep -q -- '--fail-fast'; then
     FAIL_FAST=(--fail-fast)
 fi
+
+# make_pki DIR: a CA, a node certificate for 127.0.0.1 and a client certificate (P-256, PKCS#8).
+make_pki() {
+    local d=$1
+    mkdir -p "$d"
+    (
+        cd "$d" || exit 1
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+            -subj /CN=run-ca -days 1 -out ca.pem
+        for who in node client; do
+            local usage=serverAuth san="IP:127.0.0.1,DNS:localhost"
+            [[ $who == client ]] && usage=clientAuth san="DNS:slim-conformance"
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$who.key" \
+                -subj "/CN=$who" -out "$who.csr"
+            printf 'subjectAltName=%s\nextendedKeyUsage=%s\n' "$san" "$usage" >"$who.ext"
+            openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+                -extfile "$who.ext" -out "$who.pem"
+        done
+    ) >"$d/openssl.log" 2>&1 || { echo "run.sh: openssl could not make the TLS test certificates (see $d/openssl.log); install openssl" >&2; return 1; }
+}
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -154,7 +174,22 @@ run_once() {
              runner_args=(--jwt-hs256-secret-file "$jwt_dir/secret" --jwt-issuer "$JWT_ISSUER"
                           --jwt-audience "$JWT_AUDIENCE" --revoke-file "$jwt_dir/revoked.yaml"
                           --only 'revocation/*') ;;
+        limits) # Small declared limits the connection cases can reach quickly.
+             local lim_dir="$REPORTS/$label.limits.d"
+             mkdir -p "$lim_dir"
+             printf 'idle_connection_timeout_ms: 2000\nmax_connections_per_peer: 64\n' >"$lim_dir/relay.yaml"
+             relay_args=(--config "$lim_dir/relay.yaml")
+             runner_args=(--idle-timeout-ms 2000 --max-connections-per-peer 64 --only 'connection/*') ;;
+        tls) # Mutual TLS on a CA made for this run (openssl).
+             local tls_dir="$REPORTS/$label.tls.d"
+             make_pki "$tls_dir" || { RUN_RC=relay; return; }
+             relay_args=(--tls-cert "$tls_dir/node.pem" --tls-key "$tls_dir/node.key"
+                         --tls-client-ca "$tls_dir/ca.pem")
+             runner_args=(--ca "$tls_dir/ca.pem" --cert "$tls_dir/client.pem"
+                          --key "$tls_dir/client.key" --only 'connection/*') ;;
     esac
+    local scheme=http
+    [[ $mode == tls ]] && scheme=https
     ((strict_warn)) && runner_args+=(--strict)
     port=$(free_port)
     if [[ -n $fault ]]; then
@@ -176,7 +211,7 @@ run_once() {
         stop_relay
         return
     fi
-    timeout --kill-after=10 "$RUN_TIMEOUT" "$RUNNER" run --target "http://127.0.0.1:$port" \
+    timeout --kill-after=10 "$RUN_TIMEOUT" "$RUNNER" run --target "$scheme://127.0.0.1:$port" \
         --json "$RUN_JSON" "${FAIL_FAST[@]}" "${runner_args[@]}" "${EXTRA[@]}" \
         >"$REPORTS/$label.$mode.runner.log" 2>&1 &
     RUNNER_PID=$!
@@ -208,7 +243,7 @@ EOF
 # ---- baseline: the relay without a fault must pass every run --------------------------------
 echo "baseline: the relay without a fault ..." >&2
 : >"$REPORTS/baseline.unclean"
-for mode in strict lax auth jwt; do
+for mode in strict lax auth jwt limits tls; do
     cut -f5 <<<"$SELECTED" | grep -qx "$mode" || continue
     t0=$(date +%s)
     run_once baseline "" "$mode" 0

@@ -14,6 +14,7 @@ use serde::Serialize;
 use slim_proto::names::SlimName;
 
 use crate::client::{Link, Target};
+use crate::conn::ConnectionSetup;
 use crate::evidence::FrameLog;
 use crate::revoke::RevocationSetup;
 pub use crate::verdict::{Failure, Finding};
@@ -41,6 +42,16 @@ pub enum Need {
     /// The runner revokes by writing the target's list file (`--revoke-file`), so it can also
     /// write a malformed one (SLIM-REV-006).
     RevokeFile,
+    /// A TLS target: an `https://` `--target`, or the embedded TLS relay (SLIM-CONN-001/002).
+    Tls,
+    /// A TLS target that requires client certificates and a certificate for the runner
+    /// (`--cert`/`--key`, or the embedded TLS relay).
+    MutualTls,
+    /// The target's idle timeout is known (`--idle-timeout-ms`, or the embedded relay's).
+    IdleTimeout,
+    /// The target's per-address connection limit is known (`--max-connections-per-peer`, or
+    /// the embedded relay's).
+    PeerLimit,
 }
 
 /// The context one case runs in.
@@ -62,6 +73,8 @@ pub struct Ctx {
     pub quiet: Duration,
     /// What the revocation cases need (SLIM-REV-001..006), when the run has it.
     revocation: Option<Arc<RevocationSetup>>,
+    /// What the connection cases need (SLIM-CONN-*).
+    connections: Arc<ConnectionSetup>,
 }
 
 impl Ctx {
@@ -77,7 +90,19 @@ impl Ctx {
             observation: Arc::default(),
             quiet,
             revocation: None,
+            connections: Arc::default(),
         }
+    }
+
+    /// The same context with the run's TLS target and declared limits (SLIM-CONN-*).
+    pub fn with_connections(mut self, setup: Arc<ConnectionSetup>) -> Self {
+        self.connections = setup;
+        self
+    }
+
+    /// The run's TLS target and declared limits (SLIM-CONN-*).
+    pub fn connections(&self) -> &ConnectionSetup {
+        &self.connections
     }
 
     /// The same context with the run's revocation setup (SLIM-REV-001..006).

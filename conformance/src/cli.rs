@@ -210,6 +210,16 @@ struct RunArgs {
     /// malformed list, so revocation/malformed-list-keeps-revocations needs --revoke-file.
     #[arg(long, value_name = "CMD")]
     revoke_cmd: Option<String>,
+    /// Connection cases: the target's idle timeout, in ms, for HTTP/2 connections that open no
+    /// stream (SLIM-CONN-004); connection/idle-closed is UNSUPPORTED without it. Without
+    /// --target, the embedded relay's (2000).
+    #[arg(long, value_name = "MS")]
+    idle_timeout_ms: Option<u64>,
+    /// Connection cases: the target's limit on connections from one address (SLIM-CONN-003);
+    /// connection/per-peer-limit opens one more and is UNSUPPORTED without it. Without
+    /// --target, the embedded relay's (64).
+    #[arg(long, value_name = "N")]
+    max_connections_per_peer: Option<usize>,
 }
 
 impl From<RunArgs> for crate::session::cli::SessionArgs {
@@ -277,14 +287,29 @@ fn tls_connector(args: &RunArgs, url: &str) -> Result<Option<slim_proto::tls::Co
         }
         return Ok(None);
     }
-    let settings = slim_proto::tls::ClientTls {
-        ca: args.ca.clone(),
-        cert: args.cert.clone(),
-        key: args.key.clone(),
-        insecure: args.insecure,
+    let Some(settings) = tls_settings(args, url) else {
+        return Ok(None);
     };
-    let connector = settings.connector().map_err(|e| e.to_string())?;
-    Ok(Some(slim_proto::tls::Connector::new(Some(connector))))
+    Ok(Some(settings.connector().map_err(|e| e.to_string())?))
+}
+
+/// The TLS settings of an `https://` target (`None` for h2c).
+fn tls_settings(args: &RunArgs, url: &str) -> Option<slim_proto::tls::ClientTls> {
+    url.starts_with("https://")
+        .then(|| slim_proto::tls::ClientTls {
+            ca: args.ca.clone(),
+            cert: args.cert.clone(),
+            key: args.key.clone(),
+            insecure: args.insecure,
+        })
+}
+
+/// Whether `--only`/`--skip` select a case that needs a TLS target.
+fn selects_tls_cases(args: &RunArgs) -> bool {
+    select(crate::cases::all(), &args.only, &args.skip)
+        .iter()
+        .flat_map(|c| c.needs.iter())
+        .any(|n| matches!(n, Need::Tls | Need::MutualTls))
 }
 
 fn vectors_dir(dir: Option<PathBuf>) -> PathBuf {
@@ -523,6 +548,9 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
                 ..Default::default()
             };
             config.relay.require_header_mac = args.require_header_mac;
+            // Limits the connection cases judge, declared to them below (SLIM-CONN-003/004).
+            config.limits.idle_timeout = crate::conn::EMBEDDED_IDLE_TIMEOUT;
+            config.limits.max_connections_per_peer = crate::conn::EMBEDDED_PEER_LIMIT;
             // Given credentials, the embedded relay is protected with them, so the
             // authentication cases run against it too.
             config.auth = match (&args.auth, &args.bearer) {
@@ -620,15 +648,65 @@ async fn run(args: RunArgs, catalogue: Catalogue) -> i32 {
     } else {
         None
     };
+    // What the connection cases judge: TLS on an https:// target, or (embedded) on a second
+    // reference relay serving mutual TLS, started only when the selection has TLS cases; the
+    // limits as declared, or the embedded relay's.
+    let mut tls_relay = None;
+    let mut connections = crate::conn::ConnectionSetup {
+        tls: None,
+        idle_timeout: args.idle_timeout_ms.map(Duration::from_millis),
+        max_connections_per_peer: args.max_connections_per_peer,
+    };
+    if args.target.is_some() {
+        if let Some(settings) = tls_settings(&args, &url) {
+            match crate::conn::TlsTarget::of(&target.url, &settings) {
+                Ok(t) => connections.tls = Some(t),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return EXIT_USAGE;
+                }
+            }
+        }
+    } else {
+        connections.idle_timeout = Some(crate::conn::EMBEDDED_IDLE_TIMEOUT);
+        connections.max_connections_per_peer = Some(crate::conn::EMBEDDED_PEER_LIMIT);
+        if selects_tls_cases(&args) {
+            match crate::conn::EmbeddedTlsRelay::start(delay).await {
+                Ok(r) => {
+                    println!(
+                        "TLS cases: a second embedded reference relay at {} (mutual TLS on a fresh CA)",
+                        r.target.url
+                    );
+                    connections.tls = Some(r.target.clone());
+                    tls_relay = Some(r);
+                }
+                Err(e) => {
+                    eprintln!("error: cannot start the embedded TLS relay: {e}");
+                    if let Some(r) = jwt_relay {
+                        r.stop().await;
+                    }
+                    drop(proxy);
+                    if let Some(handle) = embedded {
+                        let _ = handle.shutdown().await;
+                    }
+                    return EXIT_USAGE;
+                }
+            }
+        }
+    }
     let code = run_against(
         &args,
         &catalogue,
         target,
         revocation.clone(),
+        Arc::new(connections),
         expectations.as_ref(),
         embedded.is_some(),
     )
     .await;
+    if let Some(r) = tls_relay {
+        r.stop().await;
+    }
     if let Some(r) = revocation.as_ref().and_then(|s| s.revoker.as_ref()) {
         if let Err(e) = r.restore() {
             eprintln!("warning: the revocation list was not restored: {e}");
@@ -813,6 +891,7 @@ async fn run_against(
     catalogue: &Catalogue,
     target: Target,
     revocation: Option<Arc<RevocationSetup>>,
+    connections: Arc<crate::conn::ConnectionSetup>,
     expectations: Option<&Expectations>,
     embedded: bool,
 ) -> i32 {
@@ -867,6 +946,7 @@ async fn run_against(
         strict: args.strict,
         fail_fast: args.fail_fast,
         revocation,
+        connections,
     };
     let write_reports = |results: &[runner::CaseResult], complete: bool| -> Result<(), String> {
         let stale = expectations.map(|e| e.stale(results)).unwrap_or_default();

@@ -108,7 +108,7 @@ impl Link {
         let connector = target
             .tls
             .clone()
-            .unwrap_or_else(|| slim_proto::tls::Connector::new(None));
+            .unwrap_or_else(slim_proto::tls::Connector::plain);
         let channel = endpoint
             .connect_with_connector(connector)
             .await

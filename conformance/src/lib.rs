@@ -11,6 +11,7 @@ pub mod cases;
 pub mod catalogue;
 pub mod cli;
 pub mod client;
+pub mod conn;
 pub mod delay;
 pub mod evidence;
 pub mod expectations;

@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub fail_fast: bool,
     /// What the revocation cases need (SLIM-REV-001..006); `None` makes them UNSUPPORTED.
     pub revocation: Option<Arc<RevocationSetup>>,
+    /// What the connection cases need (SLIM-CONN-*).
+    pub connections: Arc<crate::conn::ConnectionSetup>,
 }
 
 /// Why the run could not start.
@@ -86,6 +88,7 @@ fn unmet(need: Need, options: &RunOptions) -> Option<String> {
     let setup = options.revocation.as_deref();
     let issuer = setup.and_then(|s| s.issuer.as_ref());
     let revoker = setup.and_then(|s| s.revoker.as_ref());
+    let conn = &options.connections;
     match need {
         Need::StrictMac if !target.strict_mac => {
             Some("the target was declared not to require the header MAC (--require-header-mac false)".into())
@@ -110,6 +113,18 @@ fn unmet(need: Need, options: &RunOptions) -> Option<String> {
         ),
         Need::RevokeFile if revoker.is_some_and(|r| !r.is_file()) => Some(
             "a malformed revocation list can only be written through --revoke-file PATH (--revoke-cmd cannot make the target read one)".into(),
+        ),
+        Need::Tls | Need::MutualTls if conn.tls.is_none() => Some(
+            "the target is h2c; TLS is judged on an https:// target (--target https://HOST:PORT --ca FILE), or on the embedded TLS relay without --target".into(),
+        ),
+        Need::MutualTls if conn.tls.as_ref().is_some_and(|t| t.anonymous.is_none()) => Some(
+            "the runner has no client certificate for the target (pass --cert FILE --key FILE for a target that requires client certificates)".into(),
+        ),
+        Need::IdleTimeout if conn.idle_timeout.is_none() => Some(
+            "the target's idle timeout was not declared (pass --idle-timeout-ms N)".into(),
+        ),
+        Need::PeerLimit if conn.max_connections_per_peer.is_none() => Some(
+            "the target's per-address connection limit was not declared (pass --max-connections-per-peer N)".into(),
         ),
         _ => None,
     }
@@ -152,7 +167,8 @@ pub async fn run_case(
     }
     let org = format!("c{run_id}-{index:03}");
     let cx = Ctx::new(options.target.clone(), org, options.quiet)
-        .with_revocation(options.revocation.clone());
+        .with_revocation(options.revocation.clone())
+        .with_connections(options.connections.clone());
     let started = Instant::now();
     let failure = bounded((case.run)(cx.clone()), case.timeout).await;
     result.duration_ms = started.elapsed().as_millis() as u64;

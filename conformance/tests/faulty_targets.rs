@@ -279,6 +279,50 @@ const TABLE: &[(&str, &str, &[&str], &str)] = &[
         &[],
         "FAIL",
     ),
+    // Connections: TLS on the embedded TLS relay, limits on the embedded relay.
+    ("connection/tls-alpn-h2", "tls-without-alpn", &[], "FAIL"),
+    (
+        "connection/mtls-requires-certificate",
+        "client-ca-ignored",
+        &[],
+        "FAIL",
+    ),
+    (
+        "connection/plaintext-on-tls-port",
+        "plaintext-on-tls-port-dropped",
+        &[],
+        "WARN",
+    ),
+    (
+        "connection/per-peer-limit",
+        "over-limit-connections-reset",
+        &[],
+        "WARN",
+    ),
+    (
+        "connection/per-peer-limit",
+        "peer-limit-not-enforced",
+        &[],
+        "WARN",
+    ),
+    (
+        "connection/idle-closed",
+        "idle-connections-kept",
+        &[],
+        "WARN",
+    ),
+    (
+        "connection/idle-closed",
+        "busy-connections-closed-when-idle",
+        &[],
+        "WARN",
+    ),
+    (
+        "connection/streams-limit-announced",
+        "stream-limit-not-announced",
+        &[],
+        "WARN",
+    ),
 ];
 
 /// Runs one case against the embedded relay with `fault` active; returns the case's verdict and

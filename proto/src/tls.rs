@@ -3,7 +3,7 @@
 //! which side is wrong and how to fix it.
 //!
 //! SLIM runs gRPC over HTTP/2. Plaintext h2c (`http://`) stays the loopback default; a node
-//! outside one host runs TLS (`https://`), often mutual (SLIM-TRANS-007/008). Everything here
+//! outside one host runs TLS (`https://`), often mutual (SLIM-CONN-001/002). Everything here
 //! uses rustls with the ring provider, given explicitly, so no process-wide default provider is
 //! needed and no system library beyond a C compiler. Both sides offer ALPN `h2` only.
 //!
@@ -145,6 +145,12 @@ pub struct ServerTls {
 impl ServerTls {
     /// Builds the acceptor, failing with the file and defect when one is wrong.
     pub fn acceptor(&self) -> Result<TlsAcceptor, TlsError> {
+        Ok(TlsAcceptor::from(Arc::new(self.server_config()?)))
+    }
+
+    /// The rustls configuration [`ServerTls::acceptor`] wraps (ALPN `h2`; client certificates
+    /// required when `client_ca` is set).
+    pub fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
         let certs = read_certs("tls cert", &self.cert)?;
         let key = read_key("tls key", &self.key)?;
         let builder = rustls::ServerConfig::builder_with_provider(provider())
@@ -173,7 +179,7 @@ impl ServerTls {
             ))
         })?;
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
-        Ok(TlsAcceptor::from(Arc::new(config)))
+        Ok(config)
     }
 }
 
@@ -193,7 +199,17 @@ pub struct ClientTls {
 
 impl ClientTls {
     /// Builds the connector, failing with the file and defect when one is wrong.
-    pub fn connector(&self) -> Result<TlsConnector, TlsError> {
+    pub fn connector(&self) -> Result<Connector, TlsError> {
+        Ok(Connector {
+            tls: Some(ClientSide {
+                config: Arc::new(self.client_config()?),
+                has_cert: self.cert.is_some(),
+            }),
+        })
+    }
+
+    /// The rustls configuration of [`ClientTls::connector`] (ALPN `h2`).
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, TlsError> {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -235,7 +251,26 @@ impl ClientTls {
             }
         };
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
-        Ok(TlsConnector::from(Arc::new(config)))
+        Ok(config)
+    }
+}
+
+/// Records whether the node asked for a client certificate (a client without one).
+#[derive(Debug, Default)]
+struct CertRequestSeen(std::sync::atomic::AtomicBool);
+
+impl rustls::client::ResolvesClientCert for CertRequestSeen {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
     }
 }
 
@@ -497,12 +532,23 @@ pub fn explain_server_handshake(err: &io::Error) -> String {
     }
 }
 
-/// A tonic connector for `http://` (h2c) and `https://` (TLS with `tls`) node URLs: TCP with
-/// `TCP_NODELAY` (small SLIM frames must not wait for Nagle), then the handshake, whose failure
-/// comes back as a [`HandshakeError`] saying what to fix.
+/// A tonic connector for `http://` (h2c) and `https://` (TLS, from [`ClientTls::connector`])
+/// node URLs: TCP with `TCP_NODELAY` (small SLIM frames must not wait for Nagle), then the
+/// handshake, whose failure comes back as a [`HandshakeError`] saying what to fix.
+///
+/// A client without a certificate stops when the node asks for one: in TLS 1.3 the node's
+/// refusal would only come after the handshake, where HTTP/2 may report it as a cancelled call
+/// with no reason. So nodes with optional client authentication need a client certificate.
 #[derive(Clone)]
 pub struct Connector {
-    tls: Option<TlsConnector>,
+    tls: Option<ClientSide>,
+}
+
+/// The TLS half of a [`Connector`].
+#[derive(Clone)]
+struct ClientSide {
+    config: Arc<rustls::ClientConfig>,
+    has_cert: bool,
 }
 
 impl fmt::Debug for Connector {
@@ -514,10 +560,18 @@ impl fmt::Debug for Connector {
 }
 
 impl Connector {
-    /// A connector; `tls` is used for `https://` URLs (without it, they are refused with a
-    /// message saying so).
-    pub fn new(tls: Option<TlsConnector>) -> Self {
-        Self { tls }
+    /// A connector for `http://` (h2c) URLs only: `https://` ones are refused with a message
+    /// saying TLS settings are needed.
+    pub fn plain() -> Self {
+        Self { tls: None }
+    }
+
+    /// A byte stream to the node of `url` (h2c, or TLS with this connector's settings), below
+    /// HTTP/2: for checks of the connection itself (SETTINGS, ALPN, idle handling).
+    pub async fn connect_raw(&self, url: &str) -> Result<MaybeTls, ConnectError> {
+        let uri: http::Uri = url.parse()?;
+        let io = tower_service::Service::call(&mut self.clone(), uri).await?;
+        Ok(io.into_inner())
     }
 }
 
@@ -558,7 +612,22 @@ impl tower_service::Service<http::Uri> for Connector {
             let name = ServerName::try_from(host.clone())
                 .map_err(|e| format!("{uri}: {host:?} is not a valid TLS server name: {e}"))?;
             let node = format!("{host}:{port}");
-            match tls.connect(name, tcp).await {
+            let seen = Arc::new(CertRequestSeen::default());
+            let config = if tls.has_cert {
+                tls.config
+            } else {
+                let mut config = (*tls.config).clone();
+                config.client_auth_cert_resolver = seen.clone();
+                Arc::new(config)
+            };
+            match TlsConnector::from(config).connect(name, tcp).await {
+                Ok(_) if seen.0.load(std::sync::atomic::Ordering::Relaxed) => {
+                    Err(Box::new(HandshakeError {
+                        explanation: format!(
+                            "{EXPLANATION_PREFIX}{node} requires a client certificate (mutual TLS) and we have none: give --cert FILE --key FILE, signed by its client CA"
+                        ),
+                    }) as ConnectError)
+                }
                 Ok(stream) => Ok(TokioIo::new(MaybeTls::Tls(Box::new(stream.into())))),
                 Err(e) => Err(Box::new(HandshakeError {
                     explanation: explain_client_handshake(&e, &node),
@@ -575,11 +644,11 @@ pub async fn connect(
     tls: Option<&ClientTls>,
 ) -> Result<tonic::transport::Channel, ConnectFailure> {
     let connector = match tls {
-        Some(t) => Some(t.connector().map_err(ConnectFailure::Config)?),
-        None => None,
+        Some(t) => t.connector().map_err(ConnectFailure::Config)?,
+        None => Connector::plain(),
     };
     endpoint
-        .connect_with_connector(Connector::new(connector))
+        .connect_with_connector(connector)
         .await
         .map_err(|e| ConnectFailure::Connect(describe_chain(&e)))
 }
@@ -633,7 +702,7 @@ mod tests {
             insecure: true,
             ..ClientTls::default()
         };
-        let e = t.connector().err().expect("must fail").to_string();
+        let e = t.connector().expect_err("must fail").to_string();
         assert!(e.contains("--cert needs --key"), "{e}");
     }
 

@@ -40,6 +40,8 @@ use tonic::transport::server::Connected;
 use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 
+use crate::mutants::{self, Fault};
+
 /// How long a connection refused for a limit (or a plaintext client on a TLS port) is served so
 /// that its first call can be told why, before it is closed.
 pub const REFUSED_GRACE: Duration = Duration::from_secs(2);
@@ -209,6 +211,7 @@ impl Slots {
         limits: &Limits,
         stats: &Arc<ListenerStats>,
     ) -> Result<Slot, Refusal> {
+        // SLIM-CONN-003: bounded in total and per address.
         let mut per_peer = self.per_peer.lock().unwrap_or_else(|p| p.into_inner());
         if stats.open.load(Ordering::Acquire) >= limits.max_connections {
             return Err(Refusal::TooManyConnections {
@@ -216,7 +219,7 @@ impl Slots {
             });
         }
         let n = per_peer.entry(ip).or_insert(0);
-        if *n >= limits.max_connections_per_peer {
+        if *n >= limits.max_connections_per_peer && !mutants::on(Fault::PeerLimitNotEnforced) {
             return Err(Refusal::TooManyFromPeer {
                 limit: limits.max_connections_per_peer,
                 ip,
@@ -246,7 +249,8 @@ pub struct Accepted {
 }
 
 impl Accepted {
-    /// Whether the connection must end now; otherwise re-arms the timer for the next check.
+    /// Whether the connection must end now; otherwise re-arms the timer for the next check
+    /// (SLIM-CONN-004: no stream for the idle timeout ends it; an open stream never does).
     fn must_end(&mut self) -> bool {
         let now = Instant::now();
         if let Some(deadline) = self.hard_deadline {
@@ -254,7 +258,11 @@ impl Accepted {
                 return true;
             }
         }
-        let next_idle = if self.info.activity.streams.load(Ordering::Acquire) > 0 {
+        let busy = self.info.activity.streams.load(Ordering::Acquire) > 0
+            && !mutants::on(Fault::BusyConnectionsClosedWhenIdle);
+        let next_idle = if mutants::on(Fault::IdleConnectionsKept) {
+            now + Duration::from_secs(3600)
+        } else if busy {
             now + self.idle_timeout
         } else {
             let since = *self
@@ -397,6 +405,10 @@ pub fn spawn(
             }
             let (slot, refusal) = match slots.take(peer.ip(), &limits, &stats) {
                 Ok(slot) => (Some(slot), None),
+                Err(_) if mutants::on(Fault::OverLimitConnectionsReset) => {
+                    drop(tcp);
+                    continue;
+                }
                 Err(refusal) => {
                     let counter = match refusal {
                         Refusal::TooManyConnections { .. } => &stats.refused_total_limit,
@@ -492,7 +504,10 @@ async fn prepare(tcp: TcpStream, tls: Option<&TlsAcceptor>) -> Result<(MaybeTls,
             Ok(stream) => Ok((MaybeTls::Tls(Box::new(stream.into())), false)),
             Err(e) => Err(format!("TLS handshake failed: {}", explain_server_handshake(&e))),
         },
-        (Some(_), b'P') => Ok((MaybeTls::Plain(tcp), true)),
+        // SLIM-CONN-002: a plaintext HTTP/2 client is served so it can be told to use TLS.
+        (Some(_), b'P') if !mutants::on(Fault::PlaintextOnTlsPortDropped) => {
+            Ok((MaybeTls::Plain(tcp), true))
+        }
         (Some(_), b) => Err(format!(
             "first byte {b:#04x} is neither a TLS ClientHello nor the HTTP/2 preface"
         )),

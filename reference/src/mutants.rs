@@ -231,6 +231,23 @@ faults! {
         "exp is checked only when the call is set up: a stream outlives its token.";
     MalformedListClearsRevocations, "malformed-list-clears-revocations", "SLIM-REV-006",
         "A revocation list that does not parse is taken as empty: every revoked credential is readmitted.";
+    // Connections: TLS and limits
+    TlsWithoutAlpn, "tls-without-alpn", "SLIM-CONN-001",
+        "The TLS configuration sets no ALPN protocols, so the node never selects h2.";
+    ClientCaIgnored, "client-ca-ignored", "SLIM-CONN-001",
+        "The client CA is loaded but no client certificate is requested: mutual TLS authenticates nobody.";
+    PlaintextOnTlsPortDropped, "plaintext-on-tls-port-dropped", "SLIM-CONN-002",
+        "A connection whose first bytes are not a ClientHello is closed without a word.";
+    OverLimitConnectionsReset, "over-limit-connections-reset", "SLIM-CONN-003",
+        "A connection over a limit is closed at accept: its client sees a reset and no reason.";
+    PeerLimitNotEnforced, "peer-limit-not-enforced", "SLIM-CONN-003",
+        "Connections are counted in total only; one address may hold all of them.";
+    IdleConnectionsKept, "idle-connections-kept", "SLIM-CONN-004",
+        "The idle timer is never armed: a connection that opens no stream is held forever.";
+    BusyConnectionsClosedWhenIdle, "busy-connections-closed-when-idle", "SLIM-CONN-004",
+        "The idle timer ignores open streams: every connection is closed after the idle timeout, links and all.";
+    StreamLimitNotAnnounced, "stream-limit-not-announced", "SLIM-CONN-005",
+        "SETTINGS_MAX_CONCURRENT_STREAMS is left unset: one connection may open links without limit.";
 }
 
 impl Fault {

@@ -375,15 +375,11 @@ async fn connection_task(
     close_rx: oneshot::Receiver<Status>,
     guard: Option<StreamGuard>,
 ) {
-    let reader = tokio::spawn(read_link(
-        shared.clone(),
-        conn,
-        inbound,
-        tx.clone(),
-        close_rx,
-    ));
-    let why = match reader.await {
-        Ok(why) => why,
+    let reader = tokio::spawn(read_link(shared.clone(), conn, inbound, close_rx));
+    // The link's routes go before its client learns the stream ended (SLIM-SUB-008): a client
+    // that reacts to the status at once finds them gone.
+    let (why, last_word) = match reader.await {
+        Ok(ended) => ended,
         Err(e) if e.is_panic() => {
             let panic = e.into_panic();
             let what = panic
@@ -393,47 +389,48 @@ async fn connection_task(
                 .unwrap_or_else(|| "(no message)".into());
             shared.shell_stats.panics.fetch_add(1, Ordering::Relaxed);
             tracing::error!(conn, panic = %what, "panic while handling a link: closing it with INTERNAL and removing its routes");
-            send_final(
-                &tx,
-                Status::internal(
+            (
+                format!("panic: {what}"),
+                Some(Status::internal(
                     "internal error in the node while handling this link; the link was closed and its subscriptions removed (the node logged the cause)",
-                ),
+                )),
             )
-            .await;
-            format!("panic: {what}")
         }
-        Err(_) => "reader cancelled".into(),
+        Err(_) => ("reader cancelled".into(), None),
     };
-    let mut state = shared.lock();
-    let keep_routes = (mutants::on(Fault::RoutesKeptOnCleanClose)
-        && why == "peer closed the stream")
-        || (mutants::on(Fault::RoutesKeptOnErrorClose) && why.starts_with("read error"));
-    if !keep_routes {
-        state.relay.close(conn);
+    {
+        let mut state = shared.lock();
+        let keep_routes = (mutants::on(Fault::RoutesKeptOnCleanClose)
+            && why == "peer closed the stream")
+            || (mutants::on(Fault::RoutesKeptOnErrorClose) && why.starts_with("read error"));
+        if !keep_routes {
+            state.relay.close(conn);
+        }
+        state.links.remove(&conn);
     }
-    state.links.remove(&conn);
-    drop(state);
+    if let Some(status) = last_word {
+        send_final(&tx, status).await;
+    }
     drop(guard);
     info!(conn, reason = %why, "connection closed");
 }
 
-/// Reads one stream until it ends or the core closes it; returns why it ended.
+/// Reads one stream until it ends or the core closes it; returns why it ended and the status to
+/// end the stream with (sent by the caller once the link's routes are gone), if any.
 async fn read_link(
     shared: Arc<Shared>,
     conn: ConnId,
     mut inbound: Streaming<Bytes>,
-    tx: mpsc::Sender<Result<Outbound, Status>>,
     mut close_rx: oneshot::Receiver<Status>,
-) -> String {
+) -> (String, Option<Status>) {
     let mut out = Vec::new();
-    let why: String = loop {
+    loop {
         tokio::select! {
             biased;
             closed = &mut close_rx => {
-                let Ok(status) = closed else { break "closed".into() };
+                let Ok(status) = closed else { return ("closed".into(), None) };
                 let why = format!("{:?}: {}", status.code(), status.message());
-                send_final(&tx, status).await;
-                break why;
+                return (why, Some(status));
             }
             item = inbound.message() => match item {
                 Ok(Some(frame)) => {
@@ -446,43 +443,29 @@ async fn read_link(
                         state.dispatch(&mut out, &shared.shell_stats, Some(conn))
                     };
                     // Backpressure on this link only: stop reading it until its replies fit.
-                    let mut ended = None;
                     for (queue, reply) in deferred {
                         tokio::select! {
                             biased;
                             closed = &mut close_rx => {
-                                ended = Some(match closed {
+                                return match closed {
                                     Ok(status) => {
                                         let why = format!("{:?}: {}", status.code(), status.message());
-                                        send_final(&tx, status).await;
-                                        why
+                                        (why, Some(status))
                                     }
-                                    Err(_) => "closed".to_string(),
-                                });
-                                break;
+                                    Err(_) => ("closed".to_string(), None),
+                                };
                             }
                             sent = queue.send(Ok(reply)) => if sent.is_err() {
-                                ended = Some("peer stopped receiving".to_string());
-                                break;
+                                return ("peer stopped receiving".to_string(), None);
                             },
                         }
                     }
-                    if let Some(why) = ended {
-                        break why;
-                    }
                 }
-                Ok(None) => break "peer closed the stream".into(),
-                Err(err) => {
-                    let why = format!("read error: {err}");
-                    if let Some(status) = read_error_status(&err) {
-                        send_final(&tx, status).await;
-                    }
-                    break why;
-                }
+                Ok(None) => return ("peer closed the stream".into(), None),
+                Err(err) => return (format!("read error: {err}"), read_error_status(&err)),
             }
         }
-    };
-    why
+    }
 }
 
 /// Ends a stream with `status`, waiting a bounded time for queue space.
@@ -797,9 +780,25 @@ pub async fn run(
     serve(listener, tls, config.limits, shared, shutdown).await
 }
 
-/// The TLS acceptor of `config.tls`, loaded now so a bad file stops the start.
+/// The TLS acceptor of `config.tls`, loaded now so a bad file stops the start. ALPN `h2` and,
+/// with a client CA, required client certificates (SLIM-CONN-001).
 fn tls_acceptor(config: &ServerConfig) -> Result<Option<tokio_rustls::TlsAcceptor>, ServeError> {
-    Ok(config.tls.as_ref().map(|t| t.acceptor()).transpose()?)
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    let mut server = if mutants::on(Fault::ClientCaIgnored) {
+        slim_proto::tls::ServerTls {
+            client_ca: None,
+            ..tls.clone()
+        }
+        .server_config()?
+    } else {
+        tls.server_config()?
+    };
+    if mutants::on(Fault::TlsWithoutAlpn) {
+        server.alpn_protocols.clear();
+    }
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))))
 }
 
 /// Loads the JWT keys and the first revocation list, and builds the shell's state.
@@ -839,7 +838,7 @@ fn new_shared(config: &ServerConfig) -> Result<Arc<Shared>, ServeError> {
 /// How long the server waits, after every link was ended, for its connections to close.
 const DRAIN_BOUND: Duration = Duration::from_secs(5);
 
-/// Serves until `shutdown` resolves, then stops in the order clients need (SLIM-TRANS-009):
+/// Serves until `shutdown` resolves, then stops in the order clients need (SLIM-TRANS-007/008):
 /// 1. the listener closes, so a client that reconnects at once is refused by the kernel (the
 ///    real SDK retries on "connection refused" and gives up on a reset);
 /// 2. every link ends with `UNAVAILABLE`;
@@ -888,7 +887,10 @@ async fn serve(
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(120)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .max_concurrent_streams(Some(limits.max_streams_per_connection))
+        .max_concurrent_streams(
+            (!mutants::on(Fault::StreamLimitNotAnnounced))
+                .then_some(limits.max_streams_per_connection),
+        )
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stop);
     let bounded_drain = async {

@@ -14,6 +14,7 @@ use crate::case::{Case, Ctx, Failure};
 use crate::client::{self, event_text, payload, Event, Link};
 
 mod auth;
+mod connections;
 mod link;
 mod mac;
 mod names;
@@ -36,6 +37,7 @@ pub fn all() -> Vec<Case> {
     v.extend(routing::cases());
     v.extend(auth::cases());
     v.extend(revocation::cases());
+    v.extend(connections::cases());
     // Heavy load last: a target these wedge cannot take other verdicts down with it.
     v.extend(subscriptions::heavy_cases());
     v.extend(transport::heavy_cases());

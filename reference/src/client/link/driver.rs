@@ -481,17 +481,17 @@ async fn open(
         .connect_timeout(bound)
         .http2_keep_alive_interval(Duration::from_secs(120))
         .keep_alive_timeout(Duration::from_secs(20));
-    let tls = if url.starts_with("https:") {
+    let connector = if url.starts_with("https:") {
         let settings = opts.tls.clone().unwrap_or_default();
-        Some(settings.connector().map_err(|e| LinkIoError::Tls {
+        settings.connector().map_err(|e| LinkIoError::Tls {
             url: url.clone(),
             reason: e.to_string(),
-        })?)
+        })?
     } else {
-        None
+        slim_proto::tls::Connector::plain()
     };
     let channel = endpoint
-        .connect_with_connector(slim_proto::tls::Connector::new(tls))
+        .connect_with_connector(connector)
         .await
         .map_err(|e| match handshake_failure(&e) {
             Some(reason) => LinkIoError::Tls {
