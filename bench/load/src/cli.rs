@@ -1,5 +1,5 @@
-//! The command line: `run`, `vs`, `compare`, `null-relay`, `session`, `revocation` and
-//! `revocation-epoch`.
+//! The command line: `run`, `vs`, `compare`, `null-relay`, `session`, `revocation`,
+//! `revocation-epoch` and `soak`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -42,6 +42,55 @@ pub enum Command {
     Revocation(RevocationArgs),
     /// Time from RevokeIdentity to the next MLS epoch at every remaining member of a group.
     RevocationEpoch(RevocationEpochArgs),
+    /// Long run under churn (connect/subscribe/publish/unsubscribe/disconnect and MLS groups
+    /// adding and removing members); fails if memory, fds, tasks or tables grow, or on a leak.
+    Soak(SoakArgs),
+}
+
+/// `slim-bench soak`.
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// Another node (default: the reference relay embedded in this process). Its tables are
+    /// then not visible: only the client-side checks apply.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// How long the load runs (`60s`, `10m`, `1h`).
+    #[arg(long, default_value = "60s", value_parser = crate::soak::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Churning clients.
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+    /// Reliable MLS group sessions that keep adding and removing members.
+    #[arg(long, default_value_t = 2)]
+    pub groups: usize,
+    /// Participant apps per group (the group holds 1..=N of them plus its moderator).
+    #[arg(long, default_value_t = 6)]
+    pub members: usize,
+    /// Sampling period.
+    #[arg(long, default_value = "1s", value_parser = crate::soak::parse_duration)]
+    pub sample_every: std::time::Duration,
+    /// Samples before this are not judged (default: a third of --duration, 10 s to 20 min).
+    #[arg(long, value_parser = crate::soak::parse_duration)]
+    pub warmup: Option<std::time::Duration>,
+    /// Longest random pause between two cycles of a churn client, ms.
+    #[arg(long, default_value_t = 400)]
+    pub pause_ms: u64,
+    /// Longest random pause between two membership changes of a group, ms.
+    #[arg(long, default_value_t = 500)]
+    pub group_pause_ms: u64,
+    /// Seed of the pauses and choices.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Bound for each wait (a message, a join, a removal, an ack).
+    #[arg(long, default_value = "30s", value_parser = crate::soak::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Write the result (`slim-bench/soak/v1`, every sample) to this file.
+    #[arg(long)]
+    pub json: Option<String>,
+    /// Test hook: every 4th churn cycle keeps its link subscribed and open (a seeded route
+    /// leak), to prove the checks fail.
+    #[arg(long, hide = true)]
+    pub inject_leak: bool,
 }
 
 /// `slim-bench revocation-epoch`.
@@ -333,6 +382,30 @@ pub async fn execute(
         source: e,
     };
     match cli.command {
+        Command::Soak(a) => {
+            let cfg = crate::soak::SoakConfig {
+                target: a.target,
+                duration: a.duration,
+                clients: a.clients,
+                groups: a.groups,
+                members: a.members,
+                sample_every: a.sample_every,
+                warmup: a
+                    .warmup
+                    .unwrap_or_else(|| crate::soak::default_warmup(a.duration)),
+                pause_ms: a.pause_ms,
+                group_pause_ms: a.group_pause_ms,
+                seed: a.seed,
+                timeout: a.timeout,
+                inject_leak: a.inject_leak,
+            };
+            let r = crate::soak::run_soak(&cfg, argv).await?;
+            crate::soak::print(out, &r).map_err(io)?;
+            if let Some(path) = &a.json {
+                write_json(path, &r)?;
+            }
+            Ok(if r.passed() { 0 } else { 1 })
+        }
         Command::Session(a) => {
             let (target, relay) = target_or_embedded(&a.target).await?;
             if !(a.timeout.is_finite() && a.timeout > 0.0) {

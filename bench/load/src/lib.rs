@@ -17,6 +17,8 @@
 //! - [`revocation`]: time from a revocation-list change to the end of the revoked stream.
 //! - [`revocation_epoch`]: time from `RevokeIdentity` to the next MLS epoch in a group, through
 //!   the driver protocol.
+//! - [`soak`]: a long run under churn that fails if memory, fds, tasks or tables grow, or if a
+//!   route leaks or a message is lost.
 //! - [`cli`]: the command line.
 //!
 //! Usage and the JSON schema: `bench/LOAD.md`.
@@ -40,6 +42,7 @@ pub mod run;
 pub mod scenario;
 pub mod session;
 pub mod slim;
+pub mod soak;
 pub mod transport;
 
 pub use error::BenchError;
