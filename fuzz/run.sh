@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The long fuzz run: every target under libFuzzer, one after another, RUNS inputs each
+# (default 10 000 000), then a summary per target: inputs run, inputs/s, wall time, crashes.
+#
+# Needs a nightly toolchain (libFuzzer's coverage instrumentation) and cargo-fuzz, which it
+# installs from crates.io when missing. CI machines only have stable: they run the smoke test
+# instead (cargo test -p slim-fuzz). See fuzz/README.md.
+#
+#   fuzz/run.sh                       # every target, 10 000 000 inputs each
+#   fuzz/run.sh relay frame           # some targets
+#   RUNS=100000 fuzz/run.sh           # a shorter run
+#   MAX_TOTAL_TIME_session=3600 fuzz/run.sh session   # stop a target after N seconds
+#   SANITIZER=address fuzz/run.sh     # with AddressSanitizer (slower; default: none)
+#
+# Output under fuzz/libfuzzer/ (git-ignored): corpus/<target>/ (the growing corpus, reused by
+# the next run), artifacts/<target>/ (crashing inputs), logs/<target>.log, seeds/ (generated).
+# Exit status: 0 when no target crashed.
+set -uo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+lf="$here/libfuzzer"
+RUNS="${RUNS:-10000000}"
+SANITIZER="${SANITIZER:-none}"
+TOOLCHAIN="${TOOLCHAIN:-nightly}"
+ALL_TARGETS=(frame link relay session reliable jwt config)
+if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${ALL_TARGETS[@]}"); fi
+
+if ! cargo "+$TOOLCHAIN" --version >/dev/null 2>&1; then
+    echo "run.sh: no $TOOLCHAIN toolchain (rustup toolchain install nightly); CI runs the smoke test instead" >&2
+    exit 2
+fi
+if ! cargo "+$TOOLCHAIN" fuzz --version >/dev/null 2>&1; then
+    echo "run.sh: installing cargo-fuzz" >&2
+    cargo install cargo-fuzz || exit 2
+fi
+
+echo "== seeds (from vectors/ and by hand) -> $lf/seeds"
+(cd "$root" && cargo run -q -p slim-fuzz --bin slim-fuzz-seeds -- "$lf/seeds") || exit 2
+
+echo "== build (cargo +$TOOLCHAIN fuzz build -O, sanitizer $SANITIZER; assertions per libfuzzer/Cargo.toml)"
+(cd "$here" && cargo "+$TOOLCHAIN" fuzz build -O --fuzz-dir libfuzzer -s "$SANITIZER") || exit 2
+
+mkdir -p "$lf/logs"
+summary=()
+failed=0
+for t in "${targets[@]}"; do
+    mkdir -p "$lf/corpus/$t" "$lf/artifacts/$t"
+    dirs=("$lf/corpus/$t")
+    [ -d "$here/corpus/$t" ] && dirs+=("$here/corpus/$t")
+    [ -d "$lf/seeds/$t" ] && dirs+=("$lf/seeds/$t")
+    limit_var="MAX_TOTAL_TIME_$t"
+    limit="${!limit_var:-${MAX_TOTAL_TIME:-0}}"
+    log="$lf/logs/$t.log"
+    echo "== $t: $RUNS inputs (max_total_time ${limit}s), log $log"
+    before=$(find "$lf/artifacts/$t" -type f | wc -l)
+    start=$(date +%s.%N)
+    (cd "$here" && cargo "+$TOOLCHAIN" fuzz run -O --fuzz-dir libfuzzer -s "$SANITIZER" "$t" "${dirs[@]}" -- \
+        -runs="$RUNS" -max_total_time="$limit" -timeout=60 -rss_limit_mb=4096 \
+        -print_final_stats=1 -artifact_prefix="$lf/artifacts/$t/") >"$log" 2>&1
+    status=$?
+    end=$(date +%s.%N)
+    after=$(find "$lf/artifacts/$t" -type f | wc -l)
+    crashes=$((after - before))
+    inputs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", b - a }')
+    [ "$status" -ne 0 ] && [ "$crashes" -eq 0 ] && crashes="? (exit $status, see log)"
+    if [ "$status" -ne 0 ] || [ "$crashes" != "0" ]; then failed=1; fi
+    line=$(printf "%-9s inputs %-10s inputs/s %-7s wall %6ss  crashes %s" \
+        "$t" "${inputs:-?}" "${rate:-?}" "$wall" "$crashes")
+    echo "$line"
+    summary+=("$line")
+done
+
+echo
+echo "== summary (RUNS=$RUNS, sanitizer $SANITIZER)"
+printf '%s\n' "${summary[@]}"
+exit "$failed"
