@@ -11,6 +11,7 @@
 #   RUNS=100000 fuzz/run.sh           # a shorter run
 #   MAX_TOTAL_TIME_session=3600 fuzz/run.sh session   # stop a target after N seconds
 #   SANITIZER=address fuzz/run.sh     # with AddressSanitizer (slower; default: none)
+#   MAX_LEN_relay=8192 fuzz/run.sh relay             # libFuzzer -max_len for a target
 #
 # Output under fuzz/libfuzzer/ (git-ignored): corpus/<target>/ (the growing corpus, reused by
 # the next run), artifacts/<target>/ (crashing inputs), logs/<target>.log, seeds/ (generated).
@@ -51,12 +52,17 @@ for t in "${targets[@]}"; do
     [ -d "$lf/seeds/$t" ] && dirs+=("$lf/seeds/$t")
     limit_var="MAX_TOTAL_TIME_$t"
     limit="${!limit_var:-${MAX_TOTAL_TIME:-0}}"
+    # Longest input libFuzzer makes (0: its default, the larger of 4096 and the longest seed).
+    # The reliable receiver reads at most 128 operations: longer inputs only cost time.
+    len_var="MAX_LEN_$t"
+    case "$t" in reliable) default_len=640 ;; *) default_len=0 ;; esac
+    max_len="${!len_var:-$default_len}"
     log="$lf/logs/$t.log"
     echo "== $t: $RUNS inputs (max_total_time ${limit}s), log $log"
     before=$(find "$lf/artifacts/$t" -type f | wc -l)
     start=$(date +%s.%N)
     (cd "$here" && cargo "+$TOOLCHAIN" fuzz run -O --fuzz-dir libfuzzer -s "$SANITIZER" "$t" "${dirs[@]}" -- \
-        -runs="$RUNS" -max_total_time="$limit" -timeout=60 -rss_limit_mb=4096 \
+        -runs="$RUNS" -max_total_time="$limit" -max_len="$max_len" -timeout=60 -rss_limit_mb=4096 \
         -print_final_stats=1 -artifact_prefix="$lf/artifacts/$t/") >"$log" 2>&1
     status=$?
     end=$(date +%s.%N)

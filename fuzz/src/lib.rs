@@ -115,8 +115,8 @@ pub fn config(data: &[u8]) {
     CONFIG_BOUND.check("config", data.len(), usage);
 }
 
-/// A target: its name (as in `fuzz/corpus/<name>/` and `fuzz/libfuzzer/fuzz_targets/`), its
-/// checked entry point, and its body without the allocation check (for calibration).
+/// A target: its name (as in `fuzz/corpus/<name>/` and `fuzz/libfuzzer/fuzz_targets/`) and its
+/// checked entry point.
 #[derive(Debug, Clone, Copy)]
 pub struct Target {
     /// The target's name.

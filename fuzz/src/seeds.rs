@@ -595,9 +595,9 @@ fn reliable() -> Vec<Seed> {
     out.push(("sources-wrap-remove".into(), w.finish()));
     // A message far ahead (the whole gap opened at once), then time.
     let mut w = Writer::new();
-    w.u8(0x00).u8(0x7f);
+    w.u8(0x00).u8(0x1f);
     msg(&mut w, 0, 0);
-    msg(&mut w, 0, 127);
+    msg(&mut w, 0, 32);
     w.u8(rel::op(rel::ADVANCE, 0, false)).u16(10);
     out.push(("max-gap".into(), w.finish()));
     out

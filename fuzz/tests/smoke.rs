@@ -116,6 +116,16 @@ fn config() {
 }
 
 #[test]
+#[should_panic(expected = "failed on")]
+fn a_failing_input_fails_the_smoke_test() {
+    let broken = slim_fuzz::Target {
+        name: "broken",
+        run: |data| assert!(data.len() < 3, "an invariant broke"),
+    };
+    run_one(&broken, "a three-byte input", b"abc");
+}
+
+#[test]
 fn every_target_is_smoked() {
     let here = include_str!("smoke.rs");
     for t in slim_fuzz::TARGETS {

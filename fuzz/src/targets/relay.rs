@@ -140,7 +140,10 @@ fn harness_mac(slot: usize, relay_public: &[u8], link_id: &str) -> Option<LinkMa
     static SHARED: OnceLock<Cache> = OnceLock::new();
     let public: [u8; 32] = relay_public.try_into().ok()?;
     let cache = SHARED.get_or_init(|| Mutex::new(HashMap::with_capacity(256)));
-    let cached = cache.lock().ok().and_then(|c| c.get(&(slot, public)).copied());
+    let cached = cache
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&(slot, public)).copied());
     let shared = match cached {
         Some(s) => s,
         None => {

@@ -17,8 +17,8 @@
 //! is a signed offset from the source's next expected id. Payloads are a function of
 //! (source, id), so a delivery of the wrong payload is visible.
 //!
-//! Configuration: byte 0 bits 0–2 `max_retries`, bits 3–7 the retransmission interval
-//! (`(n + 1) × 20` ms); byte 1 bits 0–6 `max_gap - 1` (1–128), bit 7 every stream starts at
+//! Configuration: byte 0 bits 0–1 `max_retries` (0–3), bits 3–7 the retransmission interval
+//! (`(n + 1) × 20` ms); byte 1 bits 0–4 `max_gap - 1` (1–32), bit 7 every stream starts at
 //! [`FIRST_MESSAGE_ID`] (`starting_at`, as a point-to-point session) instead of at its first
 //! message.
 
@@ -53,6 +53,11 @@ pub const DUPLICATE: u8 = 5;
 pub fn op(kind: u8, source: u8, absolute: bool) -> u8 {
     (kind & 7) | ((source % SOURCES) << 3) | (u8::from(absolute) << 7)
 }
+
+/// Operations one input may run, at most. The gap logic is the same for any `max_gap`, so the
+/// gaps are kept small (at most 32) and inputs short, for throughput: each operation may open a
+/// whole gap (`max_gap` slots, timers and RTX requests).
+pub const MAX_OPS: usize = 128;
 
 /// Timer rounds the final drain may take before the receiver is deemed never to settle.
 const MAX_SETTLE_ROUNDS: usize = 100_000;
@@ -119,9 +124,9 @@ struct Stream {
 pub fn reliable_body(data: &[u8]) -> ReliableBound {
     let mut input = Input::new(data);
     let (c0, c1) = (input.u8().unwrap_or(0), input.u8().unwrap_or(0));
-    let max_retries = u32::from(c0 & 7);
+    let max_retries = u32::from(c0 & 3);
     let interval = Duration::from_millis(20 * (u64::from(c0 >> 3) + 1));
-    let max_gap = u32::from(c1 & 0x7f) + 1;
+    let max_gap = u32::from(c1 & 0x1f) + 1;
     let start = (c1 & 0x80 != 0).then_some(FIRST_MESSAGE_ID);
     let mut rx: ReliableReceiver<u8> =
         ReliableReceiver::new(interval, max_retries).max_gap(max_gap);
@@ -131,7 +136,10 @@ pub fn reliable_body(data: &[u8]) -> ReliableBound {
     let mut now = Instant::now();
     let mut streams: BTreeMap<u8, Stream> = BTreeMap::new();
     let mut started = 0usize;
-    while let Some(b) = input.u8() {
+    for _ in 0..MAX_OPS {
+        let Some(b) = input.u8() else {
+            break;
+        };
         let src = (b >> 3) % SOURCES;
         let absolute = b & 0x80 != 0;
         let kind = b & 7;

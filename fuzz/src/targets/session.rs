@@ -86,6 +86,9 @@ pub const MAX_OPS: usize = 512;
 /// group) that no received byte paid for, so their state belongs in the fixed part of
 /// [`crate::SESSION_BOUND`].
 pub const MAX_APP: usize = 16;
+/// Commands sent by the endpoint whose signatures one input checks, at most: each check is two
+/// ECDSA verifications, as costly as everything else an input does.
+const MAX_CHECKED: usize = 2;
 /// Timer rounds at one instant before the endpoint is deemed to busy-loop.
 const MAX_TIMER_ROUNDS: usize = 64;
 
@@ -486,7 +489,7 @@ impl Harness<'_> {
                 Some(&msg),
                 "a transmitted Publish does not survive the wire"
             );
-            if slim_proto::e2e::is_command(inbound.kind) && self.checked < 8 {
+            if slim_proto::e2e::is_command(inbound.kind) && self.checked < MAX_CHECKED {
                 // Signatures and name binding only: a cached reply may be re-sent long after its
                 // token was issued, and a stale token is the receiver's to refuse.
                 self.checked += 1;
