@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use slim_proto::names::SlimName;
 use slim_proto::pb;
 
@@ -209,12 +210,30 @@ impl CommandSender {
 /// Key of a processed command: session, sender, message id and type.
 type ReplyKey = (u32, SlimName, u32, i32);
 
+/// How long a processed command is remembered. A sender retransmits a command for
+/// `COMMAND_INTERVAL` x `COMMAND_RETRIES` (10 s with the SDK's defaults); six times that covers
+/// slower retransmission settings and delayed copies. An entry older than this is forgotten even
+/// while the cache has room, so that a busy endpoint's cache does not keep growing towards its
+/// count bound for an hour (the soak's RSS check found that).
+pub const REPLY_TTL: Duration = Duration::from_secs(60);
+
+/// A remembered command: when it was processed, and the reply it got, encoded (about half the
+/// memory of the decoded message; only a retransmitted request pays for decoding it again).
+#[derive(Debug)]
+struct Processed {
+    at: Instant,
+    reply: Option<Bytes>,
+}
+
 /// Remembers the commands already processed and the reply each got, so that a retransmitted
-/// command is answered again but never processed twice. Bounded: the oldest entries go first.
+/// command is answered again but never processed twice (SLIM-SESS-005). Bounded twice: at most
+/// `capacity` entries, the oldest going first, and none older than `ttl`.
 #[derive(Debug)]
 pub struct ReplyCache {
     capacity: usize,
-    entries: HashMap<ReplyKey, Option<pb::Message>>,
+    ttl: Duration,
+    entries: HashMap<ReplyKey, Processed>,
+    /// Keys in the order they were recorded, which is also the order of their `at`.
     order: VecDeque<ReplyKey>,
 }
 
@@ -222,44 +241,84 @@ pub struct ReplyCache {
 #[allow(clippy::large_enum_variant)] // short-lived, returned by value once per command
 #[derive(Debug)]
 pub enum Seen {
-    /// Never seen: process it.
+    /// Never seen (or seen longer than the cache's ttl ago): process it.
     New,
     /// Already processed: resend this reply (if it had one) and do nothing else.
     Again(Option<pb::Message>),
 }
 
 impl ReplyCache {
-    /// A cache of `capacity` commands.
-    pub fn new(capacity: usize) -> Self {
+    /// A cache of at most `capacity` commands, each remembered for at most `ttl`.
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
         Self {
             capacity,
+            ttl,
             entries: HashMap::new(),
             order: VecDeque::new(),
         }
     }
 
-    /// Looks up a command.
-    pub fn check(&self, session: u32, from: &SlimName, id: u32, kind: i32) -> Seen {
+    /// How many commands are remembered now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Looks up a command at `now`. An entry past its ttl counts as never seen, even before
+    /// [`ReplyCache::expire`] removes it.
+    pub fn check(&self, session: u32, from: &SlimName, id: u32, kind: i32, now: Instant) -> Seen {
         match self.entries.get(&(session, from.clone(), id, kind)) {
-            None => Seen::New,
-            Some(reply) => Seen::Again(reply.clone()),
+            Some(p) if now.saturating_duration_since(p.at) < self.ttl => {
+                // We encoded it ourselves; a reply that no longer decodes is simply not resent.
+                Seen::Again(
+                    p.reply
+                        .as_ref()
+                        .and_then(|b| <pb::Message as prost::Message>::decode(b.as_ref()).ok()),
+                )
+            }
+            _ => Seen::New,
         }
     }
 
-    /// Records that a command was processed and what was answered.
+    /// Records at `now` that a command was processed and what was answered, then forgets what
+    /// is over the ttl or the capacity.
     pub fn record(
         &mut self,
         session: u32,
         from: &SlimName,
         id: u32,
         kind: i32,
-        reply: Option<pb::Message>,
+        reply: Option<&pb::Message>,
+        now: Instant,
     ) {
         let key = (session, from.clone(), id, kind);
-        if self.entries.insert(key.clone(), reply).is_none() {
-            self.order.push_back(key);
+        let processed = Processed {
+            at: now,
+            reply: reply.map(|m| Bytes::from(prost::Message::encode_to_vec(m))),
+        };
+        if self.entries.insert(key.clone(), processed).is_some() {
+            // Recorded again (a request that is processed again after its ttl): move it to the
+            // back so that `order` stays sorted by time.
+            self.order.retain(|k| k != &key);
         }
-        while self.order.len() > self.capacity {
+        self.order.push_back(key);
+        self.expire(now);
+    }
+
+    /// Forgets every entry older than the ttl at `now`, and the oldest beyond the capacity.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(front) = self.order.front() {
+            let expired = self
+                .entries
+                .get(front)
+                .is_none_or(|p| now.saturating_duration_since(p.at) >= self.ttl);
+            if !expired && self.order.len() <= self.capacity {
+                break;
+            }
             if let Some(old) = self.order.pop_front() {
                 self.entries.remove(&old);
             }
@@ -323,15 +382,79 @@ mod tests {
 
     #[test]
     fn reply_cache_answers_again_and_is_bounded() {
-        let mut r = ReplyCache::new(2);
-        assert!(matches!(r.check(1, &n("a"), 5, 7), Seen::New));
-        r.record(1, &n("a"), 5, 7, Some(pb::Message::default()));
-        assert!(matches!(r.check(1, &n("a"), 5, 7), Seen::Again(Some(_))));
-        r.record(1, &n("a"), 6, 7, None);
-        r.record(1, &n("a"), 8, 7, None);
+        let t0 = Instant::now();
+        let mut r = ReplyCache::new(2, REPLY_TTL);
+        assert!(matches!(r.check(1, &n("a"), 5, 7, t0), Seen::New));
+        let reply = pb::Message {
+            metadata: [("k".to_string(), "v".to_string())].into(),
+            ..Default::default()
+        };
+        r.record(1, &n("a"), 5, 7, Some(&reply), t0);
+        match r.check(1, &n("a"), 5, 7, t0) {
+            Seen::Again(Some(m)) => assert_eq!(m, reply, "the same reply, decoded again"),
+            other => panic!("expected the cached reply, got {other:?}"),
+        }
+        r.record(1, &n("a"), 6, 7, None, t0);
+        r.record(1, &n("a"), 8, 7, None, t0);
+        assert_eq!(r.len(), 2);
         assert!(
-            matches!(r.check(1, &n("a"), 5, 7), Seen::New),
+            matches!(r.check(1, &n("a"), 5, 7, t0), Seen::New),
             "oldest evicted"
+        );
+    }
+
+    #[test]
+    fn reply_cache_forgets_what_is_older_than_its_ttl() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(60);
+        let mut r = ReplyCache::new(4096, ttl);
+        r.record(1, &n("a"), 1, 7, None, t0);
+        r.record(1, &n("a"), 2, 7, None, t0 + Duration::from_secs(30));
+        // Within the ttl: still a retransmission.
+        let just_before = t0 + ttl - Duration::from_millis(1);
+        assert!(matches!(
+            r.check(1, &n("a"), 1, 7, just_before),
+            Seen::Again(None)
+        ));
+        // At the ttl it counts as new even before anything is removed…
+        assert!(matches!(r.check(1, &n("a"), 1, 7, t0 + ttl), Seen::New));
+        assert_eq!(r.len(), 2);
+        // …and the next record removes it, but not the younger entry.
+        r.record(1, &n("a"), 3, 7, None, t0 + ttl);
+        assert_eq!(r.len(), 2);
+        assert!(matches!(
+            r.check(1, &n("a"), 2, 7, t0 + ttl),
+            Seen::Again(None)
+        ));
+        // A steady stream of commands keeps the cache at what one ttl holds, far under capacity.
+        let mut now = t0 + ttl;
+        for id in 100..1100 {
+            now += Duration::from_millis(500);
+            r.record(1, &n("b"), id, 7, None, now);
+        }
+        assert_eq!(r.len(), 120, "60 s of one command every 500 ms");
+        r.expire(now + ttl);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_command_recorded_again_keeps_the_order_by_time() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(10);
+        let mut r = ReplyCache::new(8, ttl);
+        r.record(1, &n("a"), 1, 7, None, t0);
+        r.record(1, &n("a"), 2, 7, None, t0 + Duration::from_secs(5));
+        // Command 1 is processed again after its ttl ran out.
+        r.record(1, &n("a"), 1, 7, None, t0 + Duration::from_secs(11));
+        r.expire(t0 + Duration::from_secs(16));
+        assert!(matches!(
+            r.check(1, &n("a"), 1, 7, t0 + Duration::from_secs(16)),
+            Seen::Again(None)
+        ));
+        assert_eq!(
+            r.len(),
+            1,
+            "command 2 expired, command 1 (recorded at 11 s) kept"
         );
     }
 }

@@ -341,7 +341,7 @@ impl Endpoint {
             sessions: BTreeMap::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
-            replies: ReplyCache::new(REPLY_CACHE),
+            replies: ReplyCache::new(REPLY_CACHE, control::REPLY_TTL),
         })
     }
 
@@ -409,7 +409,7 @@ impl Endpoint {
             if shared::is_cached_request(m.kind) {
                 if let Seen::Again(reply) =
                     io.replies
-                        .check(m.session_id, &m.source, m.message_id, m.kind as i32)
+                        .check(m.session_id, &m.source, m.message_id, m.kind as i32, now)
                 {
                     if let Some(r) = reply {
                         io.out.push_back(Transmit::Publish(r));
@@ -426,10 +426,16 @@ impl Endpoint {
         if r.is_ok() && peer.is_some() && shared::is_cached_request(m.kind) {
             if let Seen::New =
                 self.replies
-                    .check(m.session_id, &m.source, m.message_id, m.kind as i32)
+                    .check(m.session_id, &m.source, m.message_id, m.kind as i32, now)
             {
-                self.replies
-                    .record(m.session_id, &m.source, m.message_id, m.kind as i32, None);
+                self.replies.record(
+                    m.session_id,
+                    &m.source,
+                    m.message_id,
+                    m.kind as i32,
+                    None,
+                    now,
+                );
             }
         }
         r
@@ -523,6 +529,8 @@ impl Endpoint {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Processed commands past their ttl go at any timer, not only at the next command.
+        self.replies.expire(now);
         let due: Vec<SessionId> = self
             .sessions
             .iter_mut()

@@ -307,7 +307,8 @@ impl Shared {
             &to.source,
             to.message_id,
             to.kind as i32,
-            Some(msg.clone()),
+            Some(&msg),
+            io.now,
         );
         io.out.push_back(Transmit::Publish(msg));
         Ok(())
