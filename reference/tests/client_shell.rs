@@ -281,6 +281,7 @@ fn client_opts(url: &str, auth: Option<HttpAuth>) -> ClientOptions {
         auth,
         timeout: Duration::from_secs(5),
         seed: Some([7; 32]),
+        mls_crypto: None,
     }
 }
 
@@ -482,6 +483,7 @@ async fn a_client_takes_the_revocation_file_and_refuses_a_revoked_peer() {
     let bob = Client::connect(ClientOptions {
         name: name("org/ns/bob"),
         seed: Some([8; 32]),
+        mls_crypto: None,
         ..client_opts(&url, None)
     })
     .await

@@ -190,12 +190,35 @@ pub struct SessionArgs {
     /// MLS end-to-end encryption on.
     #[arg(long)]
     pub mls: bool,
+    /// Who does the MLS cryptography: `ring` (the fast path, the default) or `rustcrypto` (the
+    /// pure-Rust provider it replaced, to compare with).
+    #[arg(long, value_enum, default_value_t = MlsCryptoArg::Ring, requires = "mls")]
+    pub mls_crypto: MlsCryptoArg,
     /// Bound for the whole run, seconds.
     #[arg(long, default_value_t = 120.0)]
     pub timeout: f64,
     /// Write the result (`slim-bench/session/v1`) to this file.
     #[arg(long)]
     pub json: Option<String>,
+}
+
+/// The MLS backends `slim-bench session --mls-crypto` chooses from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MlsCryptoArg {
+    /// ring for signatures, AEAD, hashing and HKDF (RustCrypto for HPKE).
+    Ring,
+    /// RustCrypto (`openmls_rust_crypto`) for everything.
+    Rustcrypto,
+}
+
+impl MlsCryptoArg {
+    /// The client's backend.
+    pub fn backend(self) -> slim_reference::mls::CryptoBackend {
+        match self {
+            MlsCryptoArg::Ring => slim_reference::mls::CryptoBackend::Ring,
+            MlsCryptoArg::Rustcrypto => slim_reference::mls::CryptoBackend::RustCrypto,
+        }
+    }
 }
 
 /// The scenario flags shared by `run` and `vs`.
@@ -418,6 +441,7 @@ pub async fn execute(
                 msgs: a.msgs,
                 size: a.size,
                 mls: a.mls,
+                mls_crypto: a.mls_crypto.backend(),
                 timeout: std::time::Duration::from_secs_f64(a.timeout),
             };
             let r = crate::session::run_session(&cfg).await?;
@@ -425,7 +449,10 @@ pub async fn execute(
             writeln!(
                 out,
                 "session p2p reliable{}: {} msgs of {} B in {:.3} s: {} msg/s delivered (acked); received {}, duplicates or reordered {}, failed {}",
-                if r.mls { " mls" } else { "" },
+                match (r.mls, r.mls_crypto.as_str()) {
+                    (false, _) => String::new(),
+                    (true, crypto) => format!(" mls ({crypto})"),
+                },
                 r.msgs,
                 r.size,
                 r.seconds,

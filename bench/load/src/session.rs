@@ -13,6 +13,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use slim_proto::names::SlimName;
 use slim_reference::client::{Client, ClientEvent, ClientOptions};
+use slim_reference::mls::CryptoBackend;
 use slim_reference::session::{Credentials, Event, Reliability, SessionOptions};
 
 use crate::error::BenchError;
@@ -31,6 +32,8 @@ pub struct SessionConfig {
     pub size: usize,
     /// MLS on.
     pub mls: bool,
+    /// Who does the MLS cryptography.
+    pub mls_crypto: CryptoBackend,
     /// Bound for the whole run.
     pub timeout: Duration,
 }
@@ -48,6 +51,8 @@ pub struct SessionResult {
     pub size: usize,
     /// MLS on.
     pub mls: bool,
+    /// The MLS backend (`ring` or `rustcrypto`; meaningless without MLS).
+    pub mls_crypto: String,
     /// From the first publish to the last acknowledgement, seconds.
     pub seconds: f64,
     /// Acknowledged messages per second.
@@ -64,7 +69,12 @@ pub struct SessionResult {
     pub machine: crate::procstat::Machine,
 }
 
-async fn client(target: &str, name: &str, timeout: Duration) -> Result<Client, BenchError> {
+async fn client(
+    target: &str,
+    name: &str,
+    timeout: Duration,
+    mls_crypto: CryptoBackend,
+) -> Result<Client, BenchError> {
     let name: SlimName = name
         .parse()
         .map_err(|e| BenchError::Usage(format!("{e}")))?;
@@ -76,6 +86,7 @@ async fn client(target: &str, name: &str, timeout: Duration) -> Result<Client, B
         auth: None,
         timeout,
         seed: None,
+        mls_crypto: Some(mls_crypto),
     })
     .await
     .map_err(|e| BenchError::Connect {
@@ -90,8 +101,8 @@ pub async fn run_session(cfg: &SessionConfig) -> Result<SessionResult, BenchErro
         return Err(BenchError::Usage("--size must be at least 8 bytes".into()));
     }
     let deadline = Instant::now() + cfg.timeout;
-    let mut rx = client(&cfg.target, "bench/session/rx", cfg.timeout).await?;
-    let mut tx = client(&cfg.target, "bench/session/tx", cfg.timeout).await?;
+    let mut rx = client(&cfg.target, "bench/session/rx", cfg.timeout, cfg.mls_crypto).await?;
+    let mut tx = client(&cfg.target, "bench/session/tx", cfg.timeout, cfg.mls_crypto).await?;
     let opts = SessionOptions {
         mls: cfg.mls,
         reliable: Some(Reliability {
@@ -169,6 +180,11 @@ pub async fn run_session(cfg: &SessionConfig) -> Result<SessionResult, BenchErro
         msgs: cfg.msgs,
         size: cfg.size,
         mls: cfg.mls,
+        mls_crypto: match cfg.mls_crypto {
+            CryptoBackend::RustCrypto => "rustcrypto",
+            _ => "ring",
+        }
+        .to_string(),
         seconds,
         delivered_per_sec: delivered as f64 / seconds,
         delivered,

@@ -858,6 +858,7 @@ async fn connect_app(url: &str, name: SlimName, timeout: Duration) -> Result<Cli
         auth: None,
         timeout,
         seed: None,
+        mls_crypto: None,
     })
     .await
     .map_err(|e| format!("connect {shown}: {e}"))

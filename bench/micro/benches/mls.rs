@@ -1,5 +1,7 @@
 //! MLS groups of the reference client: a 1 KiB data message (encrypt + decrypt), a key package,
-//! the moderator's add (commit + Welcome) and remove commits, for groups of 2, 16 and 128.
+//! the moderator's add (commit + Welcome) and remove commits, for groups of 2, 16 and 128; each
+//! on the fast path (`mls/…`, ring) and on the provider it replaced (`mls_rustcrypto/…`), and the
+//! cryptography's own floor for the same message (`mls_floor/{ring,rustcrypto}`).
 //! Bodies and fixtures: `slim_microbench::mls`.
 // `criterion_group!` generates an undocumented `pub fn`; a bench binary has no API to document.
 #![allow(missing_docs)]
@@ -17,11 +19,31 @@ fn key_package(c: &mut Criterion) {
     });
 }
 
+fn floor(c: &mut Criterion) {
+    let mut group = c.benchmark_group("mls_floor");
+    for (backend, name) in mls::BACKENDS {
+        let floor = mls::Floor::new(backend);
+        group.bench_function(name, |b| b.iter(|| floor.run().expect("floor")));
+    }
+    group.finish();
+}
+
 fn groups(c: &mut Criterion) {
+    for (backend, name) in mls::BACKENDS {
+        // The fast path keeps the ids it always had, so earlier results compare.
+        let group_name = match backend {
+            slim_reference::mls::CryptoBackend::Ring => "mls".to_string(),
+            _ => format!("mls_{name}"),
+        };
+        groups_on(c, backend, &group_name);
+    }
+}
+
+fn groups_on(c: &mut Criterion, backend: slim_reference::mls::CryptoBackend, name: &str) {
     let plaintext = vec![0x42; mls::MESSAGE_SIZE];
-    let mut group = c.benchmark_group("mls");
+    let mut group = c.benchmark_group(name);
     for size in mls::GROUP_SIZES {
-        let mut fx = mls::group_fixture(size).expect("group fixture");
+        let mut fx = mls::group_fixture_with(size, backend).expect("group fixture");
         group.bench_with_input(
             BenchmarkId::new("encrypt_decrypt_1KiB", size),
             &plaintext,
@@ -78,6 +100,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = key_package, groups
+    targets = key_package, floor, groups
 }
 criterion_main!(benches);

@@ -102,10 +102,16 @@ fn mls_bodies() {
     use slim_microbench::mls;
     let kp = mls::key_package(&mls::identity(7)).expect("key package");
     assert_eq!(&kp[2..4], &[0, 5], "an MLSMessage(KeyPackage)");
-    for size in mls::GROUP_SIZES {
+    for ((backend, name), size) in mls::BACKENDS
+        .into_iter()
+        .flat_map(|b| mls::GROUP_SIZES.into_iter().map(move |s| (b, s)))
+    {
         let started = std::time::Instant::now();
-        let mut fx = mls::group_fixture(size).expect("fixture");
-        eprintln!("group of {size}: fixture built in {:?}", started.elapsed());
+        let mut fx = mls::group_fixture_with(size, backend).expect("fixture");
+        eprintln!(
+            "group of {size} ({name}): fixture built in {:?}",
+            started.elapsed()
+        );
         assert_eq!(fx.moderator.members().len(), size);
         assert_eq!(fx.member.members(), fx.moderator.members());
         assert_eq!(fx.moderator.epoch(), 1 + 2 * 2, "past-epoch window filled");
@@ -129,5 +135,13 @@ fn mls_bodies() {
             Ok(mls::MESSAGE_SIZE)
         );
         assert_eq!(fx.member.epoch(), fx.moderator.epoch());
+    }
+    for (backend, name) in mls::BACKENDS {
+        let opened = mls::Floor::new(backend).run().expect("floor");
+        // The payload and a DER signature (8 to 72 bytes).
+        assert!(
+            (mls::MESSAGE_SIZE + 8..=mls::MESSAGE_SIZE + 72).contains(&opened),
+            "{name}: {opened}"
+        );
     }
 }

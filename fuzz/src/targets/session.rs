@@ -32,8 +32,8 @@ use slim_proto::pb;
 use slim_proto::validate::{self, Kind};
 use slim_reference::session::identity::LocalIdentity;
 use slim_reference::session::{
-    wire, Clock, Credentials, Endpoint, EndpointConfig, Reason, Reliability, RevocationList,
-    SessionOptions, Transmit,
+    wire, Clock, Credentials, CryptoBackend, Endpoint, EndpointConfig, Reason, Reliability,
+    RevocationList, SessionOptions, Transmit,
 };
 
 use crate::input::Input;
@@ -232,6 +232,7 @@ pub fn session_body(data: &[u8]) -> usize {
         credentials: Credentials::SharedSecret(spec.secret.clone()),
         seed: spec.seed,
         clock,
+        mls_crypto: CryptoBackend::RingDeterministicSignatures,
     }) {
         Ok(e) => e,
         Err(e) => panic!("the vector endpoint {} cannot be built: {e}", spec.label),

@@ -296,6 +296,7 @@ fn setup(cli: &Cli) -> Setup {
             auth,
             timeout,
             seed: None,
+            mls_crypto: None,
         },
         timeout,
         out: Console::new(cli.json),

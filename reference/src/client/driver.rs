@@ -478,6 +478,7 @@ impl Driver for ShimService {
             auth: None,
             timeout: dl.saturating_duration_since(Instant::now()),
             seed,
+            mls_crypto: None,
         };
         let mut client = tokio::time::timeout_at(dl, Client::connect(opts))
             .await

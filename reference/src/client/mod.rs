@@ -32,8 +32,8 @@ use tracing::{debug, warn};
 
 use crate::revocation::{self, FileStamp, Reason, RevocationError, RevocationList, Watcher};
 use crate::session::{
-    Clock, Credentials, Endpoint, EndpointConfig, Event, SessionError, SessionId, SessionOptions,
-    StateAuth, Transmit,
+    Clock, Credentials, CryptoBackend, Endpoint, EndpointConfig, Event, SessionError, SessionId,
+    SessionOptions, StateAuth, Transmit,
 };
 use link::{ClientLinkHandle, HttpAuth, LinkCommand, LinkEvent, LinkIoError, LinkOptions};
 
@@ -53,6 +53,10 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// RNG seed; `None` draws one from the OS.
     pub seed: Option<[u8; 32]>,
+    /// The cryptography of our MLS groups. `None`: [`CryptoBackend::Ring`], or
+    /// [`CryptoBackend::RingDeterministicSignatures`] when a seed is given, so that a seeded
+    /// client repeats itself.
+    pub mls_crypto: Option<CryptoBackend>,
 }
 
 /// What the application is told.
@@ -167,6 +171,11 @@ impl Client {
                 at: Instant::now(),
                 unix_secs,
             },
+            mls_crypto: opts.mls_crypto.unwrap_or(if opts.seed.is_some() {
+                CryptoBackend::RingDeterministicSignatures
+            } else {
+                CryptoBackend::Ring
+            }),
         })
         .map_err(ClientError::Endpoint)?;
         let local_name = endpoint.local_name().clone();

@@ -33,7 +33,7 @@ use openmls_traits::OpenMlsProvider as _;
 use p256::ecdsa::SigningKey;
 
 use super::error::{KeyPackageRejection, MlsError};
-use super::provider::Provider;
+use super::provider::{CryptoBackend, Provider};
 use super::signer::P256Signer;
 use crate::mutants::session::{self as mutants, SessionFault};
 
@@ -106,20 +106,36 @@ impl MlsIdentity {
     /// An identity that signs with `signing_key` (the key whose public point is the token's
     /// `pubkey` claim) and whose credential is `token` (the identity token string's bytes).
     /// Its randomness (key package keys, group ids, encryption) comes from the OS.
+    /// Its cryptography is [`CryptoBackend::Ring`].
     pub fn new(signing_key: SigningKey, token: impl Into<Vec<u8>>) -> Self {
-        Self {
-            signer: Arc::new(P256Signer::new(signing_key)),
-            provider: Arc::new(Provider::from_entropy()),
-            token: token.into(),
-        }
+        Self::with_backend(signing_key, token, None, CryptoBackend::Ring)
     }
 
     /// Like [`MlsIdentity::new`], with all of its randomness drawn from the ChaCha20 stream of
-    /// `seed`: the same seed and the same inputs give the same MLS messages, byte for byte.
+    /// `seed`: the same seed and the same inputs give the same MLS messages, byte for byte
+    /// ([`CryptoBackend::RingDeterministicSignatures`]).
     pub fn seeded(signing_key: SigningKey, token: impl Into<Vec<u8>>, seed: [u8; 32]) -> Self {
+        Self::with_backend(
+            signing_key,
+            token,
+            Some(seed),
+            CryptoBackend::RingDeterministicSignatures,
+        )
+    }
+
+    /// An identity whose randomness is the ChaCha20 stream of `seed` (the OS's without one) and
+    /// whose primitives come from `backend`. Only a seed with
+    /// [`CryptoBackend::RingDeterministicSignatures`] or [`CryptoBackend::RustCrypto`] makes its
+    /// messages reproducible.
+    pub fn with_backend(
+        signing_key: SigningKey,
+        token: impl Into<Vec<u8>>,
+        seed: Option<[u8; 32]>,
+        backend: CryptoBackend,
+    ) -> Self {
         Self {
-            signer: Arc::new(P256Signer::new(signing_key)),
-            provider: Arc::new(Provider::seeded(seed)),
+            signer: Arc::new(P256Signer::new(signing_key, backend.ring_signatures())),
+            provider: Arc::new(Provider::new(seed, backend)),
             token: token.into(),
         }
     }

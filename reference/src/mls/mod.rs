@@ -4,6 +4,7 @@
 //! - [`group`]: [`MlsIdentity`] (the app's signing key, token and key store) and [`MlsGroup`]
 //!   (create, add, remove, join, commits, encrypt/decrypt with header AAD).
 //! - [`error`]: [`MlsError`] and [`KeyPackageRejection`].
+//! - [`CryptoBackend`]: ring (the default: the fast path) or RustCrypto for the primitives.
 //!
 //! The identity token is opaque here: whether a credential may join is the caller's decision,
 //! through a [`CredentialValidator`] (the session layer checks the token and that its `pubkey`
@@ -11,6 +12,7 @@
 
 pub mod error;
 pub mod group;
+mod primitives;
 mod provider;
 mod signer;
 mod storage;
@@ -19,3 +21,4 @@ pub use error::{KeyPackageRejection, MlsError};
 pub use group::{
     AppMessage, CommitOutcome, CredentialValidator, MlsGroup, MlsIdentity, CIPHERSUITE,
 };
+pub use provider::{backend_crypto, backend_signer, CryptoBackend, SeededCrypto};

@@ -1,5 +1,5 @@
-//! The openmls provider: RustCrypto for crypto, a ChaCha20 RNG for randomness, and a
-//! [`KeyStore`] for keys.
+//! The openmls provider: ring or RustCrypto for crypto (see [`CryptoBackend`]), a ChaCha20 RNG
+//! for randomness, and a [`KeyStore`] for keys.
 //!
 //! Why not `RustCrypto` as it comes: it seeds its RNG from the OS, and its HPKE encryption
 //! (`hpke_seal`, used for Welcomes and commit update paths) draws its ephemeral key from another
@@ -8,6 +8,10 @@
 //! `RustCrypto` except those two: its randomness comes from a [`ChaCha20Rng`] (seeded by the
 //! endpoint, or by the OS when no seed is given), and HPKE encryption takes its ephemeral key
 //! from that RNG (DHKEM(P-256), RFC 9180 §4.1, then hpke-rs's key schedule and AEAD).
+//!
+//! With the ring backend (the default), hashing, HMAC, HKDF, AEAD and signature verification go
+//! to [`super::primitives`] instead: they are what every data message costs. All of them are
+//! deterministic, so a seeded run stays byte for byte reproducible.
 
 use std::sync::Mutex;
 
@@ -29,7 +33,41 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use sha2::Sha256;
 
+use super::primitives;
 use super::storage::KeyStore;
+
+/// Which implementation does an MLS identity's cryptography.
+///
+/// The choice changes speed, never bytes on the wire a peer could tell apart: both backends
+/// implement the same ciphersuite, and each verifies what the other produces (the provider tests,
+/// and the Wycheproof and RFC vectors in `reference/tests/crypto_vectors.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CryptoBackend {
+    /// ring for ECDSA signing and verification, AEAD, SHA-2, HMAC and HKDF; RustCrypto for HPKE
+    /// (DHKEM(P-256) with a static key, which ring lacks). Signatures take random nonces, so
+    /// two signatures of the same content differ.
+    #[default]
+    Ring,
+    /// As [`CryptoBackend::Ring`], but ECDSA signatures are deterministic (RFC 6979, RustCrypto's
+    /// p256, about eight times slower than ring's): with a seeded identity the same inputs give
+    /// the same MLS messages. Session simulations and vectors use it.
+    RingDeterministicSignatures,
+    /// RustCrypto (`openmls_rust_crypto`) for everything: the provider before the fast path,
+    /// kept to compare against and as a portable fallback.
+    RustCrypto,
+}
+
+impl CryptoBackend {
+    /// Whether the primitives of [`super::primitives`] (ring) are used.
+    fn ring_primitives(self) -> bool {
+        !matches!(self, CryptoBackend::RustCrypto)
+    }
+
+    /// Whether the identity's signatures come from ring (random nonces).
+    pub(crate) fn ring_signatures(self) -> bool {
+        matches!(self, CryptoBackend::Ring)
+    }
+}
 
 /// Crypto, randomness and storage for openmls, one per [`MlsIdentity`](super::MlsIdentity)
 /// (its key packages' private keys must be found again when a Welcome arrives).
@@ -39,18 +77,14 @@ pub(crate) struct Provider {
 }
 
 impl Provider {
-    /// A provider whose randomness is the ChaCha20 stream of `seed`.
-    pub(crate) fn seeded(seed: [u8; 32]) -> Self {
+    /// A provider whose randomness is the ChaCha20 stream of `seed` (or of the OS without one).
+    pub(crate) fn new(seed: Option<[u8; 32]>, backend: CryptoBackend) -> Self {
+        let rng = match seed {
+            Some(seed) => ChaCha20Rng::from_seed(seed),
+            None => ChaCha20Rng::from_entropy(),
+        };
         Self {
-            crypto: SeededCrypto::new(ChaCha20Rng::from_seed(seed)),
-            storage: KeyStore::default(),
-        }
-    }
-
-    /// A provider seeded from the OS.
-    pub(crate) fn from_entropy() -> Self {
-        Self {
-            crypto: SeededCrypto::new(ChaCha20Rng::from_entropy()),
+            crypto: SeededCrypto::new(rng, backend),
             storage: KeyStore::default(),
         }
     }
@@ -74,25 +108,45 @@ impl OpenMlsProvider for Provider {
     }
 }
 
-/// RustCrypto's primitives with randomness from one [`ChaCha20Rng`] (see the module docs).
-pub(crate) struct SeededCrypto {
+/// The primitives of `backend` as openmls calls them, with randomness from the OS: what test
+/// vectors and benchmarks of a backend alone take (`reference/tests/crypto_vectors.rs`,
+/// `mls/floor` in bench/micro).
+pub fn backend_crypto(backend: CryptoBackend) -> SeededCrypto {
+    SeededCrypto::new(ChaCha20Rng::from_entropy(), backend)
+}
+
+/// The signer an identity with `backend` uses for `key`: ring (random nonces) for
+/// [`CryptoBackend::Ring`], RFC 6979 otherwise. For test vectors and benchmarks.
+pub fn backend_signer(
+    key: p256::ecdsa::SigningKey,
+    backend: CryptoBackend,
+) -> impl openmls_traits::signatures::Signer {
+    super::signer::P256Signer::new(key, backend.ring_signatures())
+}
+
+/// The primitives of a [`CryptoBackend`] with randomness from one [`ChaCha20Rng`] (see the
+/// module docs).
+pub struct SeededCrypto {
     inner: RustCrypto,
     rng: Mutex<ChaCha20Rng>,
+    /// ring for the per-message primitives.
+    ring: bool,
 }
 
 /// The RNG could not be used.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum RandError {
+pub enum RandError {
     /// A thread panicked while holding the RNG.
     #[error("the MLS RNG lock is poisoned")]
     LockPoisoned,
 }
 
 impl SeededCrypto {
-    fn new(rng: ChaCha20Rng) -> Self {
+    fn new(rng: ChaCha20Rng, backend: CryptoBackend) -> Self {
         Self {
             inner: RustCrypto::default(),
             rng: Mutex::new(rng),
+            ring: backend.ring_primitives(),
         }
     }
 
@@ -201,6 +255,9 @@ impl OpenMlsCrypto for SeededCrypto {
         salt: &[u8],
         ikm: &[u8],
     ) -> Result<SecretVLBytes, CryptoError> {
+        if self.ring {
+            return Ok(primitives::hkdf_extract(hash_type, salt, ikm));
+        }
         self.inner.hkdf_extract(hash_type, salt, ikm)
     }
 
@@ -210,6 +267,9 @@ impl OpenMlsCrypto for SeededCrypto {
         key: &[u8],
         message: &[u8],
     ) -> Result<SecretVLBytes, CryptoError> {
+        if self.ring {
+            return Ok(primitives::mac(hash_type, key, message));
+        }
         self.inner.hmac(hash_type, key, message)
     }
 
@@ -220,10 +280,16 @@ impl OpenMlsCrypto for SeededCrypto {
         info: &[u8],
         okm_len: usize,
     ) -> Result<SecretVLBytes, CryptoError> {
+        if self.ring {
+            return primitives::hkdf_expand(hash_type, prk, info, okm_len);
+        }
         self.inner.hkdf_expand(hash_type, prk, info, okm_len)
     }
 
     fn hash(&self, hash_type: HashType, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if self.ring {
+            return Ok(primitives::hash(hash_type, data));
+        }
         self.inner.hash(hash_type, data)
     }
 
@@ -235,6 +301,9 @@ impl OpenMlsCrypto for SeededCrypto {
         nonce: &[u8],
         aad: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
+        if self.ring {
+            return primitives::aead_encrypt(alg, key, data, nonce, aad);
+        }
         self.inner.aead_encrypt(alg, key, data, nonce, aad)
     }
 
@@ -246,6 +315,9 @@ impl OpenMlsCrypto for SeededCrypto {
         nonce: &[u8],
         aad: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
+        if self.ring {
+            return primitives::aead_decrypt(alg, key, ct_tag, nonce, aad);
+        }
         self.inner.aead_decrypt(alg, key, ct_tag, nonce, aad)
     }
 
@@ -261,6 +333,9 @@ impl OpenMlsCrypto for SeededCrypto {
         pk: &[u8],
         signature: &[u8],
     ) -> Result<(), CryptoError> {
+        if self.ring && primitives::verifies(alg, pk) {
+            return primitives::verify_signature(alg, data, pk, signature);
+        }
         self.inner.verify_signature(alg, data, pk, signature)
     }
 
@@ -354,7 +429,7 @@ mod tests {
     /// implementation), and the same seed seals to the same bytes.
     #[test]
     fn seeded_hpke_seal_opens_with_rustcrypto_and_repeats_for_a_seed() {
-        let a = SeededCrypto::new(ChaCha20Rng::from_seed([1; 32]));
+        let a = SeededCrypto::new(ChaCha20Rng::from_seed([1; 32]), CryptoBackend::Ring);
         let kp = a.derive_hpke_keypair(CONFIG, &[7u8; 32]).expect("key pair");
         let seal = |c: &SeededCrypto| {
             c.hpke_seal(CONFIG, &kp.public, b"info", b"aad", b"secret")
@@ -365,9 +440,15 @@ mod tests {
             .hpke_open(CONFIG, &ct, &kp.private, b"info", b"aad")
             .expect("open");
         assert_eq!(plain, b"secret");
-        let again = seal(&SeededCrypto::new(ChaCha20Rng::from_seed([1; 32])));
+        let again = seal(&SeededCrypto::new(
+            ChaCha20Rng::from_seed([1; 32]),
+            CryptoBackend::Ring,
+        ));
         assert_eq!(ct, again, "same seed, same bytes");
-        let other = seal(&SeededCrypto::new(ChaCha20Rng::from_seed([2; 32])));
+        let other = seal(&SeededCrypto::new(
+            ChaCha20Rng::from_seed([2; 32]),
+            CryptoBackend::Ring,
+        ));
         assert_ne!(ct, other, "another seed, other bytes");
         let (enc, secret) = a
             .hpke_setup_sender_and_export(CONFIG, &kp.public, b"info", b"ctx", 32)

@@ -44,6 +44,7 @@ use slim_proto::names::SlimName;
 use slim_proto::pb::{self, command_payload::CommandPayloadType as Cmd};
 use slim_proto::pb::{SessionMessageType as Mt, SessionType};
 
+pub use crate::mls::CryptoBackend;
 pub use crate::revocation::{Reason, RevocationList};
 use control::{ReplyCache, Seen};
 pub use identity::Credentials;
@@ -98,6 +99,10 @@ pub struct EndpointConfig {
     pub seed: [u8; 32],
     /// Wall clock anchor.
     pub clock: Clock,
+    /// The cryptography of its MLS groups: [`CryptoBackend::Ring`] in the CLI,
+    /// [`CryptoBackend::RingDeterministicSignatures`] where a seeded run must repeat byte for byte
+    /// (simulations, vectors).
+    pub mls_crypto: CryptoBackend,
 }
 
 /// Options of a session we open.
@@ -292,6 +297,8 @@ pub struct Endpoint {
     /// Seeds of our MLS identities' randomness: the endpoint seed's ChaCha20 stream 1 (stream 0
     /// is `rng`), so MLS is as reproducible as the rest of a seeded run.
     mls_seeds: ChaCha20Rng,
+    /// The cryptography of our MLS identities.
+    mls_crypto: CryptoBackend,
     clock: Clock,
     sessions: BTreeMap<SessionId, Session>,
     out: VecDeque<Transmit>,
@@ -316,6 +323,7 @@ macro_rules! io {
             me: &mut $self.me,
             rng: &mut $self.rng,
             mls_seeds: &mut $self.mls_seeds,
+            mls_crypto: $self.mls_crypto,
             out: &mut $self.out,
             events: &mut $self.events,
             replies: &mut $self.replies,
@@ -337,6 +345,7 @@ impl Endpoint {
             me,
             rng,
             mls_seeds,
+            mls_crypto: cfg.mls_crypto,
             clock: cfg.clock,
             sessions: BTreeMap::new(),
             out: VecDeque::new(),

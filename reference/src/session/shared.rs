@@ -19,7 +19,7 @@ use super::identity::LocalIdentity;
 use super::reliable::{ReliableReceiver, ReliableSender, DEFAULT_WINDOW};
 use super::wire::{self, Envelope, Inbound};
 use super::{Event, SessionError, SessionId, SessionOptions, Transmit};
-use crate::mls::{CredentialValidator, MlsGroup, MlsIdentity};
+use crate::mls::{CredentialValidator, CryptoBackend, MlsGroup, MlsIdentity};
 
 /// Heartbeat period of an idle session (WIRE.md §5.6, SLIM-SESS-010).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
@@ -41,6 +41,8 @@ pub struct EndpointIo<'a> {
     pub rng: &'a mut ChaCha20Rng,
     /// Where our MLS identities' RNG seeds come from.
     pub mls_seeds: &'a mut ChaCha20Rng,
+    /// The cryptography of our MLS identities.
+    pub mls_crypto: CryptoBackend,
     /// Transmissions for the shell.
     pub out: &'a mut VecDeque<Transmit>,
     /// Events for the application.
@@ -61,15 +63,16 @@ impl EndpointIo<'_> {
     }
 
     /// A new MLS identity (for a group we create or a key package we send): our signing key, a
-    /// fresh token, and randomness seeded from the endpoint's seed.
+    /// fresh token, randomness seeded from the endpoint's seed, and the endpoint's backend.
     pub fn mls_identity(&mut self) -> Result<MlsIdentity, SessionError> {
         let token = self.me.token(self.unix, self.rng)?.to_string();
         let mut seed = [0u8; 32];
         self.mls_seeds.fill_bytes(&mut seed);
-        Ok(MlsIdentity::seeded(
+        Ok(MlsIdentity::with_backend(
             self.me.key().signing_key().clone(),
             token,
-            seed,
+            Some(seed),
+            self.mls_crypto,
         ))
     }
 

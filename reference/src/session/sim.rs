@@ -540,7 +540,9 @@ pub mod endpoints {
     use slim_proto::pb;
 
     use super::{Fate, LinkProfile, SimNet};
-    use crate::session::{Clock, Credentials, Endpoint, EndpointConfig, Event, Transmit};
+    use crate::session::{
+        Clock, Credentials, CryptoBackend, Endpoint, EndpointConfig, Event, Transmit,
+    };
 
     pub const SECRET: &str = "simulation-shared-secret-0123456789abcdef";
 
@@ -641,6 +643,7 @@ pub mod endpoints {
                         credentials: credentials.clone(),
                         seed: Self::endpoint_seed(seed, i),
                         clock,
+                        mls_crypto: CryptoBackend::RingDeterministicSignatures,
                     })
                     .expect("endpoint")
                 })

@@ -309,6 +309,7 @@ fn an_app_with_another_secret_is_refused_with_a_clear_error() {
             at: now,
             unix_secs: Clock::system().unix_secs,
         },
+        mls_crypto: CryptoBackend::RingDeterministicSignatures,
     })
     .expect("endpoint");
     w.subs

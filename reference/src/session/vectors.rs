@@ -34,7 +34,8 @@ use slim_proto::pb;
 use super::sim::endpoints::{Trace, World};
 use super::sim::{Fate, LinkProfile};
 use super::{
-    Clock, Credentials, Endpoint, EndpointConfig, Event, Reliability, SessionOptions, Transmit,
+    Clock, Credentials, CryptoBackend, Endpoint, EndpointConfig, Event, Reliability,
+    SessionOptions, Transmit,
 };
 
 /// Version of the file format; bumped when a field changes meaning.
@@ -932,6 +933,7 @@ impl Run {
                 credentials: Credentials::SharedSecret(setup.shared_secret.clone()),
                 seed: World::endpoint_seed(setup.network_seed, i),
                 clock,
+                mls_crypto: CryptoBackend::RingDeterministicSignatures,
             })
             .map_err(|e| setup.err(format!("endpoint {label}: {e}")))?;
             eps.push(ep);
@@ -1546,6 +1548,7 @@ fn passive(file: &VectorFile, i: usize, t: &mut Tally) {
             at: t0,
             unix_secs: file.config.clock_unix,
         },
+        mls_crypto: CryptoBackend::RingDeterministicSignatures,
     }) {
         Ok(ep) => ep,
         Err(e) => {
