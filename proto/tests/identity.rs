@@ -897,3 +897,52 @@ proptest! {
         prop_assert!(e2e::verify_command(&m, &k.public_bytes()).is_err(), "{}", what);
     }
 }
+
+/// Wycheproof's ECDSA P-256/SHA-256 set through `verify_der`, with each key uncompressed (ring
+/// verifies) and compressed (p256 verifies): both paths give every verdict the set expects.
+#[test]
+fn verify_der_passes_wycheproof_ecdsa_p256_with_both_key_encodings() {
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+    use wycheproof::TestResult;
+    let set = wycheproof::ecdsa::TestSet::load(wycheproof::ecdsa::TestName::EcdsaSecp256r1Sha256)
+        .expect("wycheproof set");
+    let (mut valid, mut invalid) = (0, 0);
+    for group in &set.test_groups {
+        let uncompressed: &[u8] = group.key.key.as_ref();
+        let compressed = p256::PublicKey::from_sec1_bytes(uncompressed)
+            .expect("a valid key")
+            .to_encoded_point(true);
+        for key in [uncompressed, compressed.as_bytes()] {
+            for t in &group.tests {
+                let got = slim_proto::identity::verify_der(key, &t.msg, &t.sig);
+                match t.result {
+                    TestResult::Valid => {
+                        valid += 1;
+                        assert!(
+                            got.is_ok(),
+                            "tcId {} ({}), key of {} bytes: {got:?}",
+                            t.tc_id,
+                            t.comment,
+                            key.len()
+                        );
+                    }
+                    TestResult::Invalid => {
+                        invalid += 1;
+                        assert!(
+                            got.is_err(),
+                            "tcId {} ({}) accepted, key of {} bytes",
+                            t.tc_id,
+                            t.comment,
+                            key.len()
+                        );
+                    }
+                    TestResult::Acceptable => {}
+                }
+            }
+        }
+    }
+    assert!(
+        valid > 200 && invalid > 400,
+        "{valid} valid, {invalid} invalid"
+    );
+}
