@@ -30,9 +30,13 @@ cargo bench --quiet -p slim-microbench --bench mls --no-run
 echo "== criterion: mls (ring), mls_rustcrypto, mls_floor"
 rm -rf "$TARGET/criterion/mls" "$TARGET/criterion/mls_rustcrypto" "$TARGET/criterion/mls_floor"
 cargo bench --quiet -p slim-microbench --bench mls -- --noplot 2>&1 | tee "$OUT/criterion.txt"
-mkdir -p "$OUT/criterion"
+# Keep criterion's estimates (the medians the table is made of), not its raw samples.
+rm -rf "$OUT/criterion"
 for g in mls mls_rustcrypto mls_floor; do
-  [ -d "$TARGET/criterion/$g" ] && cp -r "$TARGET/criterion/$g" "$OUT/criterion/"
+  [ -d "$TARGET/criterion/$g" ] || continue
+  (cd "$TARGET/criterion" && find "$g" -path '*/new/estimates.json') | while read -r f; do
+    mkdir -p "$OUT/criterion/$(dirname "$f")" && cp "$TARGET/criterion/$f" "$OUT/criterion/$f"
+  done
 done
 
 echo "== sessions: $ROUNDS rounds of $MSGS messages, 128 B, reliable p2p through the embedded relay"
@@ -51,7 +55,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 status=0
-python3 - "$OUT" "$TARGET/criterion" "$ROUNDS" <<'PY' || status=1
+python3 - "$OUT" "$TARGET/criterion" "$ROUNDS" > "$OUT/summary.txt" <<'PY' || status=1
 import glob, json, os, statistics, sys
 out, crit, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
@@ -129,6 +133,7 @@ if lossy:
     sys.exit(1)
 print("every session round delivered every message once, none failed")
 PY
+cat "$OUT/summary.txt"
 if [ ${#FAILED[@]} -gt 0 ]; then
   echo "runs that failed (see above): ${FAILED[*]}"
   status=1
