@@ -59,22 +59,29 @@ for t in "${targets[@]}"; do
     max_len="${!len_var:-$default_len}"
     log="$lf/logs/$t.log"
     echo "== $t: $RUNS inputs (max_total_time ${limit}s), log $log"
-    before=$(find "$lf/artifacts/$t" -type f | wc -l)
+    # Crashes, timeouts, leaks and out-of-memory inputs fail the run; slow-unit-* files are
+    # libFuzzer's notes of inputs that took over 10 s (a paused or overloaded machine writes
+    # them too), reported but not failed.
+    findings() { find "$lf/artifacts/$t" -type f ! -name 'slow-unit-*' | wc -l; }
+    slow() { find "$lf/artifacts/$t" -type f -name 'slow-unit-*' | wc -l; }
+    before=$(findings)
+    slow_before=$(slow)
     start=$(date +%s.%N)
     (cd "$here" && cargo "+$TOOLCHAIN" fuzz run -O --fuzz-dir libfuzzer -s "$SANITIZER" "$t" "${dirs[@]}" -- \
         -runs="$RUNS" -max_total_time="$limit" -max_len="$max_len" -timeout=60 -rss_limit_mb=4096 \
         -print_final_stats=1 -artifact_prefix="$lf/artifacts/$t/") >"$log" 2>&1
     status=$?
     end=$(date +%s.%N)
-    after=$(find "$lf/artifacts/$t" -type f | wc -l)
+    after=$(findings)
     crashes=$((after - before))
+    slow_units=$(( $(slow) - slow_before ))
     inputs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", b - a }')
     [ "$status" -ne 0 ] && [ "$crashes" -eq 0 ] && crashes="? (exit $status, see log)"
     if [ "$status" -ne 0 ] || [ "$crashes" != "0" ]; then failed=1; fi
-    line=$(printf "%-9s inputs %-10s inputs/s %-7s wall %6ss  crashes %s" \
-        "$t" "${inputs:-?}" "${rate:-?}" "$wall" "$crashes")
+    line=$(printf "%-9s inputs %-10s inputs/s %-7s wall %6ss  crashes %s  slow units %s" \
+        "$t" "${inputs:-?}" "${rate:-?}" "$wall" "$crashes" "$slow_units")
     echo "$line"
     summary+=("$line")
 done

@@ -41,6 +41,8 @@ pub fn all() -> Vec<Case> {
     // Heavy load last: a target these wedge cannot take other verdicts down with it.
     v.extend(subscriptions::heavy_cases());
     v.extend(transport::heavy_cases());
+    // Then what uses up the node's connections from this address: nothing may need one after.
+    v.extend(connections::exhausting_cases());
     v
 }
 

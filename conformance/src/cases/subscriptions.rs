@@ -13,13 +13,17 @@ use crate::case::{ensure, Case, Ctx, Failure};
 use crate::client::{self, event_text, payload, Event, Link};
 
 /// Sends `n` Subscribes (ids 1..=n, names `svc/<i>`) from `link` while reading acks; returns the
-/// acks in arrival order. Sending and reading run concurrently so neither side's flow control
-/// can stall the other.
+/// acks in arrival order, up to the first refusal when `stop_at_refusal`. Sending and reading run
+/// concurrently so neither side's flow control can stall the other.
+///
+/// Bounded by count and by silence, not by a total time: it stops after `n` acks, or when the
+/// node sends nothing for [`PROMPT`] (it stopped answering), or when the link ends. A slow
+/// machine or a delayed link then takes longer, but reaches the same verdict.
 async fn subscribe_many(
     cx: &Ctx,
     link: &mut Link,
     n: u64,
-    within: Duration,
+    stop_at_refusal: bool,
 ) -> Result<Vec<pb::SubscriptionAck>, Failure> {
     let tx = link
         .sender()
@@ -37,19 +41,19 @@ async fn subscribe_many(
             }
         }
     });
-    let deadline = tokio::time::Instant::now() + within;
     let mut acks = Vec::with_capacity(n as usize);
     while (acks.len() as u64) < n {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        // Bounded per message, not only overall: a node that stops answering is caught quickly.
-        match link.recv(left.min(PROMPT)).await {
+        match link.recv(PROMPT).await {
             Event::Message(pb::Message {
                 message_type: Some(MessageType::SubscriptionAck(a)),
                 ..
-            }) => acks.push(a),
+            }) => {
+                let refused = !a.success;
+                acks.push(a);
+                if refused && stop_at_refusal {
+                    break;
+                }
+            }
             Event::Message(_) => {}
             Event::Silent | Event::Ended(_) => break,
         }
@@ -210,7 +214,7 @@ pub(super) fn cases() -> Vec<Case> {
             |cx: Ctx| async move {
                 const N: u64 = 2000;
                 let mut a = cx.link("A").await?;
-                let acks = subscribe_many(&cx, &mut a, N, Duration::from_secs(30)).await?;
+                let acks = subscribe_many(&cx, &mut a, N, false).await?;
                 let ok = acks.iter().filter(|x| x.success).count() as u64;
                 if ok != N {
                     let first_bad = acks.iter().find(|x| !x.success).map(|x| format!("{:?}", x.error)).unwrap_or_else(|| "none".into());
@@ -225,7 +229,8 @@ pub(super) fn cases() -> Vec<Case> {
                 Ok(())
             },
         )
-        .timeout(Duration::from_secs(60)),
+        // A safety net only: the probe is bounded by count and by silence (subscribe_many).
+        .timeout(Duration::from_secs(120)),
         Case::new(
             "subscriptions/barrier-sound",
             "a broadcast Publish sent before a marker reaches each subscriber before the marker (what every barrier of this suite relies on)",
@@ -362,11 +367,13 @@ pub(super) fn heavy_cases() -> Vec<Case> {
             "the node bounds subscriptions per link and refuses one beyond the bound, stating the limit; what it acked is routed",
             &["SLIM-SUB-009", "SLIM-SUB-003"],
             |cx: Ctx| async move {
-                // Probe up to 20 000 subscriptions or 30 s, whichever comes first; a bound above
+                // Probe up to 20 000 subscriptions, stopping at the first refusal; a bound above
                 // that is reported as not found (a WARN, not a FAIL: SLIM-SUB-009 is a SHOULD).
+                // No time limit on the probe: a busy machine must not turn a bound of 10 000
+                // into "no bound found".
                 const N: u64 = 20_000;
                 let mut a = cx.link("A").await?;
-                let acks = subscribe_many(&cx, &mut a, N, Duration::from_secs(30)).await?;
+                let acks = subscribe_many(&cx, &mut a, N, true).await?;
                 let accepted = acks.iter().filter(|x| x.success).count();
                 // Whatever the bound, a success ack means the route is in force (SLIM-SUB-003):
                 // the last subscription acked with success must be routed.
@@ -399,12 +406,13 @@ pub(super) fn heavy_cases() -> Vec<Case> {
                         }
                     }
                     None => Err(Failure::violation(
-                        format!("a refusal within {N} subscriptions on one link (probed for at most 30 s)"),
+                        format!("a refusal within {N} subscriptions on one link"),
                         format!("{} acks received, all with success", acks.len()),
                     )),
                 }
             },
         )
-        .timeout(Duration::from_secs(45)),
+        // A safety net only: the probe is bounded by count and by silence (subscribe_many).
+        .timeout(Duration::from_secs(240)),
     ]
 }
