@@ -45,6 +45,11 @@ echo "== build (cargo +$TOOLCHAIN fuzz build -O, sanitizer $SANITIZER; assertion
 mkdir -p "$lf/logs"
 summary=()
 failed=0
+# Crashes, timeouts, leaks and out-of-memory inputs of target $t fail the run; slow-unit-* files
+# are libFuzzer's notes of inputs that took over 10 s (a paused or overloaded machine writes them
+# too), reported but not failed.
+findings() { find "$lf/artifacts/$t" -type f ! -name 'slow-unit-*' | wc -l; }
+slow() { find "$lf/artifacts/$t" -type f -name 'slow-unit-*' | wc -l; }
 for t in "${targets[@]}"; do
     mkdir -p "$lf/corpus/$t" "$lf/artifacts/$t"
     dirs=("$lf/corpus/$t")
@@ -59,11 +64,6 @@ for t in "${targets[@]}"; do
     max_len="${!len_var:-$default_len}"
     log="$lf/logs/$t.log"
     echo "== $t: $RUNS inputs (max_total_time ${limit}s), log $log"
-    # Crashes, timeouts, leaks and out-of-memory inputs fail the run; slow-unit-* files are
-    # libFuzzer's notes of inputs that took over 10 s (a paused or overloaded machine writes
-    # them too), reported but not failed.
-    findings() { find "$lf/artifacts/$t" -type f ! -name 'slow-unit-*' | wc -l; }
-    slow() { find "$lf/artifacts/$t" -type f -name 'slow-unit-*' | wc -l; }
     before=$(findings)
     slow_before=$(slow)
     start=$(date +%s.%N)
