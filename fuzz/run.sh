@@ -12,6 +12,7 @@
 #   MAX_TOTAL_TIME_session=3600 fuzz/run.sh session   # stop a target after N seconds
 #   SANITIZER=address fuzz/run.sh     # with AddressSanitizer (slower; default: none)
 #   MAX_LEN_relay=8192 fuzz/run.sh relay             # libFuzzer -max_len for a target
+#   JOBS=2 fuzz/run.sh session        # libFuzzer jobs in parallel, RUNS/JOBS inputs each
 #
 # Output under fuzz/libfuzzer/ (git-ignored): corpus/<target>/ (the growing corpus, reused by
 # the next run), artifacts/<target>/ (crashing inputs), logs/<target>.log, seeds/ (generated).
@@ -24,6 +25,7 @@ lf="$here/libfuzzer"
 RUNS="${RUNS:-10000000}"
 SANITIZER="${SANITIZER:-none}"
 TOOLCHAIN="${TOOLCHAIN:-nightly}"
+JOBS="${JOBS:-1}"
 ALL_TARGETS=(frame link relay session reliable jwt config)
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${ALL_TARGETS[@]}"); fi
 
@@ -43,6 +45,7 @@ echo "== build (cargo +$TOOLCHAIN fuzz build -O, sanitizer $SANITIZER; assertion
 (cd "$here" && cargo "+$TOOLCHAIN" fuzz build -O --fuzz-dir libfuzzer -s "$SANITIZER") || exit 2
 
 mkdir -p "$lf/logs"
+bin_dir="$lf/target/$(rustc "+$TOOLCHAIN" -vV | sed -n 's/^host: //p')/release"
 summary=()
 failed=0
 # Crashes, timeouts, leaks and out-of-memory inputs of target $t fail the run; slow-unit-* files
@@ -67,16 +70,26 @@ for t in "${targets[@]}"; do
     before=$(findings)
     slow_before=$(slow)
     start=$(date +%s.%N)
-    (cd "$here" && cargo "+$TOOLCHAIN" fuzz run -O --fuzz-dir libfuzzer -s "$SANITIZER" "$t" "${dirs[@]}" -- \
-        -runs="$RUNS" -max_total_time="$limit" -max_len="$max_len" -timeout=60 -rss_limit_mb=4096 \
-        -print_final_stats=1 -artifact_prefix="$lf/artifacts/$t/") >"$log" 2>&1
+    # The binary cargo fuzz built, run directly: with -jobs, libFuzzer writes each job's log as
+    # fuzz-<n>.log in its working directory, here $jobs_dir.
+    jobs_dir="$lf/logs/$t.jobs"
+    rm -rf "$jobs_dir" && mkdir -p "$jobs_dir"
+    parallel=()
+    [ "$JOBS" -gt 1 ] && parallel=(-jobs="$JOBS" -workers="$JOBS")
+    (cd "$jobs_dir" && "$bin_dir/$t" "${parallel[@]}" "${dirs[@]}" \
+        -runs="$(( (RUNS + JOBS - 1) / JOBS ))" -max_total_time="$limit" -max_len="$max_len" \
+        -timeout=60 -rss_limit_mb=4096 -print_final_stats=1 \
+        -artifact_prefix="$lf/artifacts/$t/") >"$log" 2>&1
     status=$?
     end=$(date +%s.%N)
     after=$(findings)
     crashes=$((after - before))
     slow_units=$(( $(slow) - slow_before ))
-    inputs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    # Inputs: the sum over jobs; inputs/s: the sum of the jobs' rates.
+    stats=("$log")
+    [ "$JOBS" -gt 1 ] && stats=("$jobs_dir"/fuzz-*.log)
+    inputs=$(cat "${stats[@]}" | sed -n 's/^stat::number_of_executed_units: *//p' | awk '{ n += $1 } END { if (NR) print n }')
+    rate=$(cat "${stats[@]}" | sed -n 's/^stat::average_exec_per_sec: *//p' | awk '{ n += $1 } END { if (NR) print n }')
     wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", b - a }')
     [ "$status" -ne 0 ] && [ "$crashes" -eq 0 ] && crashes="? (exit $status, see log)"
     if [ "$status" -ne 0 ] || [ "$crashes" != "0" ]; then failed=1; fi
@@ -87,6 +100,6 @@ for t in "${targets[@]}"; do
 done
 
 echo
-echo "== summary (RUNS=$RUNS, sanitizer $SANITIZER)"
+echo "== summary (RUNS=$RUNS, JOBS=$JOBS, sanitizer $SANITIZER)"
 printf '%s\n' "${summary[@]}"
 exit "$failed"
