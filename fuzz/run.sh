@@ -13,6 +13,7 @@
 #   SANITIZER=address fuzz/run.sh     # with AddressSanitizer (slower; default: none)
 #   MAX_LEN_relay=8192 fuzz/run.sh relay             # libFuzzer -max_len for a target
 #   JOBS=2 fuzz/run.sh session        # libFuzzer jobs in parallel, RUNS/JOBS inputs each
+#   SEEDS=keep fuzz/run.sh session    # reuse libfuzzer/seeds/ instead of regenerating them
 #
 # Output under fuzz/libfuzzer/ (git-ignored): corpus/<target>/ (the growing corpus, reused by
 # the next run), artifacts/<target>/ (crashing inputs), logs/<target>.log, seeds/ (generated).
@@ -38,14 +39,18 @@ if ! cargo "+$TOOLCHAIN" fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz || exit 2
 fi
 
-echo "== seeds (from vectors/ and by hand) -> $lf/seeds"
-(cd "$root" && cargo run -q -p slim-fuzz --bin slim-fuzz-seeds -- "$lf/seeds") || exit 2
+if [ "${SEEDS:-generate}" = keep ] && [ -d "$lf/seeds" ]; then
+    echo "== seeds: keeping $lf/seeds (SEEDS=keep)"
+else
+    echo "== seeds (from vectors/ and by hand) -> $lf/seeds"
+    (cd "$root" && cargo run -q -p slim-fuzz --bin slim-fuzz-seeds -- "$lf/seeds") || exit 2
+fi
 
 echo "== build (cargo +$TOOLCHAIN fuzz build -O, sanitizer $SANITIZER; assertions per libfuzzer/Cargo.toml)"
 (cd "$here" && cargo "+$TOOLCHAIN" fuzz build -O --fuzz-dir libfuzzer -s "$SANITIZER") || exit 2
 
 mkdir -p "$lf/logs"
-bin_dir="$lf/target/$(rustc "+$TOOLCHAIN" -vV | sed -n 's/^host: //p')/release"
+bin_dir="${CARGO_TARGET_DIR:-$lf/target}/$(rustc "+$TOOLCHAIN" -vV | sed -n 's/^host: //p')/release"
 summary=()
 failed=0
 # Crashes, timeouts, leaks and out-of-memory inputs of target $t fail the run; slow-unit-* files
