@@ -5,6 +5,7 @@
 # minutes on 2 cores, plus the build.
 #
 #   bench/results.sh [OUT]      OUT: where the JSON results and plots go (default: bench/results)
+#   bench/results.sh seed [OUT] the seed's protocol comparison (bench/seed.sh, bench/SEED.md)
 #
 # Environment: ROUNDS (default 5, at least 5) for every `vs`, RATE_ROUNDS (default 7) for the
 # fixed-rate latency runs, RATE to force their rate (default: half the real node's p2p maximum,
@@ -14,6 +15,11 @@
 # They are stopped when this script ends, also on failure or Ctrl-C. Every run is made even when
 # one fails; the exit status is 1 if any run failed or lost or duplicated a message.
 set -euo pipefail
+# `bench/results.sh seed [OUT]`: the seed's protocol comparison instead (bench/seed.sh, SEED.md).
+if [ "${1:-}" = seed ]; then
+  shift
+  exec "$(dirname "$0")/seed.sh" "$@"
+fi
 # OUT is taken relative to where the script was started, before moving to the repository.
 OUT=$(mkdir -p "${1:-$(dirname "$0")/results}" && cd "${1:-$(dirname "$0")/results}" && pwd)
 cd "$(dirname "$0")/.."
@@ -38,12 +44,23 @@ trap 'exit 130' INT TERM
 . target/peers.env
 
 FAILED=()
+# What B is, in the plots and tables: the system, never its URL.
+NATS_VERSION=$(nats-server --version 2>/dev/null | sed 's/.*v//')
+system_of() {
+  case $1 in
+    "$SLIM_NODE_URL") echo "SLIM node 3.4.6" ;;
+    "$NULL_RELAY_URL") echo "null relay (transport floor)" ;;
+    "$NATS_URL") echo "NATS ${NATS_VERSION:-server} core" ;;
+    *) echo "$1" ;;
+  esac
+}
 vs() { # vs NAME B_URL B_PID ARGS...: one interleaved run of slim-relay (A) against B
   local name=$1 url=$2 pid=$3; shift 3
   echo "== $name"
   rm -f "$OUT/$name.json" # never read a previous run's file as this one's
   taskset -c 1 "$TARGET/release/slim-bench" vs --quiet --size 128 --rounds "$ROUNDS" \
     --a "$SLIM_RELAY_URL" --a-pid "$SLIM_RELAY_PID" --b "$url" --b-pid "$pid" \
+    --a-system slim-relay --b-system "$(system_of "$url")" \
     "$@" --json "$OUT/$name.json" || FAILED+=("$name")
 }
 

@@ -34,6 +34,9 @@ pub enum Command {
     Vs(VsArgs),
     /// Compare two result files (new/old per metric, with a noise check).
     Compare(CompareArgs),
+    /// Draw one metric of many result files as grouped bars (a group per scenario, a bar per
+    /// system): the plots of bench/SEED.md.
+    Plot(PlotArgs),
     /// Serve a "null relay": negotiates, acks and broadcasts every Publish (NOT a SLIM node).
     NullRelay(NullRelayArgs),
     /// Reliable point-to-point session throughput of the reference client through a node.
@@ -281,7 +284,8 @@ impl ScenarioArgs {
 /// `slim-bench run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The node, e.g. `http://127.0.0.1:46357`, or a NATS server, `nats://127.0.0.1:4222`.
+    /// The node, e.g. `http://127.0.0.1:46357`, or a broker: `nats://…`, `jetstream://…`,
+    /// `mqtt://…?qos=N`, `amqp://…[?confirm=true]`, `kafka://…` (host and port each).
     #[arg(
         long,
         required_unless_present = "embedded",
@@ -294,6 +298,14 @@ pub struct RunArgs {
     /// The node's process id: report its CPU seconds during the run and its peak RSS.
     #[arg(long)]
     pub target_pid: Option<u32>,
+    /// What the target is, in words, recorded in the result file for tables and plots (e.g.
+    /// "mosquitto 2.0.11 QoS 1").
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Rounds, one after another; the result file keeps every round and their medians, and the
+    /// table shows the median round (by msgs/s).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
     /// Write the result (`slim-bench/result/v1`) to this file.
     #[arg(long)]
     pub json: Option<String>,
@@ -311,6 +323,12 @@ pub struct VsArgs {
     /// Node B (`http://…` or `nats://…`).
     #[arg(long)]
     pub b: String,
+    /// What A is, in words, for tables and plots (e.g. "slim-relay").
+    #[arg(long)]
+    pub a_system: Option<String>,
+    /// What B is, in words (e.g. "SLIM node 3.4.6").
+    #[arg(long)]
+    pub b_system: Option<String>,
     /// Process id of node A (CPU and peak RSS).
     #[arg(long)]
     pub a_pid: Option<u32>,
@@ -348,6 +366,34 @@ pub struct CompareArgs {
     /// Write an SVG plot (latency percentiles and throughput) to this file.
     #[arg(long)]
     pub plot: Option<String>,
+    /// What the old target is, in words, for the table and the plot (default: the `system`
+    /// recorded in the file, else the file name).
+    #[arg(long)]
+    pub old_name: Option<String>,
+    /// What the new target is, in words.
+    #[arg(long)]
+    pub new_name: Option<String>,
+}
+
+/// `slim-bench plot`.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Result files (`run` or `vs`); every target in them is a bar, named by its `system`.
+    #[arg(required = true)]
+    pub files: Vec<String>,
+    /// The summary key to draw: msgs_per_s, p50_us, p99_us, wire_bytes_per_msg,
+    /// target_cpu_us_per_msg, …
+    #[arg(long, default_value = "msgs_per_s")]
+    pub metric: String,
+    /// The chart's title.
+    #[arg(long)]
+    pub title: Option<String>,
+    /// A logarithmic axis (powers of ten), for values spanning orders of magnitude.
+    #[arg(long)]
+    pub log: bool,
+    /// Where to write the SVG.
+    #[arg(long)]
+    pub out: String,
 }
 
 /// `slim-bench null-relay`.
@@ -546,33 +592,63 @@ pub async fn execute(
                 target_pid: a.target_pid,
                 progress: !a.scenario.quiet,
             };
-            let result = run(&cfg).await;
+            let mut rounds = Vec::new();
+            let mut failure = None;
+            for r in 1..=a.rounds {
+                if a.rounds > 1 && !a.scenario.quiet {
+                    eprintln!("round {r}/{} {url}", a.rounds);
+                }
+                match run(&cfg).await {
+                    Ok(m) => rounds.push(m),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
             if let Some(h) = relay {
                 let _ = h.shutdown().await;
             }
-            let m = result?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            // The round with the median throughput stands for the run in the table.
+            let mut order: Vec<&Metrics> = rounds.iter().collect();
+            order.sort_by(|x, y| x.msgs_per_s.total_cmp(&y.msgs_per_s));
+            let m = order
+                .get(order.len() / 2)
+                .map(|m| (*m).clone())
+                .ok_or_else(|| BenchError::Usage("no round ran".into()))?;
             let shown = if a.embedded {
                 "embedded slim-relay"
             } else {
                 &url
             };
             print_run(out, &params, shown, &m).map_err(io)?;
+            if rounds.len() > 1 {
+                writeln!(
+                    out,
+                    "  {:<14} the median of {} rounds by msgs/s (all in --json)",
+                    "rounds",
+                    rounds.len()
+                )
+                .map_err(io)?;
+            }
             if let Some(path) = &a.json {
                 let label_url = if a.embedded { "embedded" } else { url.as_str() };
                 ResultFile::new(
                     "run",
                     argv,
                     params,
-                    vec![TargetResult::new(
-                        "target",
-                        label_url,
-                        a.target_pid,
-                        vec![m.clone()],
-                    )],
+                    vec![
+                        TargetResult::new("target", label_url, a.target_pid, rounds.clone())
+                            .named(a.system.as_deref()),
+                    ],
                 )
                 .write(path)?;
             }
-            Ok(warn_loss(out, &[&m]).map_err(io)?)
+            let all: Vec<&Metrics> = rounds.iter().collect();
+            Ok(warn_loss(out, &all).map_err(io)?)
         }
         Command::Vs(a) => {
             let params = a.scenario.params();
@@ -596,8 +672,8 @@ pub async fn execute(
                     rounds.push(m);
                 }
             }
-            let ta = TargetResult::new("A", &a.a, a.a_pid, rounds_a);
-            let tb = TargetResult::new("B", &a.b, a.b_pid, rounds_b);
+            let ta = TargetResult::new("A", &a.a, a.a_pid, rounds_a).named(a.a_system.as_deref());
+            let tb = TargetResult::new("B", &a.b, a.b_pid, rounds_b).named(a.b_system.as_deref());
             print_vs(out, &params, a.rounds, &ta, &tb).map_err(io)?;
             let all: Vec<&Metrics> = ta.rounds.iter().chain(&tb.rounds).collect();
             let code = warn_loss(out, &all).map_err(io)?;
@@ -613,14 +689,20 @@ pub async fn execute(
             let new_label = a.new_label.as_deref().or(a.label.as_deref());
             let to = compare::pick(&old, old_label, &a.old)?;
             let tn = compare::pick(&new, new_label, &a.new)?;
-            // Names in the table and the plot's legend: the file, and the target when one was
-            // picked, so two sides of one file stay apart.
-            let name = |file: &str, label: Option<&str>, url: &str| match label {
-                Some(l) => format!("{file} [{l}: {url}]"),
-                None => file.to_string(),
-            };
-            let old_name = name(&a.old, old_label, &to.url);
-            let new_name = name(&a.new, new_label, &tn.url);
+            // Names in the table and the plot's legend: --old-name/--new-name, else what the
+            // target was recorded as (--system), else the file and the target picked.
+            let name =
+                |given: &Option<String>, t: &TargetResult, file: &str, label: Option<&str>| {
+                    given
+                        .clone()
+                        .or_else(|| t.system.clone())
+                        .unwrap_or_else(|| match label {
+                            Some(l) => format!("{file} [{l}: {}]", t.url),
+                            None => file.to_string(),
+                        })
+                };
+            let old_name = name(&a.old_name, to, &a.old, old_label);
+            let new_name = name(&a.new_name, tn, &a.new, new_label);
             if old.params != new.params {
                 writeln!(
                     out,
@@ -638,6 +720,37 @@ pub async fn execute(
                     },
                 )?;
             }
+            Ok(0)
+        }
+        Command::Plot(a) => {
+            if !METRICS.iter().any(|d| d.key == a.metric) {
+                let keys: Vec<&str> = METRICS.iter().map(|d| d.key).collect();
+                return Err(BenchError::Usage(format!(
+                    "--metric {}: not a metric; one of {}",
+                    a.metric,
+                    keys.join(", ")
+                )));
+            }
+            let docs = a
+                .files
+                .iter()
+                .map(|f| ResultFile::read(f))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (groups, series) = crate::plot::collect(&docs, &a.metric);
+            let title = a.title.clone().unwrap_or_else(|| a.metric.clone());
+            let svg = crate::plot::grouped_bars(&title, &groups, &series, a.log);
+            std::fs::write(&a.out, svg).map_err(|source| BenchError::Io {
+                path: a.out.clone(),
+                source,
+            })?;
+            writeln!(
+                out,
+                "{}: {} systems × {} scenarios",
+                a.out,
+                series.len(),
+                groups.len()
+            )
+            .map_err(io)?;
             Ok(0)
         }
         Command::NullRelay(a) => {

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use crate::error::BenchError;
+use crate::plot::{xml, Axis};
 use crate::result::{fmt_num, median, MetricDef, ResultFile, TargetResult, METRICS};
 
 /// Relative spread assumed around a single run.
@@ -172,10 +173,11 @@ pub fn svg(old_name: &str, new_name: &str, old: &TargetResult, new: &TargetResul
         ("p99", "p99_us"),
         ("p99.9", "p999_us"),
     ];
-    let max_lat = lat
-        .iter()
-        .flat_map(|(_, k)| [get(old, k), get(new, k)])
-        .fold(1.0, f64::max);
+    let lat_axis = Axis::linear(
+        lat.iter()
+            .flat_map(|(_, k)| [get(old, k), get(new, k)])
+            .fold(1.0, f64::max),
+    );
     let (x0, pw) = (60.0, 500.0);
     panel(
         &mut s,
@@ -184,7 +186,7 @@ pub fn svg(old_name: &str, new_name: &str, old: &TargetResult, new: &TargetResul
         pw,
         plot_h,
         "Latency (µs, lower is better)",
-        max_lat,
+        &lat_axis,
     );
     let group = pw / lat.len() as f64;
     for (i, (label, key)) in lat.iter().enumerate() {
@@ -198,7 +200,7 @@ pub fn svg(old_name: &str, new_name: &str, old: &TargetResult, new: &TargetResul
                 bottom,
                 plot_h,
                 get(t, key),
-                max_lat,
+                &lat_axis,
                 color,
             );
         }
@@ -210,11 +212,21 @@ pub fn svg(old_name: &str, new_name: &str, old: &TargetResult, new: &TargetResul
         );
     }
     // Panel 2: throughput.
-    let max_tp = [get(old, "msgs_per_s"), get(new, "msgs_per_s")]
-        .into_iter()
-        .fold(1.0, f64::max);
+    let tp_axis = Axis::linear(
+        [get(old, "msgs_per_s"), get(new, "msgs_per_s")]
+            .into_iter()
+            .fold(1.0, f64::max),
+    );
     let (x1, pw1) = (650.0, 220.0);
-    panel(&mut s, x1, top, pw1, plot_h, "Throughput (msgs/s)", max_tp);
+    panel(
+        &mut s,
+        x1,
+        top,
+        pw1,
+        plot_h,
+        "Throughput (msgs/s)",
+        &tp_axis,
+    );
     for (j, (t, color)) in [(old, OLD), (new, NEW)].iter().enumerate() {
         bar(
             &mut s,
@@ -223,7 +235,7 @@ pub fn svg(old_name: &str, new_name: &str, old: &TargetResult, new: &TargetResul
             bottom,
             plot_h,
             get(t, "msgs_per_s"),
-            max_tp,
+            &tp_axis,
             color,
         );
     }
@@ -231,8 +243,7 @@ pub fn svg(old_name: &str, new_name: &str, old: &TargetResult, new: &TargetResul
     s
 }
 
-fn panel(s: &mut String, x: f64, top: f64, w: f64, h: f64, title: &str, max: f64) {
-    let bottom = top + h;
+fn panel(s: &mut String, x: f64, top: f64, w: f64, h: f64, title: &str, axis: &Axis) {
     let _ = writeln!(
         s,
         r#"<text x="{}" y="{}" text-anchor="middle" font-weight="bold">{}</text>"#,
@@ -240,32 +251,12 @@ fn panel(s: &mut String, x: f64, top: f64, w: f64, h: f64, title: &str, max: f64
         top - 12.0,
         xml(title)
     );
-    for k in 0..=4 {
-        let v = max * k as f64 / 4.0;
-        let y = bottom - h * k as f64 / 4.0;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="#e2e2e2"/><text x="{}" y="{}" text-anchor="end" fill="#555">{}</text>"##,
-            x + w,
-            x - 4.0,
-            y + 4.0,
-            fmt_num(v)
-        );
-    }
-    let _ = writeln!(
-        s,
-        r##"<line x1="{x}" y1="{bottom}" x2="{}" y2="{bottom}" stroke="#333"/>"##,
-        x + w
-    );
+    axis.draw(s, x, top, w, h);
 }
 
 #[allow(clippy::too_many_arguments)]
-fn bar(s: &mut String, x: f64, w: f64, bottom: f64, h: f64, v: f64, max: f64, color: &str) {
-    let bh = if max > 0.0 {
-        h * (v / max).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
+fn bar(s: &mut String, x: f64, w: f64, bottom: f64, h: f64, v: f64, axis: &Axis, color: &str) {
+    let bh = h * axis.fraction(v);
     let _ = writeln!(
         s,
         r#"<rect x="{x:.1}" y="{:.1}" width="{w:.1}" height="{bh:.1}" fill="{color}"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"#,
@@ -274,13 +265,6 @@ fn bar(s: &mut String, x: f64, w: f64, bottom: f64, h: f64, v: f64, max: f64, co
         bottom - bh - 3.0,
         fmt_num(v)
     );
-}
-
-fn xml(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ use crate::payload::{Stamp, HEADER_LEN};
 use crate::procstat;
 use crate::result::{Latency, Metrics, Params, LATE_SEND_US};
 use crate::scenario::Scenario;
+use crate::transport::port_of;
+use crate::wire;
 
 /// How long a publisher waits for window room before sending anyway (see the module docs).
 pub const WINDOW_STALL: Duration = Duration::from_secs(1);
@@ -171,6 +173,29 @@ pub(crate) struct Harness {
     target_pid: Option<u32>,
     progress: bool,
     clock: Option<Clock>,
+    /// The target's port, whose client sockets are sampled for wire bytes.
+    port: Option<u16>,
+    /// Broker confirmations, for transports whose publishes are acknowledged.
+    confirms: Option<Confirms>,
+}
+
+/// Publisher-side confirmations (MQTT QoS 1/2, AMQP publisher confirms, JetStream and Kafka
+/// acks): how many publishes the broker acknowledged. At the end of a run every publish not
+/// acknowledged counts as `unconfirmed`, refused and never answered alike.
+#[derive(Clone, Default)]
+pub(crate) struct Confirms {
+    acked: Arc<AtomicU64>,
+}
+
+impl Confirms {
+    /// Notes `n` publishes the broker acknowledged.
+    pub(crate) fn ack(&self, n: u64) {
+        self.acked.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed)
+    }
 }
 
 /// When the measured part started, and the CPU counters at that moment.
@@ -178,6 +203,7 @@ struct Clock {
     started: Instant,
     target_cpu: Option<f64>,
     self_cpu: Option<f64>,
+    wire: Option<wire::Sample>,
 }
 
 impl Harness {
@@ -212,7 +238,20 @@ impl Harness {
             target_pid: cfg.target_pid,
             progress: cfg.progress,
             clock: None,
+            port: port_of(&cfg.url),
+            confirms: None,
         })
+    }
+
+    /// Publishes of this run are acknowledged by the broker: the returned handle counts the
+    /// acknowledgements, and the metrics report `confirmed` and `unconfirmed`.
+    pub(crate) fn confirms(&mut self) -> Confirms {
+        self.confirms.get_or_insert_with(Confirms::default).clone()
+    }
+
+    /// Messages the publishers send in the whole run (warm-up included).
+    pub(crate) fn published(&self) -> u64 {
+        self.total_seq * self.params.publishers as u64
     }
 
     /// Fires once when the run is over; receivers stop on it.
@@ -244,6 +283,7 @@ impl Harness {
         self.clock = Some(Clock {
             target_cpu: self.target_pid.and_then(procstat::cpu_seconds),
             self_cpu: procstat::cpu_seconds(std::process::id()),
+            wire: self.port.and_then(wire::Sample::take),
             started: Instant::now(),
         });
     }
@@ -257,6 +297,7 @@ impl Harness {
         let copies = self.copies;
         let per_pub_rate = self.params.rate.map(|r| r / self.params.publishers as f64);
         let pacing = self.params.pacing.unwrap_or_default();
+        let mut done = self.done_rx.clone();
         tokio::spawn(async move {
             let Some(window) = shared.windows.get(i).cloned() else {
                 return;
@@ -292,6 +333,9 @@ impl Harness {
                 }
             }
             sink.finish().await;
+            // The sink (and its connection) lives until the run is over: the last sample of the
+            // socket counters is taken before that, and a closed socket takes its counters along.
+            let _ = done.changed().await;
         })
     }
 
@@ -335,6 +379,16 @@ impl Harness {
             }
         }
         bar.finish_and_clear();
+        // Publishes still waiting for their acknowledgement get the drain timeout to receive it.
+        if let Some(c) = &self.confirms {
+            let published = self.published();
+            let since = Instant::now();
+            while c.acked() < published && since.elapsed() < drain {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // Sampled while every connection is still open (the counters go with the socket).
+        let wire_after = self.port.and_then(wire::Sample::take);
         let wall_s = self
             .clock
             .as_ref()
@@ -377,6 +431,17 @@ impl Harness {
             .and_then(|c| c.self_cpu)
             .zip(self_cpu_after)
             .map(|(a, b)| b - a);
+        if let (Some(before), Some(after)) = (clock.and_then(|c| c.wire.as_ref()), &wire_after) {
+            let d = before.delta(after);
+            m.wire_up_bytes = Some(d.up);
+            m.wire_down_bytes = Some(d.down);
+        }
+        if let Some(c) = &self.confirms {
+            let acked = c.acked().min(self.published());
+            m.confirmed = Some(acked);
+            m.unconfirmed = Some(self.published() - acked);
+        }
+        m.published = self.published();
         if p.rate.is_some() {
             m.send_lag_max_us = Some(shared.send_lag_max.load(Ordering::Relaxed) as f64 / 1e3);
             m.late_sends = Some(shared.late_sends.load(Ordering::Relaxed));

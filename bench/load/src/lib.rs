@@ -11,7 +11,11 @@
 //! - [`pace`]: how `--rate` spaces the messages (timer ticks or smooth).
 //! - [`result`]: metrics, the `slim-bench/result/v1` JSON document, tables.
 //! - [`compare`]: ratios between two result files, noise check, SVG plot.
+//! - [`plot`]: round axis ticks, and the grouped bar chart of many systems (`slim-bench plot`).
 //! - [`nats`]: the same scenarios over a NATS server (`nats://` targets), as a reference peer.
+//! - [`jetstream`], [`mqtt`], [`amqp`], [`kafka`]: the same scenarios over NATS JetStream, MQTT,
+//!   AMQP 0.9.1 and the Kafka protocol, for the seed's comparison (`bench/SEED.md`).
+//! - [`wire`]: wire bytes per message from the kernel's socket counters.
 //! - [`null_relay`]: the transport floor (not a SLIM node).
 //! - [`session`]: reliable session throughput of the reference client through a node.
 //! - [`revocation`]: time from a revocation-list change to the end of the revoked stream.
@@ -25,15 +29,20 @@
 
 #![forbid(unsafe_code)]
 
+pub mod amqp;
 pub mod cli;
 pub mod client;
 pub mod compare;
 pub mod error;
 pub mod harness;
+pub mod jetstream;
+pub mod kafka;
+pub mod mqtt;
 pub mod nats;
 pub mod null_relay;
 pub mod pace;
 pub mod payload;
+pub mod plot;
 pub mod procstat;
 pub mod result;
 pub mod revocation;
@@ -44,5 +53,6 @@ pub mod session;
 pub mod slim;
 pub mod soak;
 pub mod transport;
+pub mod wire;
 
 pub use error::BenchError;

@@ -72,15 +72,45 @@ pub struct Metrics {
     pub send_lag_max_us: Option<f64>,
     /// Paced runs: measured messages that left more than [`LATE_SEND_US`] µs after their due time.
     pub late_sends: Option<u64>,
+    /// Messages the publishers sent, warm-up included (0 in files written before this field).
+    #[serde(default)]
+    pub published: u64,
+    /// Payload bytes of TCP the clients sent to the target during the run, read from the
+    /// kernel's socket counters (`crate::wire`); `None` without `ss` or for `embedded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_up_bytes: Option<u64>,
+    /// Payload bytes of TCP the target sent to the clients during the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_down_bytes: Option<u64>,
+    /// Transports with broker acknowledgements: publishes the broker acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed: Option<u64>,
+    /// Transports with broker acknowledgements: publishes refused or never acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed: Option<u64>,
 }
 
 /// A paced message that leaves this many µs after its due time counts in `late_sends`.
 pub const LATE_SEND_US: u64 = 1_000;
 
 impl Metrics {
-    /// True when the node lost or duplicated nothing.
+    /// True when the node lost or duplicated nothing (and confirmed every publish, where
+    /// publishes are confirmed).
     pub fn is_clean(&self) -> bool {
-        self.lost == 0 && self.duplicates == 0
+        self.lost == 0 && self.duplicates == 0 && self.unconfirmed.unwrap_or(0) == 0
+    }
+
+    /// TCP payload bytes, both directions, per published message (fan-out: one publish and all
+    /// its deliveries); `None` without socket counters.
+    pub fn wire_bytes_per_msg(&self) -> Option<f64> {
+        let total = self.wire_up_bytes? + self.wire_down_bytes?;
+        (self.published > 0).then(|| total as f64 / self.published as f64)
+    }
+
+    /// Target CPU microseconds per published message.
+    pub fn target_cpu_us_per_msg(&self) -> Option<f64> {
+        let cpu = self.target_cpu_s?;
+        (self.published > 0).then(|| cpu * 1e6 / self.published as f64)
     }
 }
 
@@ -166,6 +196,24 @@ pub const METRICS: &[MetricDef] = &[
         higher_is_better: false,
     },
     MetricDef {
+        key: "target_cpu_us_per_msg",
+        label: "target CPU µs/msg",
+        get: |m| m.target_cpu_us_per_msg(),
+        higher_is_better: false,
+    },
+    MetricDef {
+        key: "wire_bytes_per_msg",
+        label: "wire B/msg",
+        get: |m| m.wire_bytes_per_msg(),
+        higher_is_better: false,
+    },
+    MetricDef {
+        key: "unconfirmed",
+        label: "unconfirmed",
+        get: |m| m.unconfirmed.map(|v| v as f64),
+        higher_is_better: false,
+    },
+    MetricDef {
         key: "target_peak_rss_kib",
         label: "target peak RSS KiB",
         get: |m| m.target_peak_rss_kib.map(|v| v as f64),
@@ -208,6 +256,10 @@ pub struct TargetResult {
     pub label: String,
     /// The URL measured (`embedded` for the in-process reference relay).
     pub url: String,
+    /// What was measured, in words (`--system`, e.g. "SLIM node 3.4.6", "mosquitto 2.0.11
+    /// QoS 1"): what tables and plots call this target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
     /// `slim` (gRPC clients) or `nats` (async-nats clients), from the URL's scheme. Files written
     /// before NATS support have no such field and read as `slim`.
     #[serde(default)]
@@ -233,11 +285,18 @@ impl TargetResult {
         Self {
             label: label.to_string(),
             url: url.to_string(),
+            system: None,
             transport: Transport::of_url(url),
             pid,
             rounds,
             summary,
         }
+    }
+
+    /// The same target named `system` (`None` keeps it unnamed).
+    pub fn named(mut self, system: Option<&str>) -> Self {
+        self.system = system.map(str::to_string);
+        self
     }
 
     /// The values of one metric over the rounds.
@@ -439,14 +498,27 @@ pub fn print_run(
     if let Some(cpu) = m.target_cpu_s {
         writeln!(
             out,
-            "  {:<14} {cpu:.2} CPU s ({:.2} µs/msg), peak RSS {} KiB",
+            "  {:<14} {cpu:.2} CPU s ({} µs per published message), peak RSS {} KiB",
             "target",
-            if m.measured > 0 {
-                cpu * 1e6 / m.measured as f64
-            } else {
-                0.0
-            },
+            m.target_cpu_us_per_msg().map_or("-".into(), fmt_num),
             m.target_peak_rss_kib.map_or("-".into(), |k| k.to_string())
+        )?;
+    }
+    if let (Some(up), Some(down)) = (m.wire_up_bytes, m.wire_down_bytes) {
+        writeln!(
+            out,
+            "  {:<14} {} B per published message ({} B to the target, {} B from it, TCP payload)",
+            "wire",
+            m.wire_bytes_per_msg().map_or("-".into(), fmt_num),
+            fmt_num(up as f64),
+            fmt_num(down as f64)
+        )?;
+    }
+    if let (Some(ok), Some(missing)) = (m.confirmed, m.unconfirmed) {
+        writeln!(
+            out,
+            "  {:<14} {ok} publishes acknowledged by the target, {missing} not",
+            "confirmed"
         )?;
     }
     if let Some(cpu) = m.client_cpu_s {
@@ -475,8 +547,12 @@ pub fn print_run(
 /// The warning printed (and the reason for exit code 1) when a node lost or duplicated messages.
 pub fn loss_warning(m: &Metrics) -> Option<String> {
     (!m.is_clean()).then(|| {
+        let unconfirmed = match m.unconfirmed {
+            Some(n) if n > 0 => format!(", {n} publishes not acknowledged"),
+            _ => String::new(),
+        };
         format!(
-            "WARNING: {} lost and {} duplicated of {} expected deliveries: a correct SLIM node loses and duplicates nothing",
+            "WARNING: {} lost and {} duplicated of {} expected deliveries{unconfirmed}",
             m.lost, m.duplicates, m.expected
         )
     })

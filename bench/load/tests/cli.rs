@@ -307,3 +307,70 @@ async fn session_throughput_through_the_embedded_relay_counts_every_message() {
         assert!(doc["delivered_per_sec"].as_f64().is_some_and(|r| r > 0.0));
     }
 }
+
+/// Wire bytes come from the sockets: a run whose payloads alone are 2 000 × 1 KiB each way
+/// cannot report fewer bytes than that, nor an overhead out of proportion (a counter of the
+/// wrong sockets, or of none, fails one bound or the other). Needs `ss` (iproute2); fails,
+/// never skips, without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_bytes_are_read_from_the_sockets_and_systems_are_named() {
+    let ss = std::process::Command::new("ss").arg("-V").output();
+    assert!(
+        ss.is_ok_and(|o| o.status.success()),
+        "ss is missing: wire bytes need iproute2 (Debian: apt-get install -y iproute2)"
+    );
+    let json = tmp("wire.json");
+    let p = json.to_string_lossy().to_string();
+    let (code, out) = cli(&[
+        "run",
+        "--embedded",
+        "--size",
+        "1024",
+        "--msgs",
+        "2000",
+        "--rounds",
+        "2",
+        "--system",
+        "slim-relay (embedded)",
+        "--quiet",
+        "--json",
+        &p,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("B per published message"), "{out}");
+    assert!(out.contains("median of 2 rounds"), "{out}");
+    let doc = read_json(&json);
+    let target = &doc["targets"][0];
+    assert_eq!(target["system"], "slim-relay (embedded)");
+    let rounds = target["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2);
+    for r in rounds {
+        assert_eq!(r["published"], 2000);
+        let up = r["wire_up_bytes"].as_u64().expect("wire_up_bytes");
+        let down = r["wire_down_bytes"].as_u64().expect("wire_down_bytes");
+        // Publisher → relay and relay → subscriber each carry every payload once.
+        assert!(
+            up >= 2000 * 1024 && down >= 2000 * 1024,
+            "up {up} down {down}"
+        );
+        // SLIM's header, the link MAC and HTTP/2 framing: hundreds of bytes, not kilobytes.
+        let per_msg = (up + down) as f64 / 2000.0;
+        assert!(per_msg < 2.0 * 1024.0 + 1000.0, "{per_msg} B/msg");
+    }
+    assert!(target["summary"]["wire_bytes_per_msg"].as_f64().is_some());
+
+    // The plot names the system, not the URL, and its axis ends on a round number.
+    let svg = tmp("wire.svg");
+    let s = svg.to_string_lossy().to_string();
+    let (code, out) = cli(&["plot", "--metric", "msgs_per_s", "--out", &s, &p]).await;
+    assert_eq!(code, 0, "{out}");
+    let plot = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(plot.contains("slim-relay (embedded)"), "{plot}");
+    assert!(!plot.contains("127.0.0.1"), "{plot}");
+    let (code, _) = cli(&["plot", "--metric", "nope", "--out", &s, &p]).await;
+    assert_eq!(code, 2);
+    for f in [json, svg] {
+        let _ = std::fs::remove_file(f);
+    }
+}

