@@ -129,76 +129,7 @@ plot wire.svg wire_bytes_per_msg "TCP payload bytes on the wire per published me
 plot cpu.svg target_cpu_us_per_msg "Broker CPU µs per published message (lower is better)" --log "${max_files[@]}"
 
 echo "== table -> $OUT/table.md and bench/SEED.md"
-python3 - "$OUT" "$RATE" "$ROUNDS" bench/SEED.md <<'PY'
-import json, os, sys
-out, rate, rounds, seed_md = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-systems = ["slim-relay", "slim-node", "nats", "jetstream", "mqtt-qos0", "mqtt-qos1", "mqtt-qos2",
-           "amqp", "amqp-confirm", "kafka"]
-def load(name):
-    try:
-        return json.load(open(os.path.join(out, name)))
-    except (OSError, ValueError):
-        return None
-def target(doc):
-    return doc["targets"][0] if doc else None
-def num(v, unit=""):
-    if v is None:
-        return "n/m"
-    if v >= 100:
-        return f"{v:,.0f}{unit}"
-    return f"{v:.1f}{unit}"
-def loss(t):
-    # Every round's loss and duplicates, added up: never the median alone, which could hide one.
-    lost = sum(r["lost"] for r in t["rounds"])
-    dup = sum(r["duplicates"] for r in t["rounds"])
-    unconf = sum(r.get("unconfirmed") or 0 for r in t["rounds"])
-    s = f"{lost}/{dup}"
-    return s + (f" ({unconf} unconfirmed)" if unconf else "")
-rows = []
-rows.append("| system | p2p 128 B msgs/s | p2p 16 KiB msgs/s | fan-out 1→16 deliveries/s | request/reply round trips/s "
-            f"| p50 / p99 µs at {int(float(rate)):,} msgs/s | wire B/msg (p2p 128 B) | broker CPU µs/msg (p2p 128 B) | broker peak RSS MiB | lost/duplicated (all runs) |")
-rows.append("|---|---|---|---|---|---|---|---|---|---|")
-for sid in systems:
-    docs = {s: target(load(f"{sid}-{s}.json")) for s in ["p2p-128", "p2p-16k", "fanout16", "reqrep", "rate"]}
-    name = next((t.get("system") for t in docs.values() if t), None)
-    if not name:
-        continue
-    def m(s, key):
-        t = docs[s]
-        return t["summary"].get(key) if t else None
-    rate_t = docs["rate"]
-    lat = f"{num(m('rate','p50_us'))} / {num(m('rate','p99_us'))}" if rate_t else "n/m"
-    rss = [t["summary"].get("target_peak_rss_kib") for t in docs.values() if t]
-    rss = max([r for r in rss if r is not None], default=None)
-    losses = "; ".join(f"{s}: {loss(t)}" for s, t in docs.items() if t and loss(t) != "0/0")
-    rows.append(f"| {name} | {num(m('p2p-128','msgs_per_s'))} | {num(m('p2p-16k','msgs_per_s'))} | "
-                f"{num(m('fanout16','msgs_per_s'))} | {num(m('reqrep','msgs_per_s'))} | {lat} | "
-                f"{num(m('p2p-128','wire_bytes_per_msg'))} | {num(m('p2p-128','target_cpu_us_per_msg'))} | "
-                f"{num(rss / 1024 if rss is not None else None)} | {losses or 'none'} |")
-session = []
-for sid, label in [("slim-relay", "slim-relay (this repository)"), ("slim-node", "SLIM node 3.4.6")]:
-    d = load(f"{sid}-session.json")
-    if d:
-        lost = d["msgs"] - d["received"]
-        session.append(f"| {label}, reliable session (reference client) | {num(d['delivered_per_sec'])} | "
-                       f"{lost}/{d['duplicates_or_reordered']} | {d['failed']} |")
-table = "\n".join(rows)
-if session:
-    table += ("\n\nSLIM's strongest guarantee, a reliable point-to-point session (each message counted when "
-              "the sender has the receiver's acknowledgement):\n\n| system | acknowledged msgs/s | lost/duplicated | failed |\n"
-              "|---|---|---|---|\n" + "\n".join(session))
-open(os.path.join(out, "table.md"), "w").write(table + "\n")
-text = open(seed_md).read()
-begin, end = "<!-- seed:table:begin -->", "<!-- seed:table:end -->"
-if begin in text and end in text:
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    note = (f"\n<!-- written by bench/results.sh seed: {rounds} rounds each, medians; do not edit by hand -->\n")
-    open(seed_md, "w").write(head + begin + note + table + "\n" + end + tail)
-else:
-    print(f"warning: {seed_md} has no seed:table markers; the table is only in {out}/table.md", file=sys.stderr)
-print(table)
-PY
+python3 bench/seed-table.py "$OUT" "$RATE" "$ROUNDS" bench/SEED.md
 
 echo
 if [ ${#LOSSY[@]} -gt 0 ]; then
