@@ -1,9 +1,10 @@
 //! The seed's brokers (bench/SEED.md) against the real thing: mosquitto, RabbitMQ, NATS with
 //! JetStream and Tansu, each started on a free loopback port for the test and stopped after it.
 //!
-//! They need the brokers (bench/LOAD.md, "Other brokers") and are `#[ignore]`d so that CI, which
-//! does not install them, does not run them; they FAIL, never skip, when one is missing, with the
-//! command that installs it. Run them with
+//! They need the brokers (bench/LOAD.md, "Other brokers") and are `#[ignore]`d so that the
+//! README's test command needs none; CI installs them and runs these tests in a step of their own
+//! (`.ci/run`, `broker-tests`). They FAIL, never skip, when a broker is missing, with the command
+//! that installs it. Run them with
 //!
 //! ```sh
 //! apt-get install -y --no-install-recommends mosquitto rabbitmq-server nats-server iproute2

@@ -1,7 +1,8 @@
 //! The NATS transport against a real `nats-server` (Debian package `nats-server`).
 //!
-//! These tests need the binary and are `#[ignore]`d so that CI, which does not install it, does
-//! not run them; they FAIL, never skip, when it is missing. Run them with
+//! These tests need the binary and are `#[ignore]`d so that the README's test command needs no
+//! broker; CI installs it and runs them in a step of their own (`.ci/run`, `broker-tests`). They
+//! FAIL, never skip, when it is missing. Run them with
 //!
 //! ```sh
 //! apt-get install -y nats-server
