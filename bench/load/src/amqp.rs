@@ -407,13 +407,9 @@ impl StampSink for AmqpSink {
     }
 }
 
-/// What a receiving client does with its deliveries.
-enum Role {
-    /// Counts them (subscribers; requesters counting their echoes, `only` their own).
-    Count { only: Option<u32> },
-    /// Echoes each one to its `reply_to` queue (`reqrep` responders).
-    Echo,
-}
+/// What a receiving client does with its deliveries: count them, or echo each one to its
+/// `reply_to` queue (`reqrep` responders).
+type Role = crate::harness::Role<()>;
 
 /// Manual consumer acks of one channel: acks with `multiple` up to the latest delivery.
 struct Acks {
@@ -468,7 +464,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
         )
         .await?;
         let role = if scenario == Scenario::Reqrep {
-            Role::Echo
+            Role::Echo(())
         } else {
             Role::Count { only: None }
         };
@@ -498,30 +494,21 @@ pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
         clients.push(client);
     }
 
-    h.start();
-    let mut receiver_tasks = Vec::new();
-    for (rx, channel, role) in receivers {
-        let tally = h.tally(matches!(role, Role::Count { .. }))?;
-        let acks = manual_ack.map(Acks::new);
-        let receiver = Receiver {
-            rx,
-            channel,
-            role,
-            acks,
-        };
-        receiver_tasks.push(tokio::spawn(receive(
-            receiver,
-            tally,
-            h.counter(),
-            h.done(),
-        )));
-    }
-    let publisher_tasks = sinks
+    let receivers = receivers
         .into_iter()
-        .enumerate()
-        .map(|(i, sink)| h.spawn_publisher(i, sink))
+        .map(|(rx, channel, role)| {
+            let counting = role.counts();
+            let acks = manual_ack.map(Acks::new);
+            let receiver = Receiver {
+                rx,
+                channel,
+                role,
+                acks,
+            };
+            (receiver, counting)
+        })
         .collect();
-    let metrics = h.finish(publisher_tasks, receiver_tasks).await;
+    let metrics = h.launch(receivers, sinks, receive).await;
     // Best effort: exclusive and auto-delete queues and the exchange go with the connections.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         for c in clients {
@@ -574,14 +561,14 @@ async fn handle(
     let content = msg.content.unwrap_or_default();
     match (counter.accept(&content), &r.role) {
         (None, _) => tally.ignored += 1,
-        (Some(stamp), Role::Count { only }) => {
-            if only.is_some_and(|o| o != stamp.publisher) {
+        (Some(stamp), Role::Count { .. }) => {
+            if r.role.skips(&stamp) {
                 tally.ignored += 1;
             } else {
                 counter.count(tally, stamp);
             }
         }
-        (Some(_), Role::Echo) => {
+        (Some(_), Role::Echo(())) => {
             let reply_to = msg.basic_properties.as_ref().and_then(|p| p.reply_to());
             match reply_to {
                 Some(reply_to) => {

@@ -153,9 +153,9 @@ pub fn check_params(p: &Params) -> Result<(), BenchError> {
 
 /// What every transport shares in one run: the parameters, the per-publisher windows, the
 /// delivery accounting, pacing, the stop condition and the final metrics. A transport connects
-/// its clients, spawns one receiver task per receiving client (built on [`Harness::accept`] and
-/// [`Harness::count`]) and one publisher per sending client ([`Harness::spawn_publisher`]), and
-/// hands the tasks to [`Harness::finish`].
+/// its clients and hands them to [`Harness::launch`]: one receiver task per receiving client
+/// (built on [`Counter::accept`] and [`Counter::count`]), one publisher per sending client
+/// ([`Harness::spawn_publisher`]), then [`Harness::finish`].
 pub(crate) struct Harness {
     /// Unique per run; every name or subject of the run contains it.
     pub(crate) run_id: String,
@@ -447,6 +447,60 @@ impl Harness {
             m.late_sends = Some(shared.late_sends.load(Ordering::Relaxed));
         }
         Ok(m)
+    }
+}
+
+/// What a receiving client of a broker transport does with the benchmark messages it gets.
+pub(crate) enum Role<E> {
+    /// Counts them (subscribers; requesters counting their echoes, `only` their own).
+    Count {
+        /// The publisher whose echoes a requester counts; `None` counts every publisher's.
+        only: Option<u32>,
+    },
+    /// Echoes each one back to its requester (`reqrep` responders), with what that takes.
+    Echo(E),
+}
+
+impl<E> Role<E> {
+    /// Whether the receiver counts deliveries (and so needs a full tally).
+    pub(crate) fn counts(&self) -> bool {
+        matches!(self, Role::Count { .. })
+    }
+
+    /// Whether a counting receiver should skip `stamp` (a requester sees only its own echoes).
+    pub(crate) fn skips(&self, stamp: &Stamp) -> bool {
+        matches!(self, Role::Count { only: Some(o) } if *o != stamp.publisher)
+    }
+}
+
+impl Harness {
+    /// Starts the clock, spawns `receive(receiver, tally, counter, done)` for every receiver (a
+    /// full tally for those marked counting) and a publisher for every sink, then waits for the
+    /// end of the run ([`Harness::finish`]). Call it once every client is connected and
+    /// subscribed.
+    pub(crate) async fn launch<R, S, F, Fut>(
+        mut self,
+        receivers: Vec<(R, bool)>,
+        sinks: Vec<S>,
+        receive: F,
+    ) -> Result<Metrics, BenchError>
+    where
+        S: StampSink,
+        F: Fn(R, Tally, Counter, watch::Receiver<bool>) -> Fut,
+        Fut: Future<Output = Result<Tally, BenchError>> + Send + 'static,
+    {
+        self.start();
+        let mut receiver_tasks = Vec::new();
+        for (r, counting) in receivers {
+            let tally = self.tally(counting)?;
+            receiver_tasks.push(tokio::spawn(receive(r, tally, self.counter(), self.done())));
+        }
+        let publisher_tasks = sinks
+            .into_iter()
+            .enumerate()
+            .map(|(i, sink)| self.spawn_publisher(i, sink))
+            .collect();
+        self.finish(publisher_tasks, receiver_tasks).await
     }
 }
 

@@ -234,13 +234,9 @@ async fn await_acks(
     let _ = done.changed().await;
 }
 
-/// What a receiving client does with the messages it pulls.
-enum Role {
-    /// Counts them (subscribers; requesters counting their echoes, `only` their own).
-    Count { only: Option<u32> },
-    /// Echoes each one to the requester's reply subject (`reqrep` responders).
-    Echo(Names),
-}
+/// What a receiving client does with the messages it pulls: count them, or echo each one to the
+/// requester's reply subject (`reqrep` responders).
+type Role = crate::harness::Role<Names>;
 
 /// One run over NATS JetStream (see the module docs for the mapping).
 pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
@@ -263,8 +259,15 @@ pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
         .await
         .map_err(|e| err(format!("create stream {stream_name}"), e))?;
     let metrics = async {
-        let (publishers, receivers) = run_on_stream(cfg, &broker, &mut h, &admin, &names).await?;
-        h.finish(publishers, receivers).await
+        let (receivers, sinks) = run_on_stream(cfg, &broker, &mut h, &admin, &names).await?;
+        h.launch(
+            receivers,
+            sinks,
+            |(js, messages, subject, role), tally, counter, done| {
+                receive(js, messages, subject, role, tally, counter, done)
+            },
+        )
+        .await
     }
     .await;
     // Best effort: the stream holds the run's messages in the server's memory.
@@ -272,19 +275,20 @@ pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
     metrics
 }
 
-type Tasks = (
-    Vec<tokio::task::JoinHandle<()>>,
-    Vec<tokio::task::JoinHandle<Result<Tally, BenchError>>>,
-);
+/// A receiving client: its context, its pull stream, the subject it expects, its role.
+type Receiver = (Context, consumer::pull::Stream, String, Role);
 
-/// Creates the consumers, connects every client, starts the clock and spawns the tasks.
+/// Every receiver (and whether it counts) and every publisher of a run.
+type Clients = (Vec<(Receiver, bool)>, Vec<JetStreamSink>);
+
+/// Creates the consumers and connects every client, each publisher with its PubAck task.
 async fn run_on_stream(
     cfg: &RunConfig,
     broker: &BrokerUrl,
     h: &mut Harness,
     admin: &Context,
     names: &Names,
-) -> Result<Tasks, BenchError> {
+) -> Result<Clients, BenchError> {
     let p = h.params.clone();
     let scenario = p.scenario;
     let stream_name = names.stream();
@@ -321,26 +325,25 @@ async fn run_on_stream(
     }
 
     let confirms = h.confirms();
-    h.start();
-    let mut receiver_tasks = Vec::new();
-    for (js, messages, subject, role) in receivers {
-        let tally = h.tally(matches!(role, Role::Count { .. }))?;
-        let task = receive(js, messages, subject, role, tally, h.counter(), h.done());
-        receiver_tasks.push(tokio::spawn(task));
-    }
-    let mut publisher_tasks = Vec::new();
-    for (i, (js, subject)) in sinks.into_iter().enumerate() {
+    let mut publishers = Vec::new();
+    for (js, subject) in sinks {
         let (tx, rx) = mpsc::channel(ACK_QUEUE);
         tokio::spawn(await_acks(js.clone(), rx, confirms.clone(), h.done()));
-        let sink = JetStreamSink {
+        publishers.push(JetStreamSink {
             js,
             subject: Subject::from(subject),
             size: p.size,
             acks: tx,
-        };
-        publisher_tasks.push(h.spawn_publisher(i, sink));
+        });
     }
-    Ok((publisher_tasks, receiver_tasks))
+    let receivers = receivers
+        .into_iter()
+        .map(|r| {
+            let counting = r.3.counts();
+            (r, counting)
+        })
+        .collect();
+    Ok((receivers, publishers))
 }
 
 /// One receiving client's pull loop, until the run is done or the connection ends.
@@ -389,8 +392,8 @@ async fn receive(
                     break;
                 }
             }
-            Role::Count { only } => {
-                if only.is_some_and(|o| o != stamp.publisher) {
+            Role::Count { .. } => {
+                if role.skips(&stamp) {
                     tally.ignored += 1;
                 } else {
                     counter.count(&mut tally, stamp);

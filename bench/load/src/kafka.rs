@@ -307,17 +307,16 @@ async fn produce(
     let _ = done.changed().await;
 }
 
-/// What a receiving client does with the records it fetches.
-enum Role {
-    /// Counts them (subscribers; requesters counting their echoes, `only` their own).
-    Count { only: Option<u32> },
-    /// Echoes each to its requester's reply topic: one partition client per publisher, and at
-    /// most `per_request` records per produce.
-    Echo {
-        replies: Vec<PartitionClient>,
-        per_request: usize,
-    },
+/// Where a responder echoes: its requesters' reply topics, one partition client per publisher,
+/// and at most `per_request` records per produce.
+struct Replies {
+    replies: Vec<PartitionClient>,
+    per_request: usize,
 }
+
+/// What a receiving client does with the records it fetches: count them, or echo each one to its
+/// requester's reply topic (`reqrep` responders).
+type Role = crate::harness::Role<Replies>;
 
 /// One run over the Kafka protocol (see the module docs for the mapping).
 pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
@@ -340,8 +339,15 @@ pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
                 .map_err(|e| BenchError::Protocol(format!("Kafka create topic {topic}: {e}")))?;
             created.push(topic);
         }
-        let (publishers, receivers) = connect_all(cfg, &broker, &mut h, &topics).await?;
-        h.finish(publishers, receivers).await
+        let (receivers, sinks) = connect_all(cfg, &broker, &mut h, &topics).await?;
+        h.launch(
+            receivers,
+            sinks,
+            |(partition, role), tally, counter, done| {
+                receive(partition, role, tally, counter, done)
+            },
+        )
+        .await
     }
     .await;
     // Best effort: the topics hold the run's records in the broker.
@@ -352,18 +358,16 @@ pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
     metrics
 }
 
-type Tasks = (
-    Vec<tokio::task::JoinHandle<()>>,
-    Vec<tokio::task::JoinHandle<Result<Tally, BenchError>>>,
-);
+/// Every receiver (its partition and role, and whether it counts) and every publisher of a run.
+type Clients = (Vec<((PartitionClient, Role), bool)>, Vec<KafkaSink>);
 
-/// Opens every client's partitions, starts the clock and spawns the tasks.
+/// Opens every client's partitions, each publisher with its producer task.
 async fn connect_all(
     cfg: &RunConfig,
     broker: &BrokerUrl,
     h: &mut Harness,
     topics: &Topics,
-) -> Result<Tasks, BenchError> {
+) -> Result<Clients, BenchError> {
     let p = h.params.clone();
     let scenario = p.scenario;
     let mut receivers = Vec::new();
@@ -374,10 +378,10 @@ async fn connect_all(
             for i in 0..p.publishers {
                 replies.push(open(&cfg.url, broker, &topics.reply(i)).await?);
             }
-            Role::Echo {
+            Role::Echo(Replies {
                 replies,
                 per_request: records_per_request(p.size),
-            }
+            })
         } else {
             Role::Count { only: None }
         };
@@ -394,15 +398,8 @@ async fn connect_all(
     }
 
     let confirms = h.confirms();
-    h.start();
-    let mut receiver_tasks = Vec::new();
-    for (partition, role) in receivers {
-        let tally = h.tally(matches!(role, Role::Count { .. }))?;
-        let task = receive(partition, role, tally, h.counter(), h.done());
-        receiver_tasks.push(tokio::spawn(task));
-    }
-    let mut publisher_tasks = Vec::new();
-    for (i, partition) in producers.into_iter().enumerate() {
+    let mut sinks = Vec::new();
+    for partition in producers {
         let per_request = records_per_request(p.size);
         let (tx, rx) = mpsc::channel(per_request);
         tokio::spawn(produce(
@@ -412,13 +409,19 @@ async fn connect_all(
             confirms.clone(),
             h.done(),
         ));
-        let sink = KafkaSink {
+        sinks.push(KafkaSink {
             records: tx,
             size: p.size,
-        };
-        publisher_tasks.push(h.spawn_publisher(i, sink));
+        });
     }
-    Ok((publisher_tasks, receiver_tasks))
+    let receivers = receivers
+        .into_iter()
+        .map(|(partition, role)| {
+            let counting = role.counts();
+            ((partition, role), counting)
+        })
+        .collect();
+    Ok((receivers, sinks))
 }
 
 /// One receiving client's fetch loop, from offset 0 until the run is done.
@@ -441,7 +444,7 @@ async fn receive(
             BenchError::Protocol(format!("Kafka fetch {topic}/{n} at offset {offset}: {e}"))
         })?;
         let mut echoes: Vec<Vec<Record>> = match &role {
-            Role::Echo { replies, .. } => replies.iter().map(|_| Vec::new()).collect(),
+            Role::Echo(Replies { replies, .. }) => replies.iter().map(|_| Vec::new()).collect(),
             Role::Count { .. } => Vec::new(),
         };
         for r in records {
@@ -452,20 +455,18 @@ async fn receive(
                 continue;
             };
             match &role {
-                Role::Echo { .. } => match echoes.get_mut(stamp.publisher as usize) {
+                Role::Echo(_) => match echoes.get_mut(stamp.publisher as usize) {
                     Some(batch) => batch.push(record(value)),
                     None => tally.ignored += 1,
                 },
-                Role::Count { only } if only.is_some_and(|o| o != stamp.publisher) => {
-                    tally.ignored += 1;
-                }
+                Role::Count { .. } if role.skips(&stamp) => tally.ignored += 1,
                 Role::Count { .. } => counter.count(&mut tally, stamp),
             }
         }
-        if let Role::Echo {
+        if let Role::Echo(Replies {
             replies,
             per_request,
-        } = &role
+        }) = &role
         {
             for (reply, mut records) in replies.iter().zip(echoes) {
                 while !records.is_empty() {

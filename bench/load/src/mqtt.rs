@@ -283,13 +283,9 @@ impl StampSink for MqttSink {
     }
 }
 
-/// What a receiving connection does with the messages on its topic.
-enum Role {
-    /// Counts them (subscribers; requesters counting their echoes, `only` their own).
-    Count { only: Option<u32> },
-    /// Echoes each one to the reply topic of the publisher in its stamp (`reqrep` responders).
-    Echo(Topics, QoS),
-}
+/// What a receiving connection does with the messages on its topic: count them, or echo each one
+/// to the reply topic of the publisher in its stamp, at this QoS (`reqrep` responders).
+type Role = crate::harness::Role<(Topics, QoS)>;
 
 /// One run over MQTT (see the module docs for the mapping).
 pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
@@ -310,7 +306,7 @@ pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
         conn.subscribe(&topics.filter(scenario, j), qos).await?;
         barrier(&mut conn, &topics.ready(j)).await?;
         let role = if scenario == Scenario::Reqrep {
-            Role::Echo(topics.clone(), qos)
+            Role::Echo((topics.clone(), qos))
         } else {
             Role::Count { only: None }
         };
@@ -337,25 +333,21 @@ pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
         });
     }
 
-    h.start();
-    let mut receiver_tasks = Vec::new();
-    for (conn, topic, role) in receivers {
-        let tally = h.tally(matches!(role, Role::Count { .. }))?;
-        receiver_tasks.push(tokio::spawn(receive(
-            conn,
-            topic,
-            role,
-            tally,
-            h.counter(),
-            h.done(),
-        )));
-    }
-    let publisher_tasks = sinks
+    let receivers = receivers
         .into_iter()
-        .enumerate()
-        .map(|(i, sink)| h.spawn_publisher(i, sink))
+        .map(|(conn, topic, role)| {
+            let counting = role.counts();
+            ((conn, topic, role), counting)
+        })
         .collect();
-    h.finish(publisher_tasks, receiver_tasks).await
+    h.launch(
+        receivers,
+        sinks,
+        |(conn, topic, role), tally, counter, done| {
+            receive(conn, topic, role, tally, counter, done)
+        },
+    )
+    .await
 }
 
 /// One receiving connection's loop, until the run is done or the connection ends.
@@ -386,7 +378,7 @@ async fn receive(
             }
         };
         match &role {
-            Role::Echo(topics, qos) => {
+            Role::Echo((topics, qos)) => {
                 let reply = topics.reply(stamp.publisher as usize);
                 // A broker that stops reading must not keep this task past the end of the run.
                 let sent = tokio::select! {
@@ -397,8 +389,8 @@ async fn receive(
                     break;
                 }
             }
-            Role::Count { only } => {
-                if only.is_some_and(|o| o != stamp.publisher) {
+            Role::Count { .. } => {
+                if role.skips(&stamp) {
                     tally.ignored += 1;
                     continue;
                 }

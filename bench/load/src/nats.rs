@@ -175,17 +175,13 @@ impl StampSink for NatsSink {
     }
 }
 
-/// What a receiving connection does with the messages of its subscription.
-enum Role {
-    /// Counts them (subscribers; requesters counting their echoes, `only` their own).
-    Count { only: Option<u32> },
-    /// Echoes each one to its reply subject (`reqrep` responders).
-    Echo(Client),
-}
+/// What a receiving connection does with the messages of its subscription: count them, or echo
+/// each one to its reply subject with this client (`reqrep` responders).
+type Role = crate::harness::Role<Client>;
 
 /// One run over NATS (see the module docs for the mapping).
 pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
-    let mut h = Harness::new(cfg)?;
+    let h = Harness::new(cfg)?;
     let p = h.params.clone();
     let scenario = p.scenario;
     let subjects = Subjects::new(&h.run_id);
@@ -235,25 +231,21 @@ pub async fn run(cfg: &RunConfig) -> Result<Metrics, BenchError> {
         });
     }
 
-    h.start();
-    let mut receiver_tasks = Vec::new();
-    for (sub, subject, role) in receivers {
-        let tally = h.tally(matches!(role, Role::Count { .. }))?;
-        receiver_tasks.push(tokio::spawn(receive(
-            sub,
-            subject,
-            role,
-            tally,
-            h.counter(),
-            h.done(),
-        )));
-    }
-    let publisher_tasks = sinks
+    let receivers = receivers
         .into_iter()
-        .enumerate()
-        .map(|(i, sink)| h.spawn_publisher(i, sink))
+        .map(|(sub, subject, role)| {
+            let counting = role.counts();
+            ((sub, subject, role), counting)
+        })
         .collect();
-    h.finish(publisher_tasks, receiver_tasks).await
+    h.launch(
+        receivers,
+        sinks,
+        |(sub, subject, role), tally, counter, done| {
+            receive(sub, subject, role, tally, counter, done)
+        },
+    )
+    .await
 }
 
 /// One subscription's loop, until the run is done or the connection ends.
@@ -297,8 +289,8 @@ async fn receive(
                     break;
                 }
             }
-            Role::Count { only } => {
-                if only.is_some_and(|o| o != stamp.publisher) {
+            Role::Count { .. } => {
+                if role.skips(&stamp) {
                     tally.ignored += 1;
                     continue;
                 }
