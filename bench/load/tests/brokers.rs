@@ -111,6 +111,20 @@ fn spawn(cmd: &mut Command, log: &Path) -> Child {
         .expect("broker starts")
 }
 
+/// Starts `cmd` (logging to `dir/log`), waits up to `secs` for `port`, and wraps the process.
+fn run_broker(name: &str, cmd: &mut Command, dir: PathBuf, port: u16, secs: u64) -> Broker {
+    let log = dir.join("log");
+    let mut child = spawn(cmd, &log);
+    wait_port(name, port, secs, &mut child, &log);
+    let pid = child.id();
+    Broker {
+        child,
+        pid,
+        extra: Vec::new(),
+        dir: Some(dir),
+    }
+}
+
 fn start_mosquitto() -> (Broker, u16) {
     let bin = binary(
         &["/usr/sbin/mosquitto"],
@@ -126,19 +140,9 @@ fn start_mosquitto() -> (Broker, u16) {
         ),
     )
     .expect("config");
-    let log = dir.join("log");
-    let mut child = spawn(Command::new(bin).arg("-c").arg(&conf), &log);
-    wait_port("mosquitto", port, 10, &mut child, &log);
-    let pid = child.id();
-    (
-        Broker {
-            child,
-            pid,
-            extra: Vec::new(),
-            dir: Some(dir),
-        },
-        port,
-    )
+    let mut cmd = Command::new(bin);
+    cmd.arg("-c").arg(&conf);
+    (run_broker("mosquitto", &mut cmd, dir, port, 10), port)
 }
 
 fn start_jetstream() -> (Broker, u16) {
@@ -148,24 +152,10 @@ fn start_jetstream() -> (Broker, u16) {
     );
     let dir = scratch("jetstream");
     let port = free_port();
-    let log = dir.join("log");
-    let mut child = spawn(
-        Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.join("store")),
-        &log,
-    );
-    wait_port("nats-server -js", port, 10, &mut child, &log);
-    let pid = child.id();
-    (
-        Broker {
-            child,
-            pid,
-            extra: Vec::new(),
-            dir: Some(dir),
-        },
-        port,
-    )
+    let mut cmd = Command::new(bin);
+    cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir.join("store"));
+    (run_broker("nats-server -js", &mut cmd, dir, port, 10), port)
 }
 
 fn start_tansu() -> (Broker, u16) {
@@ -183,30 +173,17 @@ fn start_tansu() -> (Broker, u16) {
     let dir = scratch("tansu");
     let port = free_port();
     let url = format!("tcp://127.0.0.1:{port}");
-    let log = dir.join("log");
-    let mut child = spawn(
-        Command::new(bin).args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]),
-        &log,
-    );
-    wait_port("tansu", port, 10, &mut child, &log);
-    let pid = child.id();
-    (
-        Broker {
-            child,
-            pid,
-            extra: Vec::new(),
-            dir: Some(dir),
-        },
-        port,
-    )
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "broker",
+        "--listener-url",
+        &url,
+        "--advertised-listener-url",
+        &url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]);
+    (run_broker("tansu", &mut cmd, dir, port, 10), port)
 }
 
 fn start_rabbitmq() -> (Broker, u16) {
@@ -225,24 +202,21 @@ fn start_rabbitmq() -> (Broker, u16) {
     )
     .expect("config");
     std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("plugins");
-    let log = dir.join("log");
-    let mut child = spawn(
-        Command::new(bin)
-            .env("HOME", &dir)
-            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
-            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
-            .env("RABBITMQ_LOG_BASE", &dir)
-            .env(
-                "RABBITMQ_NODENAME",
-                format!("slimbenchtest{port}@localhost"),
-            )
-            .env("RABBITMQ_DIST_PORT", dist.to_string())
-            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
-            .env("ERL_EPMD_PORT", epmd.to_string()),
-        &log,
-    );
-    wait_port("rabbitmq-server", port, 90, &mut child, &log);
+    let mut cmd = Command::new(bin);
+    cmd.env("HOME", &dir)
+        .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
+        .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+        .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+        .env("RABBITMQ_LOG_BASE", &dir)
+        .env(
+            "RABBITMQ_NODENAME",
+            format!("slimbenchtest{port}@localhost"),
+        )
+        .env("RABBITMQ_DIST_PORT", dist.to_string())
+        .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+        .env("ERL_EPMD_PORT", epmd.to_string());
+    let home = dir.display().to_string();
+    let mut broker = run_broker("rabbitmq-server", &mut cmd, dir, port, 90);
     // The Erlang VM is a child of the script; it and epmd are found by what they hold.
     let pgrep = |pattern: &str| -> Vec<u32> {
         Command::new("pgrep")
@@ -256,31 +230,23 @@ fn start_rabbitmq() -> (Broker, u16) {
             })
             .unwrap_or_default()
     };
-    let beam = pgrep(&format!("beam.smp.*-home {}", dir.display()));
-    let pid = *beam.first().expect("RabbitMQ's Erlang VM (beam.smp) runs");
-    let mut extra = beam;
+    let beam = pgrep(&format!("beam.smp.*-home {home}"));
+    broker.pid = *beam.first().expect("RabbitMQ's Erlang VM (beam.smp) runs");
+    broker.extra = beam;
     let ss = Command::new("ss")
         .args(["-ltnpH", &format!("( sport = :{epmd} )")])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    extra.extend(
+    broker.extra.extend(
         ss.split("pid=")
             .skip(1)
             .filter_map(|s| s.split(',').next()?.parse::<u32>().ok()),
     );
-    (
-        Broker {
-            child,
-            pid,
-            extra,
-            dir: Some(dir),
-        },
-        port,
-    )
+    (broker, port)
 }
 
-/// Runs `scenario` against `url` and checks the accounting; returns the round.
+/// Runs `scenario` against `url` and checks the accounting.
 async fn check(
     url: &str,
     pid: u32,
