@@ -79,8 +79,11 @@ def losses(sid):
         return "n/m"
     lost = sum(r["lost"] for d in docs for r in d["rounds"])
     dup = sum(r["duplicates"] for d in docs for r in d["rounds"])
-    unconf = sum(r.get("unconfirmed") or 0 for d in docs for r in d["rounds"])
     runs = sum(len(d["rounds"]) for d in docs)
+    acked = any("confirmed" in r for d in docs for r in d["rounds"])
+    if not acked:
+        return f"{lost} lost, {dup} duplicated in {runs} runs"
+    unconf = sum(r.get("unconfirmed") or 0 for d in docs for r in d["rounds"])
     return f"{lost} lost, {dup} duplicated, {unconf} unacknowledged in {runs} runs"
 sess = {sid: load(f"{sid}-session.json") for sid in ["slim-relay", "slim-node"]}
 def session_cell(sid):
