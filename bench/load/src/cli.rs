@@ -1,7 +1,7 @@
 //! The command line: `run`, `vs`, `compare`, `null-relay`, `session`, `revocation`,
 //! `revocation-epoch` and `soak`.
 
-use std::io::Write;
+use std::io::{IsTerminal as _, Write};
 use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
@@ -842,7 +842,10 @@ fn warn_loss(out: &mut dyn Write, runs: &[&Metrics]) -> std::io::Result<i32> {
     for m in runs {
         if let Some(w) = loss_warning(m) {
             writeln!(out, "{w}")?;
-            eprintln!("{w}");
+            // Also on stderr when stdout goes elsewhere (a file, a pipe), not twice on a terminal.
+            if !std::io::stdout().is_terminal() {
+                eprintln!("{w}");
+            }
             code = 1;
         }
     }
