@@ -7,8 +7,8 @@
 #   bench/seed.sh [OUT]     OUT: where the JSON results, plots and table go (bench/results/seed)
 #
 # Environment: ROUNDS (default 3) rounds per system and scenario, RATE (default 2000) msgs/s of
-# the fixed-rate latency runs (the same for every system), MSGS_P2P (50000), MSGS_BIG (5000),
-# MSGS_FAN (5000), MSGS_RR (10000), MSGS_SESSION (20000).
+# the fixed-rate latency runs (the same for every system), MSGS_P2P (100000), MSGS_BIG (10000),
+# MSGS_FAN (20000), MSGS_RR (20000), MSGS_SESSION (20000).
 #
 # Brokers come from bench/peers.sh start seed (installed from Debian and PyPI, see
 # bench/SEED.md), pinned to core 0; the generator runs on core 1. They are stopped when this
@@ -21,10 +21,10 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 RATE=${RATE:-2000}
-MSGS_P2P=${MSGS_P2P:-50000}
-MSGS_BIG=${MSGS_BIG:-5000}
-MSGS_FAN=${MSGS_FAN:-5000}
-MSGS_RR=${MSGS_RR:-10000}
+MSGS_P2P=${MSGS_P2P:-100000}
+MSGS_BIG=${MSGS_BIG:-10000}
+MSGS_FAN=${MSGS_FAN:-20000}
+MSGS_RR=${MSGS_RR:-20000}
 MSGS_SESSION=${MSGS_SESSION:-20000}
 TARGET=${CARGO_TARGET_DIR:-target}
 BENCH=$TARGET/release/slim-bench
