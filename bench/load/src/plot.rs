@@ -89,10 +89,19 @@ impl Axis {
     }
 }
 
-/// Colours of the series, in order (colour-blind friendly, Okabe–Ito).
-pub const PALETTE: [&str; 8] = [
+/// Colours of the series, in order: Okabe–Ito's eight (colour-blind friendly), then four of
+/// Paul Tol's that none of them resembles, so the seed comparison's ten systems (bench/SEED.md)
+/// never share a colour.
+pub const PALETTE: [&str; 12] = [
     "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
+    "#882255", "#117733", "#999933", "#661100",
 ];
+
+/// Rough width in pixels of `text` at `px` font size (sans-serif averages under 0.62 em per
+/// character): enough to keep a title or a legend line inside the picture.
+fn text_width(text: &str, px: f64) -> f64 {
+    text.chars().count() as f64 * px * 0.62
+}
 
 /// One bar per group for one system.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,8 +166,8 @@ pub fn collect(docs: &[ResultFile], metric: &str) -> (Vec<String>, Vec<Series>) 
     (groups, series)
 }
 
-/// A grouped bar chart: `groups` along x, one bar per series in each, the value above each bar
-/// ("n/m" where a series has no value), and a legend naming every series.
+/// A grouped bar chart: `groups` along x, one bar per series in each (its value as the bar's
+/// tooltip, "n/m" where a series has no value), and a legend naming every series.
 pub fn grouped_bars(title: &str, groups: &[String], series: &[Series], log: bool) -> String {
     let values: Vec<f64> = series
         .iter()
@@ -177,8 +186,17 @@ pub fn grouped_bars(title: &str, groups: &[String], series: &[Series], log: bool
         Axis::linear(max)
     };
     let bar_w = 16.0;
-    let group_w = (bar_w * series.len() as f64 + 24.0).max(90.0);
     let (x0, top, plot_h) = (80.0, 60.0 + 18.0 * series.len() as f64, 300.0);
+    // Groups widen (bars stay put, centred) until the title and every legend line fit.
+    let legend_w = series
+        .iter()
+        .map(|sr| 18.0 + text_width(&sr.name, 12.0))
+        .fold(0.0, f64::max);
+    let needed = text_width(title, 12.0).max(legend_w);
+    let bars_w = bar_w * series.len() as f64;
+    let group_w = (bars_w + 24.0)
+        .max(90.0)
+        .max(needed / groups.len().max(1) as f64);
     let w = x0 + group_w * groups.len() as f64 + 20.0;
     let h = top + plot_h + 70.0;
     let mut s = String::new();
@@ -207,7 +225,7 @@ pub fn grouped_bars(title: &str, groups: &[String], series: &[Series], log: bool
     axis.draw(&mut s, x0, top, pw, plot_h);
     let bottom = top + plot_h;
     for (gi, g) in groups.iter().enumerate() {
-        let gx = x0 + group_w * gi as f64 + 12.0;
+        let gx = x0 + group_w * gi as f64 + (group_w - bars_w) / 2.0;
         for (si, sr) in series.iter().enumerate() {
             let x = gx + bar_w * si as f64;
             match sr.values.get(gi).copied().flatten() {
@@ -238,7 +256,7 @@ pub fn grouped_bars(title: &str, groups: &[String], series: &[Series], log: bool
         let _ = writeln!(
             s,
             r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{}</text>"#,
-            gx + group_w / 2.0 - 12.0,
+            x0 + group_w * (gi as f64 + 0.5),
             bottom + 18.0,
             xml(g)
         );
@@ -323,5 +341,57 @@ mod tests {
         assert!(svg.contains("n/m"));
         assert!(svg.contains(">100,000<"));
         assert!(!svg.contains("127.0.0.1"));
+    }
+
+    /// The width the `<svg>` element declares.
+    fn svg_width(svg: &str) -> f64 {
+        let rest = svg.split("width=\"").nth(1).expect("width");
+        rest.split('"')
+            .next()
+            .and_then(|w| w.parse().ok())
+            .expect("a number")
+    }
+
+    #[test]
+    fn ten_systems_get_ten_colours() {
+        let series: Vec<Series> = (0..10)
+            .map(|i| Series {
+                name: format!("system {i}"),
+                values: vec![Some(1.0 + i as f64)],
+            })
+            .collect();
+        let svg = grouped_bars("p99", &["p2p".into()], &series, false);
+        let fills: std::collections::HashSet<&str> = svg
+            .split("fill=\"")
+            .skip(1)
+            .filter_map(|f| f.split('"').next())
+            .filter(|f| PALETTE.contains(f))
+            .collect();
+        assert_eq!(fills.len(), 10, "{fills:?}");
+    }
+
+    #[test]
+    fn one_group_is_wide_enough_for_its_title() {
+        let title = "p99 latency at 2000 msgs/s, µs (log scale, lower is better)";
+        let series = vec![Series {
+            name: "Kafka protocol (Tansu 0.6.0)".into(),
+            values: vec![Some(5_000.0)],
+        }];
+        let svg = grouped_bars(title, &["p2p 128 B".into()], &series, true);
+        assert!(
+            svg_width(&svg) >= 80.0 + text_width(title, 12.0),
+            "{}",
+            svg_width(&svg)
+        );
+        // Wide titles do not change charts that were wide enough already.
+        let many = vec![String::from("a group"); 4];
+        let series = vec![Series {
+            name: "x".into(),
+            values: vec![Some(1.0); 4],
+        }];
+        assert_eq!(
+            svg_width(&grouped_bars("t", &many, &series, false)),
+            80.0 + 4.0 * 90.0 + 20.0
+        );
     }
 }
