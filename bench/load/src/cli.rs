@@ -837,13 +837,34 @@ fn print_vs(
 }
 
 /// Prints the loss verdict; returns the exit code (1 if any run lost or duplicated).
+/// Whether stderr shows what stdout shows: stdout is a terminal, or both are one file
+/// (`> log 2>&1`). Then a warning written to stdout needs no second copy on stderr.
+fn stderr_is_stdout() -> bool {
+    if std::io::stdout().is_terminal() {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd as _;
+        use std::os::unix::fs::MetadataExt as _;
+        let id = |fd: std::io::Result<std::os::fd::OwnedFd>| {
+            let meta = std::fs::File::from(fd.ok()?).metadata().ok()?;
+            Some((meta.dev(), meta.ino()))
+        };
+        let out = id(std::io::stdout().as_fd().try_clone_to_owned());
+        out.is_some() && out == id(std::io::stderr().as_fd().try_clone_to_owned())
+    }
+    #[cfg(not(unix))]
+    false
+}
+
 fn warn_loss(out: &mut dyn Write, runs: &[&Metrics]) -> std::io::Result<i32> {
     let mut code = 0;
     for m in runs {
         if let Some(w) = loss_warning(m) {
             writeln!(out, "{w}")?;
-            // Also on stderr when stdout goes elsewhere (a file, a pipe), not twice on a terminal.
-            if !std::io::stdout().is_terminal() {
+            // Also on stderr when stdout goes elsewhere (a file, a pipe), not twice to one place.
+            if !stderr_is_stdout() {
                 eprintln!("{w}");
             }
             code = 1;
