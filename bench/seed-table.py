@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Writes the tables of bench/SEED.md from the JSON results of bench/seed.sh.
 
-    bench/seed-table.py OUT RATE ROUNDS SEED_MD
+    bench/seed-table.py OUT RATE ROUNDS SEED_MD     (SEED_MD "-": write OUT only)
 
 Reads OUT/<system>-<scenario>.json (slim-bench/result/v1) and OUT/<node>-session.json, writes
 OUT/table.md (every system, every scenario) and OUT/claims.md (the seed's claims beside what
-was measured), and replaces the blocks between the seed:table and seed:claims markers of
-SEED_MD. Every number comes from the files; nothing is typed in by hand.
+was measured), and replaces the blocks between the seed:table, seed:claims and seed:log markers
+of SEED_MD (seed:log: OUT/<system>-log-<n>.json, the log-based systems at growing lengths).
+Every number comes from the files; nothing is typed in by hand.
 """
 import json, os, sys
 out, rate, rounds, seed_md = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
@@ -67,7 +68,12 @@ def val(sid, s, key):
     t = target(load(f"{sid}-{s}.json"))
     return t["summary"].get(key) if t else None
 def wire(sid):
-    return num(val(sid, "p2p-128", "wire_bytes_per_msg"), " B")
+    # p2p is two hops (publisher to broker, broker to subscriber): half the bytes per hop, less
+    # the 128 B payload, is what the protocol adds to one message on one connection.
+    w = val(sid, "p2p-128", "wire_bytes_per_msg")
+    if w is None:
+        return "n/m"
+    return f"{num(w, ' B')} ({w / 2 - 128:,.0f} B per hop besides the payload)"
 def tput(sid, s="p2p-128"):
     return num(val(sid, s, "msgs_per_s"))
 def lat(sid):
@@ -103,30 +109,52 @@ claims = [
     f"| QoS / Delivery | MQTT | QoS 0 (at-most-once), 1, 2 (exactly-once) | QoS 0: {losses('mqtt-qos0')}; QoS 1: {losses('mqtt-qos1')}; QoS 2: {losses('mqtt-qos2')}. msgs/s {tput('mqtt-qos0')} / {tput('mqtt-qos1')} / {tput('mqtt-qos2')} |",
     f"| | NATS | At-most-once (core), at-least-once with JetStream | core: {losses('nats')}; JetStream: {losses('jetstream')}. msgs/s {tput('nats')} / {tput('jetstream')} |",
     f"| | AMQP | At-least-once | transient: {losses('amqp')}; confirms: {losses('amqp-confirm')}. msgs/s {tput('amqp')} / {tput('amqp-confirm')} |",
-    f"| | Kafka | At-least-once default | {losses('kafka')}; {tput('kafka')} msgs/s |",
+    f"| | Kafka | At-least-once default | {losses('kafka')}; {tput('kafka')} msgs/s (Tansu, memory storage; see *Stream length*) |",
     f"| | SLIM | Fire&forget (at-most-once); reliable (exactly-once) | fire-and-forget through the node: {losses('slim-node')}, {tput('slim-node')} msgs/s; reliable session: {session_cell('slim-node')} (node), {session_cell('slim-relay')} (slim-relay) |",
     f"| Latency (prose) | Kafka | \"may introduce latency through their log-based architecture\" | p50 / p99 at {int(float(rate)):,} msgs/s: {lat('kafka')} (Tansu) against {lat('nats')} NATS core, {lat('mqtt-qos0')} mosquitto QoS 0, {lat('amqp')} RabbitMQ, {lat('slim-node')} SLIM node |",
     f"| | SLIM | \"balances throughput and latency\" | SLIM node {tput('slim-node')} msgs/s, {lat('slim-node')}; slim-relay {tput('slim-relay')} msgs/s, {lat('slim-relay')} |",
     f"| Throughput (prose) | Kafka | \"excel at raw throughput\" | {tput('kafka')} msgs/s p2p, {tput('kafka', 'fanout16')} deliveries/s fan-out (Tansu; not Apache Kafka) |",
 ]
 claims_md = "\n".join(claims)
+
+# The log-based systems at growing stream lengths (OUT/<system>-log-<n>.json).
+lengths = sorted({int(f.rsplit("-", 1)[1][:-5]) for f in os.listdir(out)
+                  if "-log-" in f and f.endswith(".json") and f.rsplit("-", 1)[1][:-5].isdigit()})
+log_rows = []
+if lengths:
+    log_rows.append("| system | " + " | ".join(f"{n:,} records" for n in lengths) + " |")
+    log_rows.append("|---|" + "---|" * len(lengths))
+    for sid in ["jetstream", "kafka"]:
+        cells, name = [], None
+        for n in lengths:
+            t = target(load(f"{sid}-log-{n}.json"))
+            name = name or (t and t.get("system"))
+            cells.append(f"{num(t['summary'].get('msgs_per_s'))} msgs/s, "
+                         f"{num(t['summary'].get('target_cpu_us_per_msg'))} µs CPU/msg" if t else "n/m")
+        if name:
+            log_rows.append(f"| {name} | " + " | ".join(cells) + " |")
+log_md = "\n".join(log_rows) if lengths else "Not measured: LOG_LENGTHS was empty."
 open(os.path.join(out, "claims.md"), "w").write(claims_md + "\n")
 if session:
     table += ("\n\nSLIM's strongest guarantee, a reliable point-to-point session (each message counted when "
               "the sender has the receiver's acknowledgement):\n\n| system | acknowledged msgs/s | lost/duplicated | failed |\n"
               "|---|---|---|---|\n" + "\n".join(session))
 open(os.path.join(out, "table.md"), "w").write(table + "\n")
-text = open(seed_md).read()
+open(os.path.join(out, "log.md"), "w").write(log_md + "\n")
+text = open(seed_md).read() if seed_md != "-" else ""
 note = f"\n<!-- written by bench/results.sh seed: {rounds} rounds each, medians; do not edit by hand -->\n"
-for marker, block in [("table", table), ("claims", claims_md)]:
+for marker, block in [("table", table), ("claims", claims_md), ("log", log_md)]:
     begin, end = f"<!-- seed:{marker}:begin -->", f"<!-- seed:{marker}:end -->"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
         text = head + begin + note + block + "\n" + end + tail
-    else:
+    elif seed_md != "-":
         print(f"warning: {seed_md} has no seed:{marker} markers; see {out}/{marker}.md", file=sys.stderr)
-open(seed_md, "w").write(text)
+if seed_md != "-":
+    open(seed_md, "w").write(text)
 print(table)
 print()
 print(claims_md)
+print()
+print(log_md)
