@@ -129,8 +129,13 @@ if lengths:
         for n in lengths:
             t = target(load(f"{sid}-log-{n}.json"))
             name = name or (t and t.get("system"))
-            cells.append(f"{num(t['summary'].get('msgs_per_s'))} msgs/s, "
-                         f"{num(t['summary'].get('target_cpu_us_per_msg'))} µs CPU/msg" if t else "n/m")
+            cell = "n/m"
+            if t:
+                cell = (f"{num(t['summary'].get('msgs_per_s'))} msgs/s, "
+                        f"{num(t['summary'].get('target_cpu_us_per_msg'))} µs CPU/msg")
+                if loss(t) != "0/0":
+                    cell += f"; lost/duplicated {loss(t)} over {len(t['rounds'])} rounds"
+            cells.append(cell)
         if name:
             log_rows.append(f"| {name} | " + " | ".join(cells) + " |")
 log_md = "\n".join(log_rows) if lengths else "Not measured: LOG_LENGTHS was empty."
