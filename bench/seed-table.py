@@ -9,7 +9,7 @@ was measured), and replaces the blocks between the seed:table, seed:claims and s
 of SEED_MD (seed:log: OUT/<system>-log-<n>.json, the log-based systems at growing lengths).
 Every number comes from the files; nothing is typed in by hand.
 """
-import json, os, sys
+import json, os, re, sys
 out, rate, rounds, seed_md = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 systems = ["slim-relay", "slim-node", "nats", "jetstream", "mqtt-qos0", "mqtt-qos1", "mqtt-qos2",
            "amqp", "amqp-confirm", "kafka"]
@@ -118,8 +118,7 @@ claims = [
 claims_md = "\n".join(claims)
 
 # The log-based systems at growing stream lengths (OUT/<system>-log-<n>.json).
-lengths = sorted({int(f.rsplit("-", 1)[1][:-5]) for f in os.listdir(out)
-                  if "-log-" in f and f.endswith(".json") and f.rsplit("-", 1)[1][:-5].isdigit()})
+lengths = sorted({int(m.group(1)) for f in os.listdir(out) if (m := re.fullmatch(r".+-log-(\d+)\.json", f))})
 log_rows = []
 if lengths:
     log_rows.append("| system | " + " | ".join(f"{n:,} records" for n in lengths) + " |")

@@ -79,8 +79,6 @@ SYSTEMS=(
   "amqp-confirm|RabbitMQ $V_RABBIT confirms|$AMQP_URL?confirm=true|$AMQP_BEAM_PID|yes"
   "kafka|Kafka protocol (Tansu $V_TANSU, memory)|$KAFKA_URL|$KAFKA_PID|yes"
 )
-# The log-based systems, measured at growing stream lengths too.
-LOG_SYSTEMS=("${SYSTEMS[3]}" "${SYSTEMS[9]}")
 # id | slim-bench run flags
 SCENARIOS=(
   "p2p-128|--scenario p2p --size 128 --msgs $MSGS_P2P"
@@ -93,51 +91,54 @@ SCENARIOS=(
 FAILED=() # no result: the run stopped with an error
 BROKEN=() # a result that loses or duplicates where the system's guarantee says it does not
 LOSSY=()  # loss or duplicates where the guarantee allows them
-[ "$PLOTS_ONLY" = 1 ] && SCENARIOS=() LOG_LENGTHS="" NODES=() || NODES=("slim-relay|${SLIM_RELAY_URL:-}" "slim-node|${SLIM_NODE_URL:-}")
-for scenario in "${SCENARIOS[@]}"; do
-  IFS='|' read -r sid flags <<<"$scenario"
-  for system in "${SYSTEMS[@]}"; do
-    IFS='|' read -r id name url pid promise <<<"$system"
-    file="$OUT/$id-$sid.json"
-    rm -f "$file" # never read a previous run's file as this one's
-    echo "== $sid: $name"
-    status=0
-    # shellcheck disable=SC2086 # flags are words
-    taskset -c 1 "$BENCH" run --quiet --rounds "$ROUNDS" --target "$url" --target-pid "$pid" \
-      --system "$name" $flags --json "$file" || status=$?
-    if [ "$status" -eq 1 ]; then
-      # Loss or duplicates: a finding where the guarantee promises none, a figure otherwise.
-      if [ "$promise" = yes ]; then BROKEN+=("$id-$sid"); else LOSSY+=("$id-$sid"); fi
-    elif [ "$status" -ne 0 ]; then
-      FAILED+=("$id-$sid (exit $status)")
-    fi
-  done
-done
 
-# The log-based systems (JetStream, Tansu) at growing lengths (one run is one new stream or
-# topic): whether a stream's length changes its speed, which one p2p row cannot tell.
-[ "$PLOTS_ONLY" = 1 ] || rm -f "$OUT"/*-log-*.json # only this run's lengths go into the table
-for n in $LOG_LENGTHS; do
-  for system in "${LOG_SYSTEMS[@]}"; do
-    IFS='|' read -r id name url pid _ <<<"$system"
-    file="$OUT/$id-log-$n.json"
-    rm -f "$file"
-    echo "== log of $n records: $name"
-    status=0
-    taskset -c 1 "$BENCH" run --quiet --rounds "$ROUNDS" --target "$url" --target-pid "$pid" \
-      --system "$name" --scenario p2p --size 128 --msgs "$n" --json "$file" || status=$?
-    if [ "$status" -eq 1 ]; then BROKEN+=("$id-log-$n"); elif [ "$status" -ne 0 ]; then FAILED+=("$id-log-$n (exit $status)"); fi
-  done
-done
+# measure KEY SYSTEM RUN-FLAGS...: one `slim-bench run` of SYSTEM (an entry of SYSTEMS) into
+# OUT/<id>-KEY.json, its outcome filed under FAILED, BROKEN or LOSSY.
+measure() {
+  local key=$1 id name url pid promise status=0
+  IFS='|' read -r id name url pid promise <<<"$2"
+  shift 2
+  rm -f "$OUT/$id-$key.json" # never read a previous run's file as this one's
+  taskset -c 1 "$BENCH" run --quiet --rounds "$ROUNDS" --target "$url" --target-pid "$pid" \
+    --system "$name" "$@" --json "$OUT/$id-$key.json" || status=$?
+  if [ "$status" -eq 1 ]; then
+    # Loss or duplicates: a finding where the guarantee promises none, a figure otherwise.
+    if [ "$promise" = yes ]; then BROKEN+=("$id-$key"); else LOSSY+=("$id-$key"); fi
+  elif [ "$status" -ne 0 ]; then
+    FAILED+=("$id-$key (exit $status)")
+  fi
+}
 
-# SLIM's strongest guarantee: a reliable session of the reference client through each node.
-for node in "${NODES[@]}"; do
-  IFS='|' read -r id url <<<"$node"
-  echo "== reliable session: $id"
-  rm -f "$OUT/$id-session.json"
-  taskset -c 1 "$BENCH" session --target "$url" --msgs "$MSGS_SESSION" --size 128 \
-    --json "$OUT/$id-session.json" || FAILED+=("$id-session")
-done
+if [ "$PLOTS_ONLY" != 1 ]; then
+  for scenario in "${SCENARIOS[@]}"; do
+    IFS='|' read -r sid flags <<<"$scenario"
+    for system in "${SYSTEMS[@]}"; do
+      echo "== $sid: $(cut -d'|' -f2 <<<"$system")"
+      # shellcheck disable=SC2086 # flags are words
+      measure "$sid" "$system" $flags
+    done
+  done
+
+  # The log-based systems (JetStream, Tansu) at growing lengths (one run is one new stream or
+  # topic): whether a stream's length changes its speed, which one p2p row cannot tell.
+  rm -f "$OUT"/*-log-*.json # only this run's lengths go into the table
+  for n in $LOG_LENGTHS; do
+    for system in "${SYSTEMS[@]}"; do
+      case ${system%%|*} in jetstream | kafka) ;; *) continue ;; esac
+      echo "== log of $n records: $(cut -d'|' -f2 <<<"$system")"
+      measure "log-$n" "$system" --scenario p2p --size 128 --msgs "$n"
+    done
+  done
+
+  # SLIM's strongest guarantee: a reliable session of the reference client through each node.
+  for node in "slim-relay|$SLIM_RELAY_URL" "slim-node|$SLIM_NODE_URL"; do
+    IFS='|' read -r id url <<<"$node"
+    echo "== reliable session: $id"
+    rm -f "$OUT/$id-session.json"
+    taskset -c 1 "$BENCH" session --target "$url" --msgs "$MSGS_SESSION" --size 128 \
+      --json "$OUT/$id-session.json" || FAILED+=("$id-session")
+  done
+fi
 
 echo "== plots"
 plot() { # plot OUT.svg METRIC TITLE [--log] FILES...

@@ -836,7 +836,6 @@ fn print_vs(
     Ok(())
 }
 
-/// Prints the loss verdict; returns the exit code (1 if any run lost or duplicated).
 /// Whether stderr shows what stdout shows: stdout is a terminal, or both are one file
 /// (`> log 2>&1`). Then a warning written to stdout needs no second copy on stderr.
 fn stderr_is_stdout() -> bool {
@@ -858,6 +857,7 @@ fn stderr_is_stdout() -> bool {
     false
 }
 
+/// Prints the loss verdict; returns the exit code (1 if any run lost or duplicated).
 fn warn_loss(out: &mut dyn Write, runs: &[&Metrics]) -> std::io::Result<i32> {
     let mut code = 0;
     for m in runs {
